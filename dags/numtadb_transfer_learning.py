@@ -1,0 +1,131 @@
+"""
+### NumtaDB transfer learning
+
+Bengali handwritten digits: validate the input with Great Expectations, draw a stratified
+sample, featurize it with a pretrained Keras CNN inside Spark, train a Spark MLlib logistic
+regression, evaluate it and promote it only through the gate.
+
+Every task is a `SparkSubmitOperator` running `spark_jobs/<task id>.py`; tasks pass data only
+through S3, under `runs/<run id>/<task id>/`. A rejected candidate ends the run green with
+`gate.promoted = false` in `metrics.json`; bad input fails the run at `validate`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param
+
+from numtaflow.config import BACKBONES, LR_PRESETS, Settings
+from numtaflow.spark import s3a_jar_paths, spark_conf
+
+JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
+SETTINGS = Settings.from_env()
+
+STEP_DOCS = {
+    "validate": "Great Expectations suites over both inputs (files present, labels 0-9, images decode, "
+    "CSV and files agree, enough images per class). Writes `report.json` / `report.html`; fails naming "
+    "the expectations and example files.",
+    "sample": "Exactly `per_class` images per class from the training input (seeded, reproducible) and "
+    "an independent evaluation set of `eval_per_class` per class.",
+    "featurize": "Pretrained CNN features (backbone, layers and image size from the settings) in batched "
+    "pandas UDFs; one model per Python worker.",
+    "train": "Exact per-class 80/20 split (seed 42) and Spark MLlib logistic regression on the 80%.",
+    "evaluate": "Accuracy, weighted F1/precision/recall, one-vs-rest ROC AUC, per-class report and "
+    "confusion matrices on the 20% split and the independent set; then the promotion gate.",
+}
+TIMEOUTS = {"validate": 30, "sample": 20, "featurize": 90, "train": 30, "evaluate": 20}
+
+
+def _param(value, kind, title, description, **schema):
+    return Param(value, type=kind, title=title, description=description, **schema)
+
+
+PARAMS = {
+    "train_input": _param(SETTINGS.train_input, "string", "Training input",
+                          "NumtaDB folder (CSV beside it), folder per class, or .zip; local path or s3:// URI.",
+                          minLength=1),
+    "eval_input": _param(SETTINGS.eval_input, "string", "Evaluation input",
+                         "Independent images for evaluation and the gate (same forms as the training input).",
+                         minLength=1),
+    "per_class": _param(SETTINGS.per_class, "integer", "Images per class",
+                        "Stratified training sample size per digit.", minimum=2, maximum=100000),
+    "eval_per_class": _param(SETTINGS.eval_per_class, "integer", "Evaluation images per class",
+                             "Size of the independent evaluation set per digit.", minimum=1, maximum=100000),
+    "seed": _param(SETTINGS.seed, "integer", "Sampling seed", "Same seed and input give the same sample.",
+                   minimum=0),
+    "backbone": _param(SETTINGS.backbone, "string", "Backbone", "Pretrained Keras CNN used as feature extractor.",
+                       enum=list(BACKBONES)),
+    "image_size": _param(SETTINGS.image_size, "integer", "Image size",
+                         "Pixels per side fed to the CNN; 0 uses the backbone's native size.", minimum=0,
+                         maximum=1024),
+    "feature_layers": _param(SETTINGS.feature_layers, "string", "Feature layers",
+                             "'auto', 'last', or comma-separated layer names to pool and concatenate."),
+    "lr_preset": _param(SETTINGS.lr_preset, "string", "Logistic regression preset",
+                        "tuned (default, chosen by CV inside samples), study (maxIter=5, regParam=0.03, "
+                        "elasticNetParam=0.5) or cv (cross-validate inside this run's training split).",
+                        enum=list(LR_PRESETS)),
+    "min_accuracy": _param(SETTINGS.min_accuracy, "number", "Gate: minimum accuracy",
+                           "Absolute accuracy the candidate needs on the evaluation set.", minimum=0, maximum=1),
+    "min_f1": _param(SETTINGS.min_f1, "number", "Gate: minimum F1", "Absolute weighted F1 needed.",
+                     minimum=0, maximum=1),
+    "max_regression": _param(SETTINGS.max_regression, "number", "Gate: tolerance",
+                             "Largest accuracy/F1 drop against the champion that still promotes.",
+                             minimum=0, maximum=1),
+}
+
+
+def _on_failure(context) -> None:
+    """One clear line in the task log naming the run, the task and where its outputs are."""
+    task_instance = context["task_instance"]
+    print(
+        f"numtaflow: task '{task_instance.task_id}' of run {context['run_id']} failed "
+        f"(try {task_instance.try_number}); its outputs under runs/<run id>/{task_instance.task_id}/ "
+        "are not committed and will be rewritten by a retry. Cause: see the lines above."
+    )
+
+
+with DAG(
+    dag_id="numtadb_transfer_learning",
+    description="Validate, sample, featurize (Keras CNN), train (MLlib LR), evaluate and gate NumtaDB digits",
+    doc_md=__doc__,
+    schedule=None if SETTINGS.schedule.lower() == "none" else SETTINGS.schedule,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=2,
+    params=PARAMS,
+    tags=["numtadb", "transfer-learning", "spark", "tensorflow"],
+    default_args={
+        "owner": "numtaflow",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+        "on_failure_callback": _on_failure,
+    },
+) as dag:
+    previous = None
+    for step, doc in STEP_DOCS.items():
+        task = SparkSubmitOperator(
+            task_id=step,
+            doc_md=doc,
+            application=str(JOBS / f"{step}.py"),
+            conn_id="spark_default",
+            conf=spark_conf(SETTINGS),
+            jars=",".join(s3a_jar_paths(SETTINGS)) or None,
+            packages=SETTINGS.spark_packages or None,
+            name=f"numtaflow-{step}",
+            application_args=[
+                "--run-id", "{{ run_id }}",
+                "--settings-json", "{{ params | tojson }}",
+                "--logical-date", "{{ logical_date.isoformat() if logical_date else '' }}",
+                "--run-type", "{{ dag_run.run_type }}",
+            ],
+            execution_timeout=timedelta(minutes=TIMEOUTS[step]),
+        )
+        if previous is not None:
+            previous >> task
+        previous = task

@@ -1,0 +1,180 @@
+"""Command line: embedded services, data loading, job submission, run reports, model registry.
+
+    python -m numtaflow s3 start|stop          # embedded SeaweedFS S3 on 127.0.0.1
+    python -m numtaflow load-data              # ../shared/numtadb -> s3://<bucket>/datasets/numtadb/
+    python -m numtaflow submit STEP --run-id R # run one Spark job as the DAG would
+    python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
+    python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .config import PROJECT_ROOT, SHARED_DIR, STEPS, Settings
+from .storage import RunLayout, Storage, safe_run_id
+
+STATE_DIR = Path(os.environ.get("NUMTAFLOW_STATE_DIR", PROJECT_ROOT / ".local"))
+REPORT_FILES = ("evaluate/metrics.json", "evaluate/gate.json", "validate/report.html", "validate/report.json",
+                "evaluate/confusion_eval.png", "evaluate/confusion_split.png", "evaluate/per_class_eval.csv",
+                "evaluate/per_class_split.csv", "train/params.json")
+
+
+def cmd_s3(args: argparse.Namespace) -> None:
+    from .services import ensure_credentials, start_s3, stop_s3
+
+    if args.action == "start":
+        credentials = ensure_credentials(STATE_DIR / "credentials.env")
+        pid = start_s3(STATE_DIR / "s3", credentials)
+        os.environ.update(credentials)
+        Storage(Settings.from_env()).ensure_bucket()
+        print(f"S3 server running (pid {pid}) at {Settings.from_env().s3_endpoint}, bucket "
+              f"{Settings.from_env().bucket}; data in {STATE_DIR / 's3'}")
+    else:
+        print("stopped" if stop_s3(STATE_DIR / "s3") else "not running")
+
+
+def cmd_load_data(args: argparse.Namespace) -> None:
+    """Upload NumtaDB folders (with their CSVs) into the bucket, once per folder."""
+    settings = Settings.from_env()
+    storage = Storage(settings)
+    storage.ensure_bucket()
+    source = Path(args.source)
+    for name in args.folders:
+        folder, csv = source / name, source / f"{name}.csv"
+        if not folder.is_dir() or not csv.is_file():
+            raise SystemExit(f"load-data: {folder} and {csv} are both needed (NumtaDB layout); see README 'Data'")
+        prefix = f"{args.prefix.rstrip('/')}/{name}"
+        marker = f"{args.prefix.rstrip('/')}/_loaded/{name}.json"
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        if storage.exists(marker) and storage.get_json(marker).get("files") == len(files):
+            print(f"{name}: already in s3://{storage.bucket}/{prefix}/ ({len(files)} files)")
+            continue
+        started = time.time()
+        storage.put_bytes(f"{prefix}.csv", csv.read_bytes(), "text/csv")
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(lambda p: storage.put_bytes(f"{prefix}/{p.name}", p.read_bytes(), "image/png"), files))
+        storage.put_json(marker, {"files": len(files), "source": str(folder)})
+        print(f"{name}: uploaded {len(files)} files to s3://{storage.bucket}/{prefix}/ in {time.time() - started:.0f} s")
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    from .spark import submit_command
+
+    settings = Settings.from_env().with_overrides(json.loads(args.settings_json))
+    command = submit_command(settings, str(PROJECT_ROOT / "spark_jobs" / f"{args.step}.py"),
+                             ["--run-id", args.run_id, "--settings-json", args.settings_json])
+    if args.print_only:
+        print(" ".join(command))
+        return
+    sys.exit(subprocess.run(command).returncode)
+
+
+def find_run(storage: Storage, run_id: str | None, logical_date: str | None) -> str:
+    from .registry import read_index
+
+    runs = read_index(storage)
+    if run_id:
+        return safe_run_id(run_id)
+    if logical_date:
+        matches = [r for r in runs if (r.get("logical_date") or "").startswith(logical_date[:19])]
+        if matches:
+            return matches[-1]["run_id"]
+        raise SystemExit(f"no finished run with logical date {logical_date} in the index")
+    if not runs:
+        raise SystemExit("no finished runs yet")
+    return max(runs, key=lambda r: r.get("finished_at") or "")["run_id"]
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """Print where a run's results are and copy the small ones to reports/<run>/ and reports/latest/."""
+    settings = Settings.from_env()
+    storage = Storage(settings)
+    run_id = find_run(storage, args.run_id, args.logical_date)
+    layout = RunLayout(settings.bucket, run_id)
+    target = Path(args.reports) / run_id
+    target.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        key = f"runs/{run_id}/{name}"
+        if storage.exists(key):
+            (target / name.replace("/", "_", 1).split("_", 1)[1]).write_bytes(storage.get_bytes(key))
+    (target / "run.json").write_bytes(storage.get_bytes(layout.run_record_key))
+    latest = Path(args.reports) / "latest"
+    shutil.rmtree(latest, ignore_errors=True)
+    shutil.copytree(target, latest)
+    metrics = json.loads((target / "metrics.json").read_text())
+    record = json.loads((target / "run.json").read_text())
+    gate = metrics["gate"]
+    print(f"\nrun id:      {run_id}")
+    print(f"backbone:    {metrics['backbone']}, {metrics['per_class_sample']} images per class, seed {metrics['seed']}, "
+          f"LR {metrics['lr_params']}")
+    for label, values in (("independent", metrics), ("20% split", metrics["split"])):
+        print(f"{label:12s} accuracy {values['accuracy']:.4f}  f1 {values['f1']:.4f}  precision "
+              f"{values['precision']:.4f}  recall {values['recall']:.4f}  roc_auc {values['roc_auc']}")
+    print(f"evaluated on {metrics['n_eval']} independent images, {metrics['n_split_test']} split images")
+    print(f"gate:        {'PROMOTED' if gate['promoted'] else 'NOT PROMOTED'} "
+          f"(champion before: {gate['champion_before']}, after: {gate['champion_after']})")
+    for reason in gate["reasons"]:
+        print(f"             - {reason}")
+    if gate.get("compared_with"):
+        print(f"             compared with: {gate['compared_with']}")
+    print("timings (s): " + ", ".join(f"{k} {v}" for k, v in metrics["timings"].items()))
+    print(f"artifacts ({len(record['artifacts'])} objects; Parquet part files not listed):")
+    for uri in record["artifacts"]:
+        print(f"  {uri}")
+    print(f"local copy:  {target.resolve()}  (and {latest.resolve()})")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from .registry import read_champion, read_index
+
+    storage = Storage(Settings.from_env())
+    champion, _ = read_champion(storage)
+    if args.action == "list":
+        print(f"champion: {champion['run_id'] if champion else 'none'}")
+        for run in sorted(read_index(storage), key=lambda r: r.get("finished_at") or ""):
+            m = run["metrics"]
+            print(f"{run['run_id']:50s} {run.get('finished_at', ''):26s} {run['backbone']:14s} acc {m['accuracy']:.4f} "
+                  f"f1 {m['f1']:.4f} {'promoted' if run['promoted'] else 'rejected'}")
+    else:
+        print(json.dumps(storage.get_json(RunLayout(storage.bucket, safe_run_id(args.run_id)).run_record_key),
+                         indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="numtaflow", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    s3 = commands.add_parser("s3", help="start or stop the embedded S3 server")
+    s3.add_argument("action", choices=["start", "stop"])
+    s3.set_defaults(func=cmd_s3)
+    load = commands.add_parser("load-data", help="upload NumtaDB folders into the bucket")
+    load.add_argument("--source", default=str(SHARED_DIR / "numtadb"))
+    load.add_argument("--prefix", default="datasets/numtadb")
+    load.add_argument("folders", nargs="*", default=["training-a", "training-c"])
+    load.set_defaults(func=cmd_load_data)
+    submit = commands.add_parser("submit", help="run one Spark job with spark-submit")
+    submit.add_argument("step", choices=STEPS)
+    submit.add_argument("--run-id", required=True)
+    submit.add_argument("--settings-json", default="{}")
+    submit.add_argument("--print-only", action="store_true")
+    submit.set_defaults(func=cmd_submit)
+    report = commands.add_parser("report", help="print a run's results and copy them to reports/")
+    report.add_argument("--run-id")
+    report.add_argument("--logical-date")
+    report.add_argument("--reports", default=str(PROJECT_ROOT / "reports"))
+    report.set_defaults(func=cmd_report)
+    models = commands.add_parser("models", help="runs, metrics and the champion")
+    models.add_argument("action", choices=["list", "show"])
+    models.add_argument("run_id", nargs="?")
+    models.set_defaults(func=cmd_models)
+    args = parser.parse_args(argv)
+    args.func(args)

@@ -1,0 +1,153 @@
+"""One settings object for the whole workflow.
+
+Every setting has a default here, can be set by an environment variable named
+``NUMTAFLOW_<FIELD>`` (upper case), and the per-run ones can be overridden by the
+DAG's trigger form (``Settings.with_overrides``). Secrets are not settings: S3
+credentials come only from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "NUMTAFLOW_"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DIR = PROJECT_ROOT.parent / "shared"
+
+BACKBONES = (
+    "MobileNetV2",
+    "EfficientNetB0",
+    "InceptionV3",
+    "Xception",
+    "ResNet50",
+    "VGG16",
+    "VGG19",
+)
+LR_PRESETS = ("tuned", "study", "cv")
+STEPS = ("validate", "sample", "featurize", "train", "evaluate")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration of one run (or of the services, for the non-run fields)."""
+
+    # --- storage -------------------------------------------------------------------------
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    s3_region: str = "us-east-1"
+    bucket: str = "numtaflow"
+    # --- inputs --------------------------------------------------------------------------
+    train_input: str = "s3://numtaflow/datasets/numtadb/training-a"
+    eval_input: str = "s3://numtaflow/datasets/numtadb/training-c"
+    # --- sampling ------------------------------------------------------------------------
+    per_class: int = 50
+    eval_per_class: int = 200
+    seed: int = 42
+    max_image_pixels: int = 4096 * 4096
+    # --- features ------------------------------------------------------------------------
+    backbone: str = "MobileNetV2"
+    image_size: int = 0  # 0: the backbone's native input size
+    # "auto" (the backbone's recommended layers), "last", or comma-separated layer names; each is
+    # average-pooled and the results concatenated
+    feature_layers: str = "auto"
+    crop_to_ink: bool = True
+    weights: str = "imagenet"  # "imagenet" (from weights_dir, or downloaded if allowed) or "random"
+    weights_dir: str = str(SHARED_DIR / "models")
+    allow_weight_download: bool = False
+    udf_batch_size: int = 32
+    tf_intra_op_threads: int = 0  # 0: spark.task.cpus
+    schedule: str = "@weekly"  # retraining schedule (cron or preset); "none" for manual runs only
+    # --- training ------------------------------------------------------------------------
+    lr_preset: str = "tuned"
+    train_fraction: float = 0.8
+    split_seed: int = 42
+    # --- gate ----------------------------------------------------------------------------
+    min_accuracy: float = 0.85
+    min_f1: float = 0.85
+    max_regression: float = 0.01
+    # --- spark ---------------------------------------------------------------------------
+    spark_master: str = "local[*]"
+    spark_jars: str = str(PROJECT_ROOT / ".cache" / "jars")
+    spark_packages: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from defaults overlaid with ``NUMTAFLOW_*`` environment variables."""
+        environ = os.environ if environ is None else environ
+        values = {
+            f.name: environ[ENV_PREFIX + f.name.upper()]
+            for f in fields(cls)
+            if ENV_PREFIX + f.name.upper() in environ
+        }
+        return cls().with_overrides(values)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
+        """Return a copy with ``overrides`` applied, each coerced to the field's type.
+
+        Unknown keys raise: a typo in a trigger form must not silently fall back to a default.
+        """
+        known = {f.name: f for f in fields(self)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        coerced = {name: _coerce(name, known[name].type, value) for name, value in overrides.items()}
+        updated = dataclasses.replace(self, **coerced)
+        updated.check()
+        return updated
+
+    def check(self) -> None:
+        """Reject values no run could use, naming the setting."""
+        problems = []
+        if self.backbone not in BACKBONES:
+            problems.append(f"backbone={self.backbone!r} is not one of {', '.join(BACKBONES)}")
+        if self.lr_preset not in LR_PRESETS:
+            problems.append(f"lr_preset={self.lr_preset!r} is not one of {', '.join(LR_PRESETS)}")
+        if self.weights not in ("imagenet", "random"):
+            problems.append(f"weights={self.weights!r} must be 'imagenet' or 'random'")
+        if self.per_class < 2:
+            problems.append(f"per_class={self.per_class} must be at least 2")
+        if self.eval_per_class < 1:
+            problems.append(f"eval_per_class={self.eval_per_class} must be at least 1")
+        if not 0.0 < self.train_fraction < 1.0:
+            problems.append(f"train_fraction={self.train_fraction} must be between 0 and 1")
+        for name in ("min_accuracy", "min_f1", "max_regression"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name}={getattr(self, name)} must be between 0 and 1")
+        if self.image_size and self.image_size < 32:
+            problems.append(f"image_size={self.image_size} must be 0 (native) or at least 32")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    def run_settings(self) -> dict[str, Any]:
+        """Every effective setting as plain JSON values (recorded with each run)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.run_settings(), sort_keys=True)
+
+
+def _coerce(name: str, type_name: Any, value: Any) -> Any:
+    type_name = type_name if isinstance(type_name, str) else type_name.__name__
+    try:
+        if type_name == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        if type_name == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {name}={value!r} is not a valid {type_name}") from None

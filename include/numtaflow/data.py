@@ -1,0 +1,279 @@
+"""Input datasets: finding the images and labels, whatever form the user's download takes.
+
+Accepted inputs (local paths or ``s3://`` URIs):
+
+* a NumtaDB folder (``training-a`` … ``training-e``) with its CSV beside it (``training-a.csv``)
+  or inside it; labels come from the CSV's ``digit`` column;
+* a folder per class (``0/`` … ``9/`` holding images);
+* a ``.zip`` holding either of the above (extracted safely into the bucket's ``staging/``).
+
+Listing happens on the driver (names and sizes only); image bytes are read by Spark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+import pandas as pd
+
+from .storage import Storage, split_uri
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+CSV_NAME_COLUMN = "filename"
+CSV_LABEL_COLUMN = "digit"
+MANIFEST_COLUMNS = ["image_id", "label_raw", "in_csv", "has_file", "size", "uri"]
+
+
+class InputError(ValueError):
+    """The input cannot be read as a dataset; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    relative_path: str  # posix path relative to the input root
+    size: int
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A resolved input: where the files are, how labels are found, and the raw CSV if any."""
+
+    root_uri: str
+    layout: str  # "numtadb" or "class_folders"
+    files: tuple[ListedFile, ...]
+    csv_uri: str | None = None
+    csv_frame: pd.DataFrame | None = None
+
+
+# --- pure functions ------------------------------------------------------------------------
+def detect_layout(files: Iterable[ListedFile], has_csv: bool) -> str:
+    """``numtadb`` when a CSV labels the files, ``class_folders`` when images sit in ``0/``..``9/``."""
+    if has_csv:
+        return "numtadb"
+    if any("/" in f.relative_path for f in files):
+        return "class_folders"
+    raise InputError(
+        "no labels found: expected a NumtaDB CSV beside the folder (e.g. training-a.csv), "
+        "a CSV inside it, or one sub-folder per class (0/ … 9/)"
+    )
+
+
+def manifest_from_csv(csv_frame: pd.DataFrame, files: Iterable[ListedFile], root_uri: str) -> pd.DataFrame:
+    """Join CSV rows with the files present: one row per name, flags for each side.
+
+    Rows without a file and files without a row are kept (flagged) so that validation can
+    report them by name instead of silently dropping them.
+    """
+    missing = [c for c in (CSV_NAME_COLUMN, CSV_LABEL_COLUMN) if c not in csv_frame.columns]
+    if missing:
+        raise InputError(
+            f"CSV is missing column(s) {', '.join(missing)}; found: {', '.join(map(str, csv_frame.columns))}"
+        )
+    rows = pd.DataFrame(
+        {
+            "image_id": csv_frame[CSV_NAME_COLUMN].astype("string").str.strip(),
+            "label_raw": csv_frame[CSV_LABEL_COLUMN].astype("string").str.strip(),
+            "in_csv": True,
+        }
+    )
+    listed = pd.DataFrame(
+        [(f.relative_path, f.size) for f in files if not f.relative_path.lower().endswith(".csv")],
+        columns=["image_id", "size"],
+    )
+    listed["has_file"] = True
+    manifest = rows.merge(listed, on="image_id", how="outer")
+    manifest["in_csv"] = manifest["in_csv"].eq(True)
+    manifest["has_file"] = manifest["has_file"].eq(True)
+    return _finish_manifest(manifest, root_uri)
+
+
+def manifest_from_class_folders(files: Iterable[ListedFile], root_uri: str) -> pd.DataFrame:
+    """One row per file under ``<label>/``; the folder name is the (raw) label."""
+    records = []
+    for f in files:
+        parts = PurePosixPath(f.relative_path).parts
+        label = parts[0] if len(parts) > 1 else None
+        records.append((f.relative_path, label, True, True, f.size))
+    manifest = pd.DataFrame(records, columns=["image_id", "label_raw", "in_csv", "has_file", "size"])
+    return _finish_manifest(manifest, root_uri)
+
+
+def _finish_manifest(manifest: pd.DataFrame, root_uri: str) -> pd.DataFrame:
+    manifest["size"] = manifest["size"].fillna(-1).astype("int64")
+    manifest["label_raw"] = manifest["label_raw"].astype("string")
+    base = root_uri.rstrip("/")
+    manifest["uri"] = [f"{base}/{name}" if isinstance(name, str) else None for name in manifest["image_id"]]
+    return manifest[MANIFEST_COLUMNS].sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
+def manifest_hash(manifest: pd.DataFrame) -> str:
+    """A fingerprint of an input: sorted names, sizes and labels (not the bytes)."""
+    digest = hashlib.sha256()
+    for name, size, label in sorted(
+        zip(manifest["image_id"].astype(str), manifest["size"], manifest["label_raw"].astype(str))
+    ):
+        digest.update(f"{name}\t{size}\t{label}\n".encode())
+    return digest.hexdigest()
+
+
+def safe_zip_members(archive: zipfile.ZipFile, max_total_bytes: int) -> list[zipfile.ZipInfo]:
+    """The archive's files, refusing any that would land outside the extraction folder.
+
+    Rejects absolute paths, ``..`` components, symlinks, and archives whose declared
+    uncompressed size exceeds ``max_total_bytes`` (zip bombs).
+    """
+    members, total = [], 0
+    for info in archive.infolist():
+        name = info.filename.replace("\\", "/")
+        if info.is_dir():
+            continue
+        normalized = posixpath.normpath(name)
+        if name.startswith("/") or normalized.startswith("../") or normalized == ".." or ":" in name.split("/")[0]:
+            raise InputError(f"zip member {info.filename!r} escapes the archive's folder; refusing to extract")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise InputError(f"zip member {info.filename!r} is a symbolic link; refusing to extract")
+        total += info.file_size
+        if total > max_total_bytes:
+            raise InputError(f"zip expands to more than {max_total_bytes} bytes; refusing to extract")
+        if "__MACOSX" in normalized.split("/") or PurePosixPath(normalized).name.startswith("."):
+            continue
+        members.append(info)
+    return members
+
+
+def strip_common_folder(paths: list[str]) -> str:
+    """The single top folder every path shares (``"training-a/"``), or ``""``."""
+    tops = {p.split("/", 1)[0] for p in paths}
+    if len(tops) == 1 and all("/" in p for p in paths):
+        return tops.pop() + "/"
+    return ""
+
+
+# --- I/O: listing inputs ---------------------------------------------------------------------
+def list_files(uri: str, storage: Storage | None) -> list[ListedFile]:
+    """Every file below ``uri`` (recursively), with sizes; hidden files are skipped."""
+    scheme, bucket, key = split_uri(uri)
+    listed: list[ListedFile] = []
+    if scheme == "s3":
+        prefix = key.rstrip("/") + "/"
+        for obj in _require(storage).list_objects(prefix, bucket=bucket):
+            relative = obj["Key"][len(prefix) :]
+            if relative and not _hidden(relative):
+                listed.append(ListedFile(relative, int(obj["Size"])))
+    else:
+        root = Path(key)
+        if not root.is_dir():
+            raise InputError(f"input folder {uri} does not exist or is not a folder")
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                path = Path(dirpath) / name
+                relative = path.relative_to(root).as_posix()
+                if not _hidden(relative):
+                    listed.append(ListedFile(relative, path.stat().st_size))
+    return sorted(listed, key=lambda f: f.relative_path)
+
+
+def read_bytes(uri: str, storage: Storage | None) -> bytes:
+    scheme, bucket, key = split_uri(uri)
+    if scheme == "s3":
+        return _require(storage).get_bytes(key, bucket=bucket)
+    path = Path(key)
+    if not path.is_file():
+        raise FileNotFoundError(f"{uri} does not exist")
+    return path.read_bytes()
+
+
+def exists(uri: str, storage: Storage | None) -> bool:
+    scheme, bucket, key = split_uri(uri)
+    if scheme == "s3":
+        return _require(storage).exists(key, bucket=bucket)
+    return Path(key).is_file()
+
+
+def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "staging/") -> DatasetInput:
+    """Find the files and labels of ``uri``; zips are extracted into the bucket first."""
+    if uri.lower().endswith(".zip"):
+        uri = stage_zip(uri, _require(storage), staging_prefix)
+    files = list_files(uri, storage)
+    csv_uri = _find_csv(uri, files, storage)
+    if csv_uri is None:
+        files = [f for f in files if not f.relative_path.lower().endswith(".csv")]
+        if not files:
+            raise InputError(f"input {uri} holds no files")
+        return DatasetInput(uri, detect_layout(files, has_csv=False), tuple(files))
+    try:
+        frame = pd.read_csv(io.BytesIO(read_bytes(csv_uri, storage)), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise InputError(f"CSV {csv_uri} cannot be parsed: {error}") from None
+    return DatasetInput(uri, "numtadb", tuple(files), csv_uri, frame)
+
+
+def build_manifest(dataset: DatasetInput) -> pd.DataFrame:
+    if dataset.layout == "numtadb":
+        return manifest_from_csv(dataset.csv_frame, dataset.files, dataset.root_uri)
+    return manifest_from_class_folders(dataset.files, dataset.root_uri)
+
+
+def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: int = 8 << 30) -> str:
+    """Extract a zip (local or S3) into ``s3://<bucket>/<staging>/<sha256>/`` and return that URI.
+
+    The key is the archive's content hash, so re-runs reuse the same extraction. An existing
+    extraction is reused only if its completion marker is present.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "input.zip"
+        local.write_bytes(read_bytes(uri, storage))
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()[:32]
+        root = f"{staging_prefix}{digest}/"
+        if storage.exists(root + "_EXTRACTED"):
+            return f"s3://{storage.bucket}/{root}{_zip_root(storage, root)}".rstrip("/")
+        try:
+            archive = zipfile.ZipFile(local)
+        except zipfile.BadZipFile:
+            raise InputError(f"{uri} is not a readable zip archive") from None
+        with archive:
+            members = safe_zip_members(archive, max_total_bytes)
+            if not members:
+                raise InputError(f"zip {uri} holds no files")
+            storage.delete_prefix(root)
+            for info in members:
+                storage.put_bytes(root + posixpath.normpath(info.filename.replace("\\", "/")), archive.read(info))
+            top = strip_common_folder([posixpath.normpath(m.filename.replace("\\", "/")) for m in members])
+            storage.put_json(root + "_EXTRACTED", {"source": uri, "top": top})
+    return f"s3://{storage.bucket}/{root}{top}".rstrip("/")
+
+
+def _zip_root(storage: Storage, root: str) -> str:
+    return storage.get_json(root + "_EXTRACTED").get("top", "")
+
+
+def _find_csv(uri: str, files: list[ListedFile], storage: Storage | None) -> str | None:
+    """The NumtaDB CSV for a folder: ``<folder>.csv`` beside it, else the only CSV inside it."""
+    sibling = uri.rstrip("/") + ".csv"
+    if exists(sibling, storage):
+        return sibling
+    inside = [f.relative_path for f in files if f.relative_path.lower().endswith(".csv")]
+    if len(inside) == 1:
+        return uri.rstrip("/") + "/" + inside[0]
+    if len(inside) > 1:
+        raise InputError(f"input {uri} holds several CSV files ({', '.join(inside[:5])}); expected one")
+    return None
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(".") or part.startswith("_") for part in relative.split("/"))
+
+
+def _require(storage: Storage | None) -> Storage:
+    if storage is None:
+        raise InputError("an s3:// input needs S3 settings and credentials")
+    return storage

@@ -1,0 +1,168 @@
+"""Pretrained Keras backbones as frozen feature extractors, run in batches inside Spark.
+
+Each backbone has its native input size, its own ``preprocess_input`` and the file name
+Keras caches its ImageNet (no-top) weights under. Weights are loaded from
+``settings.weights_dir`` when the file is there; otherwise Keras may download them only if
+``allow_weight_download`` is set, and the error names the missing file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .images import prepare_image
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    module: str  # keras.applications sub-module holding preprocess_input
+    native_size: int
+    weights_file: str
+    recommended_layers: tuple[str, ...] = ()  # what feature_layers="auto" pools; empty: the last layer
+
+
+BACKBONE_SPECS = {
+    spec.name: spec
+    for spec in (
+        Backbone(
+            "MobileNetV2", "mobilenet_v2", 224, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+            # mid-level strokes (block 13/16) beside the last layer: +3-4 points on NumtaDB, see README
+            ("block_13_expand_relu", "block_16_project", "out_relu"),
+        ),
+        Backbone("EfficientNetB0", "efficientnet", 224, "efficientnetb0_notop.h5"),
+        Backbone("InceptionV3", "inception_v3", 299, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Backbone("Xception", "xception", 299, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Backbone("ResNet50", "resnet50", 224, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Backbone("VGG16", "vgg16", 224, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Backbone("VGG19", "vgg19", 224, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    )
+}
+
+
+class WeightsNotFound(FileNotFoundError):
+    """The backbone's ImageNet weights are not available offline."""
+
+
+@dataclass(frozen=True)
+class FeaturizerSpec:
+    """Everything a Python worker needs to build the same feature extractor as the driver."""
+
+    backbone: str
+    image_size: int
+    layers: tuple[str, ...]  # empty: the backbone's last layer
+    weights: str  # a weights file path, "imagenet" (Keras download) or "random" (tests)
+    batch_size: int
+    intra_op_threads: int
+    crop: bool = True
+
+    @classmethod
+    def from_settings(cls, settings, task_cpus: int = 1) -> "FeaturizerSpec":
+        backbone = BACKBONE_SPECS[settings.backbone]
+        layers = feature_layer_names(settings.feature_layers, backbone)
+        return cls(
+            backbone=backbone.name,
+            image_size=settings.image_size or backbone.native_size,
+            layers=layers,
+            weights=resolve_weights(settings),
+            batch_size=settings.udf_batch_size,
+            intra_op_threads=settings.tf_intra_op_threads or task_cpus,
+            crop=settings.crop_to_ink,
+        )
+
+
+def feature_layer_names(setting: str, backbone: Backbone) -> tuple[str, ...]:
+    """``auto``: the backbone's recommended layers; ``last``: its output; else the named layers."""
+    setting = setting.strip()
+    if setting == "auto":
+        return backbone.recommended_layers
+    if setting in ("", "last"):
+        return ()
+    return tuple(name.strip() for name in setting.split(",") if name.strip())
+
+
+def resolve_weights(settings) -> str:
+    """The weights to load: a local file, or "imagenet"/"random" when explicitly allowed."""
+    if settings.weights == "random":
+        return "random"
+    backbone = BACKBONE_SPECS[settings.backbone]
+    candidates = [Path(settings.weights_dir) / backbone.weights_file]
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    candidates.append(keras_home / "models" / backbone.weights_file)
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    if settings.allow_weight_download:
+        return "imagenet"
+    raise WeightsNotFound(
+        f"ImageNet weights for {backbone.name} not found: looked for {backbone.weights_file} in "
+        f"{settings.weights_dir} and {keras_home / 'models'}. Put the file there, set "
+        "NUMTAFLOW_WEIGHTS_DIR to its folder, or set NUMTAFLOW_ALLOW_WEIGHT_DOWNLOAD=true where "
+        "Keras can reach the internet."
+    )
+
+
+def weights_sha256(weights: str) -> str | None:
+    if not Path(weights).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_MODEL_CACHE: dict[FeaturizerSpec, object] = {}
+
+
+def load_featurizer(spec: FeaturizerSpec):
+    """Build (once per Python process) a model mapping a batch of images to pooled features."""
+    if spec in _MODEL_CACHE:
+        return _MODEL_CACHE[spec]
+    import tensorflow as tf
+
+    try:  # thread pools can be sized only before TensorFlow's first op in this process
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, spec.intra_op_threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    import keras
+
+    constructor = getattr(keras.applications, spec.backbone)
+    weights = None if spec.weights == "random" else spec.weights
+    base = constructor(include_top=False, weights=weights, input_shape=(spec.image_size, spec.image_size, 3))
+    outputs = [base.get_layer(name).output for name in spec.layers] if spec.layers else [base.output]
+    pooled = [keras.layers.GlobalAveragePooling2D()(output) for output in outputs]
+    merged = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
+    model = keras.Model(base.input, merged)
+    preprocess = getattr(keras.applications, BACKBONE_SPECS[spec.backbone].module).preprocess_input
+    _MODEL_CACHE[spec] = (model, preprocess)
+    return _MODEL_CACHE[spec]
+
+
+def featurize_contents(contents: list[bytes], spec: FeaturizerSpec) -> np.ndarray:
+    """Images (encoded bytes) -> ``(n, features)`` float32, in batches of ``spec.batch_size``."""
+    model, preprocess = load_featurizer(spec)
+    outputs = []
+    for start in range(0, len(contents), spec.batch_size):
+        batch = np.stack([prepare_image(c, spec.image_size, spec.crop) for c in contents[start : start + spec.batch_size]])
+        # model(x) rather than model.predict(x): predict in a loop grows memory (tensorflow#44711)
+        outputs.append(np.asarray(model(preprocess(batch), training=False), dtype=np.float32))
+    if not outputs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(outputs)
+
+
+def featurize_batches(batches: Iterator, spec: FeaturizerSpec) -> Iterator:
+    """The body of the Spark pandas UDF: a Series of image bytes in, a Series of vectors out."""
+    import pandas as pd
+
+    for contents in batches:
+        features = featurize_contents(list(contents), spec)
+        yield pd.Series(list(features))

@@ -1,0 +1,63 @@
+"""The promotion gate: absolute thresholds, and no regression against the champion.
+
+``decide`` is pure. The comparison uses the champion's metrics on the candidate's own
+evaluation set whenever the champion can be re-scored on it (same feature extractor), so
+both models are judged on identical images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    min_accuracy: float
+    min_f1: float
+    max_regression: float
+
+    @classmethod
+    def from_settings(cls, settings) -> "GateThresholds":
+        return cls(settings.min_accuracy, settings.min_f1, settings.max_regression)
+
+
+@dataclass
+class GateDecision:
+    promoted: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds) -> GateDecision:
+    """Promote only if every check passes; the reasons list each check's outcome either way.
+
+    ``candidate`` and ``champion`` are metric dicts (``accuracy``, ``f1``) on the same images;
+    ``champion`` is None when no model is serving yet.
+    """
+    reasons, passed = [], True
+    for metric, minimum in (("accuracy", thresholds.min_accuracy), ("f1", thresholds.min_f1)):
+        value = candidate[metric]
+        if value < minimum:
+            passed = False
+            reasons.append(f"{metric} {value:.4f} is below the minimum {minimum:.4f}")
+        else:
+            reasons.append(f"{metric} {value:.4f} meets the minimum {minimum:.4f}")
+    if champion is None:
+        reasons.append("no champion yet")
+    else:
+        for metric in ("accuracy", "f1"):
+            drop = champion[metric] - candidate[metric]
+            if drop > thresholds.max_regression:
+                passed = False
+                reasons.append(
+                    f"{metric} {candidate[metric]:.4f} regresses {drop:.4f} from the champion's "
+                    f"{champion[metric]:.4f} (tolerance {thresholds.max_regression:.4f})"
+                )
+            else:
+                reasons.append(
+                    f"{metric} {candidate[metric]:.4f} vs champion {champion[metric]:.4f}: within tolerance "
+                    f"{thresholds.max_regression:.4f}"
+                )
+    return GateDecision(passed, reasons)

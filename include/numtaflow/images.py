@@ -1,0 +1,101 @@
+"""Decoding and preparing digit images: any size, any colour mode, dark or light ink.
+
+Pure functions over bytes and arrays, shared by validation (can it be decoded?) and
+featurization (what does the CNN see?).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int | None
+    height: int | None
+    mode: str | None
+    error: str | None
+
+
+def inspect_image(content: bytes | None, max_pixels: int) -> ImageInfo:
+    """Decode fully (truncation shows only on load) and report size, mode or the reason it fails.
+
+    Images above ``max_pixels`` are refused before their pixels are decoded, so that a
+    decompression bomb costs nothing.
+    """
+    if not content:
+        return ImageInfo(None, None, None, "empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                return ImageInfo(width, height, image.mode, f"image too large: {width}x{height} > {max_pixels} pixels")
+            image.load()
+            return ImageInfo(width, height, image.mode, None)
+    except UnidentifiedImageError:
+        return ImageInfo(None, None, None, "not an image (unrecognised format)")
+    except Image.DecompressionBombError as error:
+        return ImageInfo(None, None, None, f"image too large: {error}")
+    except (OSError, SyntaxError, ValueError) as error:
+        return ImageInfo(None, None, None, f"cannot decode: {error}")
+
+
+def to_grayscale(image: Image.Image) -> np.ndarray:
+    """Luminance as float32 in [0, 255]; transparency is flattened onto white paper."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    if image.mode in ("I;16", "I", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        span = float(array.max() - array.min()) or 1.0
+        return (array - array.min()) * (255.0 / span)
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def ink_on_white(gray: np.ndarray) -> np.ndarray:
+    """Normalise polarity to dark ink on light paper, judged from the border pixels."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return 255.0 - gray if float(np.median(border)) < 128.0 else gray
+
+
+def crop_to_ink(gray: np.ndarray, margin: float = 0.12, threshold: float = 0.5) -> np.ndarray:
+    """Crop to the ink's bounding box and pad to a centred square with a white margin.
+
+    Scans of different sizes then show the digit at the same scale. ``threshold`` is the
+    fraction of the darkest-to-lightest range below which a pixel counts as ink.
+    """
+    low, high = float(gray.min()), float(gray.max())
+    if high - low < 1.0:
+        return gray
+    ink = gray < low + threshold * (high - low)
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    cropped = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    side = int(round(max(cropped.shape) * (1.0 + 2.0 * margin)))
+    canvas = np.full((side, side), high, dtype=np.float32)
+    top, left = (side - cropped.shape[0]) // 2, (side - cropped.shape[1]) // 2
+    canvas[top : top + cropped.shape[0], left : left + cropped.shape[1]] = cropped
+    return canvas
+
+
+def stretch_contrast(gray: np.ndarray) -> np.ndarray:
+    """Map the darkest pixel to 0 and the lightest to 255 (faint pencil becomes black ink)."""
+    low, high = float(gray.min()), float(gray.max())
+    if high - low < 1.0:
+        return gray
+    return (gray - low) * (255.0 / (high - low))
+
+
+def prepare_image(content: bytes, size: int, crop: bool = True) -> np.ndarray:
+    """Bytes -> ``(size, size, 3)`` float32 RGB in [0, 255], ready for a backbone's preprocess."""
+    with Image.open(io.BytesIO(content)) as image:
+        gray = to_grayscale(ImageOps.exif_transpose(image))
+    gray = stretch_contrast(ink_on_white(gray))
+    if crop:
+        gray = crop_to_ink(gray)
+    resized = Image.fromarray(gray.astype(np.uint8), mode="L").resize((size, size), Image.BILINEAR)
+    return np.repeat(np.asarray(resized, dtype=np.float32)[:, :, None], 3, axis=2)

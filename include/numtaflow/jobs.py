@@ -1,0 +1,113 @@
+"""What every Spark job shares: arguments, settings, the run's storage layout, commit markers.
+
+A step clears its own run-scoped prefix, writes its outputs, and commits them with a marker
+last. A retry therefore starts from scratch and a reader never trusts a half-written step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from .config import Settings
+from .storage import RunLayout, Storage, StorageError, safe_run_id
+
+log = logging.getLogger("numtaflow")
+
+
+class StepFailed(RuntimeError):
+    """A step's input or result is unacceptable; the message is the whole explanation."""
+
+
+@dataclass
+class StepContext:
+    step: str
+    run_id: str
+    settings: Settings
+    storage: Storage
+    layout: RunLayout
+    logical_date: str | None
+    run_type: str
+    spark: object = None
+
+    def uri(self, name: str, step: str | None = None) -> str:
+        return self.layout.uri(step or self.step, name)
+
+    def s3a(self, name: str, step: str | None = None) -> str:
+        return f"s3a://{self.layout.bucket}/{self.layout.key(step or self.step, name)}"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run one step of the NumtaDB transfer-learning workflow.")
+    parser.add_argument("--run-id", required=True, help="Airflow run id (made safe for S3 keys)")
+    parser.add_argument("--settings-json", default="{}", help="per-run setting overrides, as a JSON object")
+    parser.add_argument("--logical-date", default=None)
+    parser.add_argument("--run-type", default="manual", help="manual, scheduled, backfill or asset_triggered")
+    return parser.parse_args(argv)
+
+
+def context_from_args(step: str, args: argparse.Namespace, spark: object = None) -> StepContext:
+    overrides = json.loads(args.settings_json or "{}")
+    if not isinstance(overrides, dict):
+        raise StepFailed("--settings-json must be a JSON object")
+    settings = Settings.from_env().with_overrides({k: v for k, v in overrides.items() if v is not None})
+    run_id = safe_run_id(args.run_id)
+    return StepContext(
+        step=step,
+        run_id=run_id,
+        settings=settings,
+        storage=Storage(settings),
+        layout=RunLayout(settings.bucket, run_id),
+        logical_date=args.logical_date,
+        run_type=args.run_type,
+        spark=spark,
+    )
+
+
+def run_step(step: str, body: Callable[[StepContext], dict], argv: list[str] | None = None) -> None:
+    """Entry point of ``spark_jobs/<step>.py``: run ``body`` and commit, or exit 1 with the reason."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars would flood the task log
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    args = parse_args(argv)
+    started = time.time()
+    try:
+        context = context_from_args(step, args)
+        from .spark import build_session, spark_jars
+
+        spark_jars(context.settings)  # a clear error now rather than a ClassNotFound for s3a later
+        context.storage.begin_step(context.layout, step)
+        context.spark = build_session(f"numtaflow-{step}-{context.run_id}")
+        summary = body(context)
+        finished = time.time()
+        context.storage.commit_step(
+            context.layout,
+            step,
+            {
+                "started_at": _iso(started),
+                "finished_at": _iso(finished),
+                "seconds": round(finished - started, 2),
+                "settings": context.settings.run_settings(),
+                "logical_date": context.logical_date,
+                "run_type": context.run_type,
+                "summary": summary,
+            },
+        )
+        log.info("step %s of run %s committed in %.1f s: %s", step, context.run_id, finished - started,
+                 json.dumps(summary, default=str)[:2000])
+    except (StepFailed, StorageError, ValueError, FileNotFoundError) as error:
+        log.error("step %s FAILED: %s", step, error)
+        print(f"\nnumtaflow step '{step}' failed:\n{error}\n", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")

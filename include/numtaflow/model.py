@@ -1,0 +1,88 @@
+"""Spark MLlib logistic regression on frozen CNN features.
+
+Presets:
+
+* ``study`` reproduces the original study's setup (maxIter=5, regParam=0.03, elasticNetParam=0.5);
+* ``tuned`` is the default, chosen by cross-validation inside training samples only
+  (``benchmarks/select_lr.py``; the evaluation set never takes part), see README;
+* ``cv`` runs that cross-validation inside this run's training split and keeps the best.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class LrParams:
+    max_iter: int
+    reg_param: float
+    elastic_net_param: float
+
+
+PRESETS = {
+    "study": LrParams(max_iter=5, reg_param=0.03, elastic_net_param=0.5),
+    "tuned": LrParams(max_iter=100, reg_param=0.01, elastic_net_param=0.0),
+}
+CV_GRID = {
+    "max_iter": [100],
+    "reg_param": [0.001, 0.01, 0.03, 0.1],
+    "elastic_net_param": [0.0, 0.5],
+}
+CV_FOLDS = 3
+
+
+def with_vector(frame, column: str = "features"):
+    """MLlib wants a Vector column; the features are stored as plain float arrays."""
+    from pyspark.ml.functions import array_to_vector
+
+    return frame.withColumn(column, array_to_vector(column))
+
+
+def make_estimator(params: LrParams):
+    from pyspark.ml.classification import LogisticRegression
+
+    return LogisticRegression(
+        featuresCol="features",
+        labelCol="label",
+        maxIter=params.max_iter,
+        regParam=params.reg_param,
+        elasticNetParam=params.elastic_net_param,
+        family="multinomial",
+    )
+
+
+def fit(train_frame, preset: str, seed: int):
+    """Fit the preset (or cross-validate the grid); returns (model, params dict, cv table)."""
+    if preset != "cv":
+        params = PRESETS[preset]
+        return make_estimator(params).fit(train_frame), {"preset": preset, **asdict(params)}, []
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+
+    estimator = make_estimator(PRESETS["tuned"])
+    grid = (
+        ParamGridBuilder()
+        .addGrid(estimator.maxIter, CV_GRID["max_iter"])
+        .addGrid(estimator.regParam, CV_GRID["reg_param"])
+        .addGrid(estimator.elasticNetParam, CV_GRID["elastic_net_param"])
+        .build()
+    )
+    validator = CrossValidator(
+        estimator=estimator,
+        estimatorParamMaps=grid,
+        evaluator=MulticlassClassificationEvaluator(labelCol="label", metricName="accuracy"),
+        numFolds=CV_FOLDS,
+        seed=seed,
+        parallelism=2,
+    )
+    search = validator.fit(train_frame)
+    table = [
+        {"max_iter": p[estimator.maxIter], "reg_param": p[estimator.regParam],
+         "elastic_net_param": p[estimator.elasticNetParam], "cv_accuracy": round(float(score), 4)}
+        for p, score in zip(grid, search.avgMetrics)
+    ]
+    best = max(table, key=lambda row: row["cv_accuracy"])
+    params = {"preset": "cv", "max_iter": best["max_iter"], "reg_param": best["reg_param"],
+              "elastic_net_param": best["elastic_net_param"]}
+    return search.bestModel, params, table

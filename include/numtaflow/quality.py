@@ -1,0 +1,207 @@
+"""Great Expectations suites over an input's manifest (one row per image, no pixels).
+
+Validating the small metadata table (name, label, file present, decoded size/mode or decode
+error) is cheap; the pixels were decoded once, in Spark, to fill it. The result is kept as
+JSON and rendered as an HTML page before the step fails, so a failed run always leaves its
+report behind.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+DIGITS = [str(d) for d in range(10)]
+MAX_EXAMPLES = 10
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of every suite run on one or more inputs."""
+
+    success: bool
+    suites: list[dict[str, Any]] = field(default_factory=list)
+
+    def failures(self) -> list[dict[str, Any]]:
+        return [e for s in self.suites for e in s["expectations"] if not e["success"]]
+
+    def summary(self) -> str:
+        """A few lines naming each failing expectation with examples (for logs and errors)."""
+        if self.success:
+            return "all expectations passed"
+        lines = [f"{len(self.failures())} expectation(s) failed:"]
+        for suite in self.suites:
+            for item in suite["expectations"]:
+                if not item["success"]:
+                    examples = "; ".join(map(str, item["examples"][:MAX_EXAMPLES]))
+                    lines.append(f"- [{suite['name']}] {item['description']}: {item['observed']}"
+                                 + (f" (e.g. {examples})" if examples else ""))
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"success": self.success, "suites": self.suites}
+
+
+def _expectations(per_class: int, require_csv_rows: bool):
+    """The manifest suite: (expectation, human description, column naming examples)."""
+    import great_expectations.expectations as gxe
+
+    items = [
+        (gxe.ExpectTableRowCountToBeBetween(min_value=1), "the dataset is not empty"),
+        (gxe.ExpectColumnValuesToBeUnique(column="image_id"), "image names are unique"),
+        (gxe.ExpectColumnValuesToBeInSet(column="has_file", value_set=[True]), "every CSV row has an image file"),
+        (gxe.ExpectColumnValuesToNotBeNull(column="label_raw"), "every image has a label"),
+        (gxe.ExpectColumnValuesToBeInSet(column="label_raw", value_set=DIGITS), "labels are digits 0-9"),
+        (gxe.ExpectColumnValuesToBeNull(column="decode_error"), "every image decodes"),
+    ]
+    if require_csv_rows:
+        items.insert(3, (gxe.ExpectColumnValuesToBeInSet(column="in_csv", value_set=[True]),
+                         "every image file has a CSV row"))
+    class_items = [
+        (gxe.ExpectColumnValuesToBeBetween(column="images", min_value=per_class),
+         f"each class has at least {per_class} valid images (the per-class sample size)"),
+    ]
+    return items, class_items
+
+
+def class_counts(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Valid images per label (rows with a file, a digit label and no decode error)."""
+    valid = manifest[manifest["has_file"] & manifest["decode_error"].isna() & manifest["label_raw"].isin(DIGITS)]
+    counts = valid.groupby("label_raw").size().reindex(DIGITS, fill_value=0)
+    return pd.DataFrame({"label": counts.index.astype(str), "images": counts.values.astype("int64")})
+
+
+def structure_failure(name: str, problem: str) -> dict:
+    """A suite record for an input that could not even be read as a table (no CSV columns...)."""
+    return {
+        "name": name,
+        "rows": 0,
+        "success": False,
+        "class_counts": {},
+        "expectations": [
+            {
+                "expectation": "input_is_readable",
+                "kwargs": {},
+                "description": "the input can be read as a labelled image dataset",
+                "success": False,
+                "observed": problem,
+                "examples": [],
+            }
+        ],
+    }
+
+
+def validate_manifest(name: str, manifest: pd.DataFrame, per_class: int, require_csv_rows: bool) -> dict:
+    """Run the suites on one input's manifest; returns a JSON-ready suite record."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    source = context.data_sources.add_pandas(f"{name}_source")
+    items, class_items = _expectations(per_class, require_csv_rows)
+    counts = class_counts(manifest)
+    records = []
+    for table_name, frame, suite_items, index_column in (
+        ("manifest", manifest.reset_index(drop=True), items, "image_id"),
+        ("class_counts", counts, class_items, "label"),
+    ):
+        batch = (
+            source.add_dataframe_asset(f"{name}_{table_name}")
+            .add_batch_definition_whole_dataframe("all")
+            .get_batch(batch_parameters={"dataframe": frame})
+        )
+        for expectation, description in suite_items:
+            result = batch.validate(
+                expectation,
+                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [index_column]},
+            )
+            records.append(_record(expectation, description, result, frame, index_column))
+    return {
+        "name": name,
+        "rows": int(len(manifest)),
+        "success": all(r["success"] for r in records),
+        "class_counts": dict(zip(counts["label"], counts["images"].tolist())),
+        "expectations": records,
+    }
+
+
+def _record(expectation, description: str, result, frame: pd.DataFrame, index_column: str) -> dict:
+    body = result.to_json_dict()
+    details = body.get("result") or {}
+    examples = []
+    keys = [e.get(index_column) if isinstance(e, dict) else e for e in details.get("unexpected_index_list") or []]
+    for key in list(dict.fromkeys(keys))[:MAX_EXAMPLES]:
+        detail = _detail(frame, index_column, key, expectation)
+        examples.append(f"{key}: {detail}" if detail else str(key))
+    if "unexpected_count" in details:
+        observed = f"{details['unexpected_count']} of {details.get('element_count', len(frame))} rows fail"
+    else:
+        observed = f"observed {details.get('observed_value')!r}"
+    if not examples and body.get("exception_info", {}).get("raised_exception"):
+        observed = f"could not be evaluated: {body['exception_info'].get('exception_message')}"
+    return {
+        "expectation": expectation.expectation_type,
+        "kwargs": {k: getattr(expectation, k) for k in ("column", "value_set", "min_value") if getattr(expectation, k, None) is not None},
+        "description": description,
+        "success": bool(body.get("success")),
+        "observed": observed,
+        "examples": examples,
+    }
+
+
+def _detail(frame: pd.DataFrame, index_column: str, key: Any, expectation) -> str:
+    """What is wrong with one failing row, in words (the decode error, the bad label...)."""
+    column = getattr(expectation, "column", None)
+    if index_column != "image_id" or column is None:
+        if column == "images":
+            return f"{int(frame.loc[frame[index_column] == key, 'images'].iloc[0])} images"
+        return ""
+    rows = frame.loc[frame["image_id"] == key]
+    if rows.empty:
+        return ""
+    value = rows.iloc[0][column]
+    if column == "decode_error":
+        return str(value)
+    if column == "has_file":
+        return "listed in the CSV but no such file"
+    if column == "in_csv":
+        return "file has no CSV row"
+    if column == "label_raw":
+        return f"label {value!r}" if not pd.isna(value) else "no label"
+    if column == "image_id":
+        return f"appears {int((frame['image_id'] == key).sum())} times"
+    return repr(value)
+
+
+def render_html(report: ValidationReport, title: str) -> str:
+    """A self-contained page: one table per suite, failing expectations first, with examples."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}.ok{color:#176f2c}.fail{color:#b00020;"
+        "font-weight:bold}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='{'ok' if report.success else 'fail'}'>{'PASSED' if report.success else 'FAILED'}: "
+        f"{html.escape(report.summary().splitlines()[0])}</p>",
+    ]
+    for suite in report.suites:
+        parts.append(f"<h2>{html.escape(suite['name'])} ({suite['rows']} rows)</h2>")
+        counts = ", ".join(f"{k}: {v}" for k, v in suite.get("class_counts", {}).items())
+        parts.append(f"<p>Valid images per class: {html.escape(counts)}</p>")
+        parts.append("<table><tr><th>result</th><th>expectation</th><th>observed</th><th>examples</th></tr>")
+        for item in sorted(suite["expectations"], key=lambda e: e["success"]):
+            status = "<span class='ok'>pass</span>" if item["success"] else "<span class='fail'>FAIL</span>"
+            examples = "<br>".join(html.escape(e) for e in item["examples"])
+            parts.append(
+                f"<tr><td>{status}</td><td>{html.escape(item['description'])}<br><small>"
+                f"{html.escape(item['expectation'])} {html.escape(str(item['kwargs']))}</small></td>"
+                f"<td>{html.escape(item['observed'])}</td><td>{examples}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

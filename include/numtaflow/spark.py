@@ -1,0 +1,89 @@
+"""Spark configuration from settings: one place for s3a, Arrow and worker settings.
+
+Credentials are never part of this configuration. Spark copies ``AWS_ACCESS_KEY_ID`` and
+``AWS_SECRET_ACCESS_KEY`` from the submitting process's environment into ``fs.s3a.*``, so
+they appear in no command line and no task log.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .config import Settings
+
+S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Non-secret Spark settings every job needs (passed as ``--conf`` by the DAG)."""
+    conf = {
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https")).lower(),
+        "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        # hadoop-aws 3.3.1 cannot parse the newer "60s"-style duration defaults: plain numbers.
+        "spark.hadoop.fs.s3a.connection.establish.timeout": "30000",
+        "spark.hadoop.fs.s3a.connection.timeout": "200000",
+        "spark.hadoop.fs.s3a.connection.ttl": "300000",
+        "spark.hadoop.fs.s3a.threads.keepalivetime": "60",
+        "spark.hadoop.fs.s3a.multipart.purge.age": "86400",
+        "spark.hadoop.fs.s3a.assumed.role.session.duration": "1800",
+        "spark.hadoop.fs.s3a.attempts.maximum": "5",
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "true",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(max(settings.udf_batch_size * 4, 64)),
+        "spark.python.worker.reuse": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.pyspark.python": sys.executable,
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG_CONFIG}",
+        "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG_CONFIG}",
+    }
+    if settings.spark_packages:
+        conf["spark.jars.packages"] = settings.spark_packages
+    return conf
+
+
+def s3a_jar_paths(settings: Settings) -> list[str]:
+    """Where the s3a jars are expected (none when Maven ``spark_packages`` provide them)."""
+    if settings.spark_packages:
+        return []
+    return [str(Path(settings.spark_jars) / name) for name in S3A_JARS]
+
+
+def spark_jars(settings: Settings) -> list[str]:
+    """The s3a jars to ship with ``--jars``; a clear error when they were never installed."""
+    paths = s3a_jar_paths(settings)
+    missing = [path for path in paths if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"s3a jars missing: {', '.join(missing)}. Run `make setup` to extract them, "
+            "set NUMTAFLOW_SPARK_JARS to their folder, or set NUMTAFLOW_SPARK_PACKAGES="
+            "org.apache.hadoop:hadoop-aws:<hadoop version> where Maven is reachable."
+        )
+    return paths
+
+
+def submit_command(settings: Settings, application: str, args: list[str]) -> list[str]:
+    """The spark-submit command line for one job, as the DAG's SparkSubmitOperator builds it."""
+    command = ["spark-submit", "--master", settings.spark_master, "--name", f"numtaflow-{Path(application).stem}"]
+    jars = spark_jars(settings)
+    if jars:
+        command += ["--jars", ",".join(jars)]
+    for key, value in spark_conf(settings).items():
+        command += ["--conf", f"{key}={value}"]
+    return command + [application, *args]
+
+
+def build_session(app_name: str):
+    """The job's SparkSession; its configuration comes from spark-submit (see ``spark_conf``)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.appName(app_name).getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session

@@ -1,0 +1,36 @@
+"""sample: exactly ``per_class`` training images per class and an independent evaluation set.
+
+Reads the images validated in this run; writes ``train.parquet`` and ``eval.parquet``
+(image_id, label, source, content). The evaluation set never shares an image with the
+training sample, even when both come from the same input.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import functions as F
+
+from ..jobs import StepContext
+from ..sampling import ids_hash, stratified_sample
+
+
+def run(context: StepContext) -> dict:
+    settings, spark = context.settings, context.spark
+    context.storage.require_step(context.layout, "validate")
+    train_images = spark.read.parquet(context.s3a("train_images.parquet", step="validate"))
+    eval_images = spark.read.parquet(context.s3a("eval_images.parquet", step="validate"))
+    train = stratified_sample(train_images, settings.per_class, settings.seed)
+    eval_pool = eval_images
+    if settings.train_input == settings.eval_input:
+        eval_pool = eval_images.join(train.select("image_id"), on="image_id", how="left_anti")
+    evaluation = stratified_sample(eval_pool, settings.eval_per_class, settings.seed + 1)
+    summary = {}
+    for name, frame in (("train", train), ("eval", evaluation)):
+        frame = frame.select("image_id", "label", "source", "content").repartition(
+            max(2, spark.sparkContext.defaultParallelism), "image_id"
+        )
+        frame.write.mode("overwrite").parquet(context.s3a(f"{name}.parquet"))
+        written = spark.read.parquet(context.s3a(f"{name}.parquet"))
+        counts = {str(r["label"]): r["count"] for r in written.groupBy("label").count().collect()}
+        ids = [r["image_id"] for r in written.select("image_id").collect()]
+        summary[name] = {"rows": len(ids), "per_class": dict(sorted(counts.items())), "ids_sha256": ids_hash(ids)}
+    return summary

@@ -1,0 +1,117 @@
+"""validate: read each input, decode every image once in Spark, run the GX suites.
+
+Outputs (``runs/<run>/validate/``): ``report.json``, ``report.html``, and per input
+(``train``, ``eval``) an images table ``<input>_images.parquet`` holding the validated bytes,
+so later steps use exactly the data that passed validation.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from ..data import InputError, build_manifest, manifest_hash, resolve_input
+from ..jobs import StepContext, StepFailed
+from ..quality import ValidationReport, render_html, structure_failure, validate_manifest
+from ..storage import spark_path
+
+
+def relative_path_pattern(root_uri: str) -> str:
+    """A regex capturing a file's path relative to ``root_uri`` from the path Spark reports."""
+    root = spark_path(root_uri).rstrip("/")
+    if root.startswith("file:"):
+        return r"^file:/*" + re.escape(root[len("file:") :].lstrip("/")) + r"/(.*)$"
+    return "^" + re.escape(root) + r"/(.*)$"
+
+
+def decode_images(spark, root_uri: str, max_pixels: int):
+    """All files under the root with their bytes and decoded size/mode or decode error."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    from ..images import inspect_image
+
+    @pandas_udf("width int, height int, mode string, decode_error string")
+    def inspect(contents: pd.Series) -> pd.DataFrame:
+        infos = [inspect_image(content, max_pixels) for content in contents]
+        return pd.DataFrame(
+            {
+                "width": pd.array([i.width for i in infos], dtype="Int32"),
+                "height": pd.array([i.height for i in infos], dtype="Int32"),
+                "mode": [i.mode for i in infos],
+                "decode_error": [i.error for i in infos],
+            }
+        )
+
+    files = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(spark_path(root_uri))
+        .withColumn("image_id", F.regexp_extract("path", relative_path_pattern(root_uri), 1))
+    )
+    return files.select("image_id", "content", inspect("content").alias("info")).select(
+        "image_id", "content", "info.*"
+    )
+
+
+def validate_input(context: StepContext, name: str, uri: str, per_class: int) -> tuple[dict, dict | None]:
+    """Validate one input; returns (suite record, lineage record or None when unreadable)."""
+    from pyspark.sql import functions as F
+
+    settings = context.settings
+    try:
+        dataset = resolve_input(uri, context.storage, staging_prefix="staging/")
+        manifest = build_manifest(dataset)
+    except InputError as error:
+        return structure_failure(name, f"{uri}: {error}"), None
+    decoded = decode_images(context.spark, dataset.root_uri, settings.max_image_pixels).cache()
+    manifest_frame = context.spark.createDataFrame(manifest.drop(columns=["uri"]))
+    images = manifest_frame.join(decoded, on="image_id", how="left").withColumn(
+        "decode_error",
+        F.when(F.col("has_file") & F.col("content").isNull(), F.lit("file listed but not readable"))
+        .when(F.col("has_file"), F.col("decode_error")),
+    )
+    metadata = images.drop("content").toPandas()
+    suite = validate_manifest(name, metadata, per_class, require_csv_rows=dataset.layout == "numtadb")
+    lineage = {
+        "uri": uri,
+        "resolved_uri": dataset.root_uri,
+        "csv_uri": dataset.csv_uri,
+        "layout": dataset.layout,
+        "files": len(dataset.files),
+        "manifest_sha256": manifest_hash(manifest),
+    }
+    if suite["success"]:
+        (
+            images.where(F.col("has_file") & F.col("decode_error").isNull())
+            .withColumn("label", F.col("label_raw").cast("int"))
+            .withColumn("source", F.lit(name))
+            .select("image_id", "label", "source", "width", "height", "mode", "size", "content")
+            .write.mode("overwrite")
+            .parquet(context.s3a(f"{name}_images.parquet"))
+        )
+    decoded.unpersist()
+    return suite, lineage
+
+
+def run(context: StepContext) -> dict:
+    settings = context.settings
+    inputs = {"train": (settings.train_input, settings.per_class), "eval": (settings.eval_input, settings.eval_per_class)}
+    suites, lineage = [], {}
+    for name, (uri, per_class) in inputs.items():
+        suite, record = validate_input(context, name, uri, per_class)
+        suites.append(suite)
+        if record:
+            lineage[name] = record
+    report = ValidationReport(all(s["success"] for s in suites), suites)
+    storage, layout = context.storage, context.layout
+    storage.put_json(layout.key("validate", "report.json"), report.to_json())
+    storage.put_bytes(
+        layout.key("validate", "report.html"),
+        render_html(report, f"Input validation, run {context.run_id}").encode(),
+        "text/html; charset=utf-8",
+    )
+    if not report.success:
+        raise StepFailed(f"{report.summary()}\nfull report: {context.uri('report.html')}")
+    return {"inputs": lineage, "class_counts": {s["name"]: s["class_counts"] for s in suites}}

@@ -1,0 +1,220 @@
+"""S3-compatible storage: URIs, run-scoped keys, commit markers and conditional writes.
+
+The same code talks to the embedded SeaweedFS server, MinIO or AWS S3: only the endpoint
+and the credentials (from the environment, never from settings or arguments) differ.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .config import Settings
+
+COMMIT_MARKER = "_COMMITTED.json"
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class StorageError(RuntimeError):
+    """A storage operation failed in a way the caller should report, not retry blindly."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write lost a race: somebody else changed the object first."""
+
+
+def safe_run_id(run_id: str) -> str:
+    """Turn an Airflow run id (``manual__2026-01-01T00:00:00+00:00``) into a key segment.
+
+    Hadoop paths reject ``:`` and S3 keys are clearer without ``+``; the mapping is
+    deterministic, so a retried task writes to the same prefix.
+    """
+    cleaned = _SAFE_ID.sub("_", run_id.strip()).strip("._")
+    if not cleaned:
+        raise ValueError(f"run id {run_id!r} has no usable characters")
+    return cleaned[:200]
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``s3://bucket/key`` -> ``("s3", "bucket", "key")``; a local path -> ``("file", "", path)``."""
+    match = re.match(r"^(s3a?|s3n)://([^/]+)/?(.*)$", uri)
+    if match:
+        return "s3", match.group(2), match.group(3)
+    if uri.startswith("file://"):
+        return "file", "", uri[len("file://") :]
+    if "://" in uri:
+        raise ValueError(f"unsupported URI scheme in {uri!r} (use s3://, s3a:// or a local path)")
+    return "file", "", uri
+
+
+def is_s3(uri: str) -> bool:
+    return split_uri(uri)[0] == "s3"
+
+
+def spark_path(uri: str) -> str:
+    """The path Spark reads: ``s3a://`` for S3 objects, ``file://`` for local files."""
+    scheme, bucket, key = split_uri(uri)
+    if scheme == "s3":
+        return f"s3a://{bucket}/{key}"
+    from pathlib import Path
+
+    return Path(key).resolve().as_uri()
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where each step of a run keeps its outputs: ``runs/<run id>/<step>/...``."""
+
+    bucket: str
+    run_id: str
+
+    def prefix(self, step: str) -> str:
+        return f"runs/{self.run_id}/{step}/"
+
+    def key(self, step: str, name: str) -> str:
+        return self.prefix(step) + name
+
+    def uri(self, step: str, name: str = "") -> str:
+        return f"s3://{self.bucket}/{self.key(step, name)}"
+
+    def marker_key(self, step: str) -> str:
+        return self.key(step, COMMIT_MARKER)
+
+    @property
+    def run_record_key(self) -> str:
+        return f"runs/{self.run_id}/run.json"
+
+
+class Storage:
+    """A bucket on an S3-compatible server, with the few operations the workflow needs."""
+
+    def __init__(self, settings: Settings, client: Any | None = None):
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.client = client or make_client(settings)
+
+    # --- plain objects -------------------------------------------------------------------
+    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        return response["ETag"]
+
+    def put_json(self, key: str, value: Any) -> str:
+        return self.put_bytes(key, _dump(value), "application/json")
+
+    def get_bytes(self, key: str, bucket: str | None = None) -> bytes:
+        try:
+            return self.client.get_object(Bucket=bucket or self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"s3://{bucket or self.bucket}/{key} does not exist") from None
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def exists(self, key: str, bucket: str | None = None) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=bucket or self.bucket, Key=key)
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list_objects(self, prefix: str, bucket: str | None = None) -> Iterator[dict]:
+        """Every object under ``prefix`` (key, size, etag), following pagination."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket or self.bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; used before a step (re)writes its outputs."""
+        if not prefix.endswith("/"):
+            raise ValueError(f"refusing to delete a prefix that does not end in '/': {prefix!r}")
+        keys = [obj["Key"] for obj in self.list_objects(prefix)]
+        for start in range(0, len(keys), 1000):
+            chunk = [{"Key": key} for key in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+        return len(keys)
+
+    def ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=self.bucket)
+
+    # --- conditional writes (atomic pointers) --------------------------------------------
+    def read_with_etag(self, key: str) -> tuple[Any | None, str | None]:
+        """The JSON value at ``key`` and its ETag, or ``(None, None)`` when absent."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            return None, None
+        return json.loads(response["Body"].read()), response["ETag"]
+
+    def compare_and_set(self, key: str, value: Any, expected_etag: str | None) -> str:
+        """Write ``value`` only if ``key`` still has ``expected_etag`` (or is still absent).
+
+        Raises ``PreconditionFailed`` when another writer got there first. The value should
+        carry something unique (a run id, a time) so that equal content never hides a change.
+        """
+        from botocore.exceptions import ClientError
+
+        conditions = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=_dump(value), ContentType="application/json", **conditions
+            )
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = error.response.get("Error", {}).get("Code")
+            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise PreconditionFailed(f"s3://{self.bucket}/{key} changed concurrently") from None
+            raise
+        return response["ETag"]
+
+    # --- step commit markers -------------------------------------------------------------
+    def begin_step(self, layout: RunLayout, step: str) -> None:
+        """Clear a step's prefix so a retry rewrites it from scratch (idempotent re-runs)."""
+        self.delete_prefix(layout.prefix(step))
+
+    def commit_step(self, layout: RunLayout, step: str, summary: dict) -> None:
+        """Mark a step's outputs complete. Readers trust nothing under a prefix without it."""
+        self.put_json(layout.marker_key(step), {"run_id": layout.run_id, "step": step, **summary})
+
+    def require_step(self, layout: RunLayout, step: str) -> dict:
+        """The commit record of an earlier step, or a clear error if it never finished."""
+        try:
+            return self.get_json(layout.marker_key(step))
+        except FileNotFoundError:
+            raise StorageError(
+                f"step '{step}' of run {layout.run_id} has no commit marker "
+                f"(s3://{self.bucket}/{layout.marker_key(step)}): its output is missing or incomplete; "
+                f"re-run '{step}' first"
+            ) from None
+
+
+def make_client(settings: Settings):
+    """A boto3 S3 client for ``settings.s3_endpoint``; credentials come from the environment."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint or None,
+        region_name=settings.s3_region,
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+        ),
+    )
+
+
+def _dump(value: Any) -> bytes:
+    return json.dumps(value, indent=2, sort_keys=True, default=str).encode()

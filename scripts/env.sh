@@ -1,0 +1,22 @@
+# Environment of the embedded deployment; sourced by the Makefile (bash), never printed.
+# Secrets come from .local/credentials.env (generated per install, mode 600, git-ignored).
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="$ROOT/.venv/bin:$PATH"
+export SPARK_HOME="$("$ROOT/.venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null)"
+export PYSPARK_PYTHON="$ROOT/.venv/bin/python"
+export PYSPARK_DRIVER_PYTHON="$ROOT/.venv/bin/python"
+export SPARK_LOCAL_IP=127.0.0.1
+export NUMTAFLOW_STATE_DIR="${NUMTAFLOW_STATE_DIR:-$ROOT/.local}"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$NUMTAFLOW_STATE_DIR/airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__UNIT_TEST_MODE=False
+export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
+export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"local[*]\"}}"
+export GX_ANALYTICS_ENABLED=false
+export TF_CPP_MIN_LOG_LEVEL=2
+export NUMTAFLOW_SPARK_JARS="${NUMTAFLOW_SPARK_JARS:-$ROOT/.cache/jars}"
+if [ -f "$NUMTAFLOW_STATE_DIR/credentials.env" ]; then
+  set -a; . "$NUMTAFLOW_STATE_DIR/credentials.env"; set +a
+fi

@@ -1,0 +1,17 @@
+"""Spark job 'evaluate': metrics on the 20% hold-out and the independent set, then the promotion gate.
+
+    spark-submit [--jars <s3a jars>] [--conf ...] spark_jobs/evaluate.py --run-id RUN [--settings-json '{...}']
+
+(`python -m numtaflow submit evaluate --run-id RUN` prints the full command; the DAG runs it.)
+"""
+
+from numtaflow.jobs import run_step
+from numtaflow.steps import evaluate
+
+
+def main() -> None:
+    run_step("evaluate", evaluate.run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Spark job 'featurize': pooled CNN features for the sampled images, in batched pandas UDFs.
+
+    spark-submit [--jars <s3a jars>] [--conf ...] spark_jobs/featurize.py --run-id RUN [--settings-json '{...}']
+
+(`python -m numtaflow submit featurize --run-id RUN` prints the full command; the DAG runs it.)
+"""
+
+from numtaflow.jobs import run_step
+from numtaflow.steps import featurize
+
+
+def main() -> None:
+    run_step("featurize", featurize.run)
+
+
+if __name__ == "__main__":
+    main()
