@@ -74,7 +74,7 @@ def confusion_png(matrix: Sequence[Sequence[int]], title: str) -> bytes:
     axes.set_yticks(range(values.shape[0]))
     axes.set_xlabel("predicted digit")
     axes.set_ylabel("true digit")
-    axes.set_title(title, fontsize=10)
+    axes.set_title(title, fontsize=9)
     threshold = values.max() / 2 if values.size else 0
     for row in range(values.shape[0]):
         for column in range(values.shape[1]):

@@ -36,6 +36,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(max(settings.udf_batch_size * 4, 64)),
         "spark.python.worker.reuse": "true",
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        # images are small files: Spark's 4 MB "open cost" per file would split a folder of
+        # 20k digits into 600 tiny tasks; 64 KB packs them into a handful
+        "spark.sql.files.openCostInBytes": "65536",
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.host": "127.0.0.1",

@@ -80,6 +80,19 @@ def gate_and_promote(context: StepContext, metrics: dict, record: dict, eval_fra
             "champion_before": None, "champion_after": None, "compared_with": None}
 
 
+def artifact_uris(storage, run_id: str) -> list[str]:
+    """Every artifact of the run, a Parquet dataset or saved model counted once (its folder)."""
+    uris = set()
+    for obj in storage.list_objects(f"runs/{run_id}/"):
+        parts = obj["Key"].split("/")
+        for depth, part in enumerate(parts):
+            if part.endswith(".parquet") or part == "model":
+                parts = parts[: depth + 1]
+                break
+        uris.add(f"s3://{storage.bucket}/" + "/".join(parts) + ("/" if len(parts) < len(obj["Key"].split("/")) else ""))
+    return sorted(uris)
+
+
 def versions() -> dict:
     packages = {}
     for name in ("pyspark", "tensorflow-cpu", "tensorflow", "keras", "apache-airflow", "great-expectations",
@@ -111,7 +124,8 @@ def run(context: StepContext) -> dict:
     split_metrics = compute_metrics(*predict(model, holdout))
     eval_metrics = compute_metrics(*predict(model, eval_frame))
     for name, values in (("eval", eval_metrics), ("split", split_metrics)):
-        title = f"{settings.backbone}, run {context.run_id}: {name} set (n={values['n']}, acc={values['accuracy']:.3f})"
+        title = (f"{settings.backbone}, {'independent' if name == 'eval' else '20% split'} set: n={values['n']}, "
+                 f"accuracy {values['accuracy']:.3f}\nrun {context.run_id}")
         storage.put_bytes(layout.key("evaluate", f"confusion_{name}.png"), confusion_png(values["confusion_matrix"], title),
                           "image/png")
         storage.put_bytes(layout.key("evaluate", f"per_class_{name}.csv"), per_class_csv(values).encode(), "text/csv")
@@ -156,8 +170,7 @@ def run(context: StepContext) -> dict:
                      for k in ("backbone", "image_size", "layers", "weights", "weights_sha256")},
         "steps": {step: {"started_at": m["started_at"], "finished_at": m["finished_at"], "seconds": m["seconds"]}
                   for step, m in markers.items()},
-        "artifacts": sorted(f"s3://{layout.bucket}/{o['Key']}" for o in storage.list_objects(f"runs/{context.run_id}/")
-                            if "/part-" not in o["Key"] and not o["Key"].endswith(".crc")),
+        "artifacts": artifact_uris(storage, context.run_id),
     }
     storage.put_json(layout.run_record_key, lineage)
     update_index(storage, context.run_id, {

@@ -17,7 +17,8 @@ def run(context: StepContext) -> dict:
     context.storage.require_step(context.layout, "featurize")
     features = spark.read.parquet(context.s3a("train.parquet", step="featurize"))
     split = stratified_split(features, settings.train_fraction, settings.split_seed).cache()
-    train = with_vector(split.where("is_train").drop("is_train"))
+    # few partitions: every optimizer iteration is a Spark job over all of them
+    train = with_vector(split.where("is_train").drop("is_train")).coalesce(spark.sparkContext.defaultParallelism)
     model, params, cv_table = fit(train, settings.lr_preset, settings.split_seed)
     model.write().overwrite().save(context.s3a("model"))
     split.where(~F.col("is_train")).drop("is_train").write.mode("overwrite").parquet(context.s3a("holdout.parquet"))

@@ -1,0 +1,65 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+ENV := source scripts/env.sh &&
+DAG_ID := numtadb_transfer_learning
+JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.901.jar
+# hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
+JAR_SDIST := sagemaker_pyspark==1.4.5
+
+.PHONY: help setup demo test test-fast s3-start s3-stop stop clean
+help:
+	@echo "make demo       set up, start the embedded S3 server, run the whole DAG on NumtaDB, print the results"
+	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
+	@echo "make test-fast  unit tests only (seconds)"
+	@echo "make stop       stop the embedded services"
+
+setup: $(VENV)/.installed $(JARS)
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt -c constraints.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+$(JARS):
+	mkdir -p .cache/downloads .cache/jars
+	$(PYTHON) -m pip download --quiet --no-deps --no-binary :all: $(JAR_SDIST) -d .cache/downloads
+	tar xzf .cache/downloads/sagemaker_pyspark-1.4.5.tar.gz -C .cache/jars --strip-components=3 \
+	    sagemaker_pyspark-1.4.5/deps/jars/hadoop-aws-3.3.1.jar sagemaker_pyspark-1.4.5/deps/jars/aws-java-sdk-bundle-1.11.901.jar
+	rm -f .cache/downloads/sagemaker_pyspark-1.4.5.tar.gz
+	touch $(JARS)
+
+s3-start: setup
+	$(ENV) python -m numtaflow s3 start
+
+s3-stop:
+	$(ENV) python -m numtaflow s3 stop
+
+.local/airflow/.migrated: $(VENV)/.installed
+	$(ENV) airflow db migrate > .local/airflow-migrate.log 2>&1 || { tail -20 .local/airflow-migrate.log; exit 1; }
+	touch $@
+
+demo: setup s3-start
+	$(ENV) python -m numtaflow load-data
+	$(MAKE) --no-print-directory .local/airflow/.migrated
+	$(ENV) logical_date=$$(date -u +%Y-%m-%dT%H:%M:%S+00:00) && mkdir -p .local/logs && \
+	  log=.local/logs/demo-$${logical_date//:/}.log && echo "running the DAG (log: $$log) ..." && \
+	  start=$$(date +%s) && \
+	  { airflow dags test $(DAG_ID) "$$logical_date" > "$$log" 2>&1 || { tail -60 "$$log"; echo "DAG run failed; full log: $$log"; exit 1; }; } && \
+	  echo "DAG run finished in $$(( $$(date +%s) - start )) s" && \
+	  python -m numtaflow report --logical-date "$$logical_date"
+
+test: setup
+	$(ENV) scripts/run-tests.sh tests
+
+test-fast: setup
+	$(ENV) scripts/run-tests.sh tests/unit
+
+stop: s3-stop
+
+clean: stop
+	rm -rf .local reports

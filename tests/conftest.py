@@ -1,0 +1,146 @@
+"""Shared fixtures: a local Spark session, a real SeaweedFS S3 server on test ports, small datasets.
+
+Integration fixtures start real services; nothing here mocks S3, Spark or Airflow.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_NUMTADB = ROOT.parent / "shared" / "numtadb"
+SHARED_MODELS = ROOT.parent / "shared" / "models"
+TEST_PORT_OFFSET = 10000  # S3 on 18333 etc., never the demo's 8333
+TEST_BUCKET = "numtaflow-test"
+
+
+def digit_png(label: int, size: int = 28, mode: str = "L", seed: int = 0) -> bytes:
+    """A synthetic handwritten-looking digit (used only when the real NumtaDB is absent)."""
+    rng = random.Random(seed * 31 + label)
+    image = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(image)
+    jitter = lambda: rng.randint(-2, 2)  # noqa: E731
+    draw.text((size // 3 + jitter(), size // 4 + jitter()), str(label), fill=0)
+    draw.arc((4 + jitter(), 4 + jitter(), size - 4, size - 4), 20 * label, 20 * label + 200, fill=0, width=2)
+    out = io.BytesIO()
+    image.convert(mode).save(out, format="PNG")
+    return out.getvalue()
+
+
+def make_numtadb(folder: Path, per_class: int, source: str = "training-a", offset: int = 0) -> Path:
+    """A NumtaDB-layout folder + CSV with ``per_class`` images per digit (real images if available)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    real_csv = SHARED_NUMTADB / f"{source}.csv"
+    if real_csv.exists():
+        frame = pd.read_csv(real_csv)
+        for digit in range(10):
+            for name in frame[frame["digit"] == digit]["filename"].iloc[offset : offset + per_class]:
+                shutil.copyfile(SHARED_NUMTADB / source / name, folder / name)
+                rows.append((name, digit))
+    else:
+        for digit in range(10):
+            for index in range(per_class):
+                name = f"{source[-1]}{digit}{index + offset:04d}.png"
+                (folder / name).write_bytes(digit_png(digit, seed=index + offset))
+                rows.append((name, digit))
+    csv = pd.DataFrame(rows, columns=["filename", "digit"])
+    csv.insert(1, "original filename", "")
+    csv.insert(2, "scanid", "")
+    csv["database name"] = folder.name
+    csv.to_csv(folder.parent / f"{folder.name}.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def spark():
+    pyspark_sql = pytest.importorskip("pyspark.sql")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    session = (
+        pyspark_sql.SparkSession.builder.master("local[1]")
+        .appName("numtaflow-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_env(tmp_path_factory):
+    """A real SeaweedFS S3 server on test ports, with per-session generated credentials.
+
+    Yields the environment (endpoint, bucket, keys) that the jobs and Airflow need.
+    """
+    from numtaflow.config import Settings
+    from numtaflow.services import S3Ports, ensure_credentials, start_s3, stop_s3
+    from numtaflow.storage import Storage
+
+    state = tmp_path_factory.mktemp("s3")
+    ports = S3Ports.offset(TEST_PORT_OFFSET)
+    credentials = ensure_credentials(state / "credentials.env")
+    start_s3(state, credentials, ports)
+    env = {
+        **credentials,
+        "NUMTAFLOW_S3_ENDPOINT": f"http://127.0.0.1:{ports.s3}",
+        "NUMTAFLOW_BUCKET": TEST_BUCKET,
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    Storage(Settings.from_env()).ensure_bucket()
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    stop_s3(state)
+
+
+@pytest.fixture(scope="session")
+def storage(s3_env):
+    from numtaflow.config import Settings
+    from numtaflow.storage import Storage
+
+    return Storage(Settings.from_env())
+
+
+@pytest.fixture(scope="session")
+def featurizer_env():
+    """Real MobileNetV2 weights at a small image size when available, else a random-init model."""
+    if (SHARED_MODELS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").exists():
+        return {"NUMTAFLOW_WEIGHTS_DIR": str(SHARED_MODELS), "NUMTAFLOW_IMAGE_SIZE": "96"}
+    return {"NUMTAFLOW_WEIGHTS": "random", "NUMTAFLOW_IMAGE_SIZE": "64"}
+
+
+def upload_folder(storage, local: Path, prefix: str) -> str:
+    """Copy a local NumtaDB folder and its CSV under ``prefix``; returns the folder's s3 URI."""
+    for path in sorted(local.iterdir()):
+        storage.put_bytes(f"{prefix}/{local.name}/{path.name}", path.read_bytes())
+    csv = local.parent / f"{local.name}.csv"
+    if csv.exists():
+        storage.put_bytes(f"{prefix}/{local.name}.csv", csv.read_bytes())
+    return f"s3://{storage.bucket}/{prefix}/{local.name}"
+
+
+def run_job(step: str, run_id: str, env: dict, settings: dict | None = None, timeout: int = 600):
+    """Run ``spark_jobs/<step>.py`` with spark-submit exactly as the CLI/DAG does."""
+    import json
+
+    command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
+               "--settings-json", json.dumps(settings or {})]
+    return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)

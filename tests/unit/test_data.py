@@ -1,0 +1,121 @@
+import io
+import zipfile
+
+import pandas as pd
+import pytest
+
+from numtaflow.data import (
+    InputError,
+    ListedFile,
+    detect_layout,
+    manifest_from_class_folders,
+    manifest_from_csv,
+    manifest_hash,
+    resolve_input,
+    safe_zip_members,
+    strip_common_folder,
+)
+
+
+def csv_frame(rows):
+    return pd.DataFrame(rows, columns=["filename", "digit"], dtype=str)
+
+
+def test_manifest_flags_rows_without_files_and_files_without_rows():
+    frame = csv_frame([("a.png", "1"), ("b.png", "2"), ("missing.png", "3")])
+    files = [ListedFile("a.png", 10), ListedFile("b.png", 11), ListedFile("extra.png", 12), ListedFile("x.csv", 5)]
+    manifest = manifest_from_csv(frame, files, "s3://bucket/training-a").set_index("image_id")
+    assert list(manifest.index) == ["a.png", "b.png", "extra.png", "missing.png"]
+    assert manifest.loc["missing.png", "has_file"] == False  # noqa: E712
+    assert manifest.loc["missing.png", "in_csv"] == True  # noqa: E712
+    assert manifest.loc["extra.png", "in_csv"] == False  # noqa: E712
+    assert pd.isna(manifest.loc["extra.png", "label_raw"])
+    assert manifest.loc["a.png", "uri"] == "s3://bucket/training-a/a.png"
+    assert manifest.loc["b.png", "size"] == 11
+
+
+def test_manifest_keeps_duplicate_csv_rows_for_validation_to_report():
+    manifest = manifest_from_csv(csv_frame([("a.png", "1"), ("a.png", "7")]), [ListedFile("a.png", 3)], "/d")
+    assert (manifest["image_id"] == "a.png").sum() == 2
+
+
+def test_missing_columns_are_named():
+    frame = pd.DataFrame({"file": ["a.png"], "digit": ["1"]})
+    with pytest.raises(InputError, match="missing column\\(s\\) filename; found: file, digit"):
+        manifest_from_csv(frame, [], "/d")
+
+
+def test_class_folders_take_the_folder_as_label():
+    files = [ListedFile("3/x.png", 1), ListedFile("7/y.jpg", 2), ListedFile("loose.png", 3)]
+    manifest = manifest_from_class_folders(files, "/root").set_index("image_id")
+    assert manifest.loc["3/x.png", "label_raw"] == "3"
+    assert manifest.loc["7/y.jpg", "label_raw"] == "7"
+    assert pd.isna(manifest.loc["loose.png", "label_raw"])
+
+
+def test_detect_layout():
+    assert detect_layout([ListedFile("a.png", 1)], has_csv=True) == "numtadb"
+    assert detect_layout([ListedFile("0/a.png", 1)], has_csv=False) == "class_folders"
+    with pytest.raises(InputError, match="no labels found"):
+        detect_layout([ListedFile("a.png", 1)], has_csv=False)
+
+
+def test_manifest_hash_ignores_row_order_but_not_labels():
+    files = [ListedFile("a.png", 1), ListedFile("b.png", 2)]
+    first = manifest_from_csv(csv_frame([("a.png", "1"), ("b.png", "2")]), files, "/d")
+    second = manifest_from_csv(csv_frame([("b.png", "2"), ("a.png", "1")]), files, "/d")
+    relabelled = manifest_from_csv(csv_frame([("a.png", "1"), ("b.png", "3")]), files, "/d")
+    assert manifest_hash(first) == manifest_hash(second)
+    assert manifest_hash(first) != manifest_hash(relabelled)
+
+
+def make_zip(entries):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+    buffer.seek(0)
+    return zipfile.ZipFile(buffer)
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "a/../../evil.png", "/etc/passwd", "C:/x.png"])
+def test_zip_members_escaping_the_folder_are_refused(name):
+    with pytest.raises(InputError, match="escapes the archive's folder"):
+        safe_zip_members(make_zip([("ok/a.png", b"x"), (name, b"x")]), 1 << 20)
+
+
+def test_zip_symlinks_and_bombs_are_refused():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        link = zipfile.ZipInfo("data/link")
+        link.external_attr = (0o120777 << 16)
+        archive.writestr(link, "/etc/passwd")
+    with pytest.raises(InputError, match="symbolic link"):
+        safe_zip_members(zipfile.ZipFile(io.BytesIO(buffer.getvalue())), 1 << 20)
+    with pytest.raises(InputError, match="expands to more than 100 bytes"):
+        safe_zip_members(make_zip([("a.png", b"0" * 101)]), 100)
+
+
+def test_zip_members_skip_metadata_and_find_common_folder():
+    members = safe_zip_members(make_zip([("set/a.png", b"1"), ("__MACOSX/set/._a.png", b"1"), ("set/.DS_Store", b"")]),
+                               1 << 20)
+    assert [m.filename for m in members] == ["set/a.png"]
+    assert strip_common_folder(["set/a.png", "set/b.png"]) == "set/"
+    assert strip_common_folder(["set/a.png", "other/b.png"]) == ""
+    assert strip_common_folder(["a.png"]) == ""
+
+
+def test_resolve_local_numtadb_folder(tmp_path):
+    folder = tmp_path / "training-x"
+    folder.mkdir()
+    (folder / "x1.png").write_bytes(b"1")
+    (tmp_path / "training-x.csv").write_text("filename,digit\nx1.png,4\n")
+    dataset = resolve_input(str(folder), None)
+    assert dataset.layout == "numtadb"
+    assert dataset.csv_uri == str(tmp_path / "training-x.csv")
+    assert [f.relative_path for f in dataset.files] == ["x1.png"]
+
+
+def test_resolve_reports_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_input(str(tmp_path / "nope"), None)

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from numtaflow.evaluation import compute_metrics, confusion_png, roc_auc_ovr
+from numtaflow.gating import GateThresholds, decide
+
+
+def one_hot(labels, confidence=0.9):
+    probabilities = np.full((len(labels), 10), (1 - confidence) / 9)
+    probabilities[np.arange(len(labels)), labels] = confidence
+    return probabilities
+
+
+def test_metrics_against_hand_computed_values():
+    y_true = [0, 0, 1, 1]
+    predicted = [0, 1, 1, 1]
+    metrics = compute_metrics(y_true, one_hot(predicted))
+    assert metrics["accuracy"] == 0.75
+    # class 0: precision 1, recall 0.5, f1 2/3; class 1: precision 2/3, recall 1, f1 0.8; equal support
+    assert metrics["precision"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-4)
+    assert metrics["recall"] == 0.75
+    assert metrics["f1"] == pytest.approx((2 / 3 + 0.8) / 2, abs=1e-4)
+    assert metrics["per_class"]["0"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert metrics["confusion_matrix"][0][:2] == [1, 1] and metrics["confusion_matrix"][1][:2] == [0, 2]
+
+
+def test_roc_auc_uses_probabilities_not_hard_predictions():
+    y_true = np.array([0, 0, 1, 1])
+    probabilities = np.zeros((4, 10))
+    # every hard prediction is class 0, but the ranking of class-1 probability is perfect
+    probabilities[:, 0] = [0.9, 0.8, 0.7, 0.6]
+    probabilities[:, 1] = [0.05, 0.1, 0.2, 0.3]
+    assert roc_auc_ovr(y_true, probabilities) == 1.0
+    assert compute_metrics(y_true, probabilities)["accuracy"] == 0.5
+
+
+def test_roc_auc_skips_classes_absent_from_a_small_holdout():
+    assert roc_auc_ovr(np.array([3, 3]), one_hot([3, 3])) is None
+    assert roc_auc_ovr(np.array([3, 4]), one_hot([3, 4])) == 1.0
+
+
+def test_confusion_png_is_an_image():
+    assert confusion_png([[3, 1], [0, 4]], "t").startswith(b"\x89PNG")
+
+
+THRESHOLDS = GateThresholds(min_accuracy=0.85, min_f1=0.85, max_regression=0.01)
+
+
+def test_gate_promotes_first_good_model():
+    decision = decide({"accuracy": 0.9, "f1": 0.9}, None, THRESHOLDS)
+    assert decision.promoted and "no champion yet" in decision.reasons
+
+
+def test_gate_rejects_below_threshold_and_says_why():
+    decision = decide({"accuracy": 0.80, "f1": 0.9}, None, THRESHOLDS)
+    assert not decision.promoted
+    assert "accuracy 0.8000 is below the minimum 0.8500" in decision.reasons
+
+
+def test_gate_rejects_regression_beyond_tolerance_only():
+    champion = {"accuracy": 0.92, "f1": 0.92}
+    assert decide({"accuracy": 0.915, "f1": 0.915}, champion, THRESHOLDS).promoted
+    worse = decide({"accuracy": 0.90, "f1": 0.915}, champion, THRESHOLDS)
+    assert not worse.promoted
+    assert any("regresses 0.0200" in reason for reason in worse.reasons)

@@ -1,0 +1,52 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from numtaflow.config import Settings
+from numtaflow.features import BACKBONE_SPECS, FeaturizerSpec, WeightsNotFound, featurize_contents, resolve_weights
+
+
+def test_every_backbone_has_a_keras_constructor_and_preprocess():
+    keras = pytest.importorskip("keras")
+    for spec in BACKBONE_SPECS.values():
+        assert callable(getattr(keras.applications, spec.name))
+        assert callable(getattr(keras.applications, spec.module).preprocess_input)
+
+
+def test_missing_weights_name_the_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    settings = Settings(backbone="InceptionV3", weights_dir=str(tmp_path))
+    with pytest.raises(WeightsNotFound, match="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 in " + str(tmp_path)):
+        resolve_weights(settings)
+    assert resolve_weights(Settings(backbone="InceptionV3", weights_dir=str(tmp_path), allow_weight_download=True)) == "imagenet"
+
+
+def test_weights_file_in_weights_dir_is_used(tmp_path):
+    path = tmp_path / BACKBONE_SPECS["VGG16"].weights_file
+    path.write_bytes(b"h5")
+    assert resolve_weights(Settings(backbone="VGG16", weights_dir=str(tmp_path))) == str(path)
+
+
+def test_feature_layers_setting():
+    auto = FeaturizerSpec.from_settings(Settings(weights="random"))
+    assert auto.layers == BACKBONE_SPECS["MobileNetV2"].recommended_layers and auto.image_size == 224
+    assert FeaturizerSpec.from_settings(Settings(weights="random", feature_layers="last")).layers == ()
+    assert FeaturizerSpec.from_settings(Settings(weights="random", backbone="VGG16")).layers == ()
+    named = FeaturizerSpec.from_settings(Settings(weights="random", feature_layers="a, b"))
+    assert named.layers == ("a", "b")
+
+
+def png(value):
+    out = io.BytesIO()
+    Image.new("L", (20, 20), value).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_featurize_batches_images_with_a_random_model():
+    pytest.importorskip("tensorflow")
+    spec = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, udf_batch_size=2))
+    features = featurize_contents([png(0), png(128), png(255)], spec)
+    assert features.shape[0] == 3 and features.shape[1] > 0
+    assert features.dtype == np.float32

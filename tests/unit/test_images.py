@@ -1,0 +1,67 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from numtaflow.images import crop_to_ink, ink_on_white, inspect_image, prepare_image
+
+
+def encode(image, fmt="PNG"):
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def digit(mode="L", size=(28, 28), ink=0, paper=255):
+    image = Image.new("L", size, paper)
+    image.paste(ink, (size[0] // 3, size[1] // 4, size[0] // 2, 3 * size[1] // 4))
+    return image.convert(mode)
+
+
+def test_inspect_reports_size_and_mode():
+    info = inspect_image(encode(digit(size=(40, 30))), max_pixels=10_000)
+    assert (info.width, info.height, info.mode, info.error) == (40, 30, "L", None)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"filename,digit\n", "not an image"),
+        (encode(digit())[:60], "cannot decode"),
+    ],
+)
+def test_inspect_explains_bad_files(content, message):
+    assert message in inspect_image(content, 10_000).error
+
+
+def test_inspect_refuses_decompression_bombs_before_decoding():
+    huge = encode(Image.new("1", (5000, 5000), 1))  # a few KB compressed, 25 Mpx decoded
+    assert len(huge) < 100_000
+    info = inspect_image(huge, max_pixels=1_000_000)
+    assert info.error == "image too large: 5000x5000 > 1000000 pixels"
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "1", "I;16", "LA"])
+@pytest.mark.parametrize("size", [(28, 28), (180, 180), (45, 30)])
+def test_prepare_accepts_any_mode_and_size(mode, size):
+    array = prepare_image(encode(digit(mode=mode, size=size)), 64)
+    assert array.shape == (64, 64, 3)
+    assert array.dtype == np.float32
+    assert 0.0 <= array.min() < 100.0 and array.max() > 200.0  # dark ink on light paper
+
+
+def test_light_ink_on_dark_paper_is_inverted():
+    light_on_dark = prepare_image(encode(digit(ink=255, paper=0)), 32)
+    dark_on_light = prepare_image(encode(digit(ink=0, paper=255)), 32)
+    np.testing.assert_allclose(light_on_dark, dark_on_light)
+
+
+def test_crop_to_ink_centres_the_digit_in_a_square():
+    gray = np.full((40, 100), 255.0, dtype=np.float32)
+    gray[10:20, 70:80] = 0.0
+    cropped = crop_to_ink(gray, margin=0.5)
+    assert cropped.shape == (20, 20)
+    assert cropped[10, 10] == 0.0 and cropped[0, 0] == 255.0
+    assert ink_on_white(255.0 - gray)[15, 75] == 0.0

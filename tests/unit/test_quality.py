@@ -1,0 +1,64 @@
+import pandas as pd
+import pytest
+
+from numtaflow.quality import ValidationReport, render_html, validate_manifest
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def manifest(rows):
+    frame = pd.DataFrame(rows, columns=["image_id", "label_raw", "in_csv", "has_file", "decode_error"])
+    frame["label_raw"] = frame["label_raw"].astype("string")
+    frame["size"] = 1
+    return frame
+
+
+def good_rows(per_class=2):
+    return [(f"{d}_{i}.png", str(d), True, True, None) for d in range(10) for i in range(per_class)]
+
+
+def failing(record):
+    return {e["description"]: e for e in record["expectations"] if not e["success"]}
+
+
+def test_clean_manifest_passes():
+    record = validate_manifest("train", manifest(good_rows()), per_class=2, require_csv_rows=True)
+    assert record["success"], failing(record)
+    assert record["class_counts"]["7"] == 2
+
+
+def test_each_defect_is_named_with_the_offending_file():
+    rows = good_rows() + [
+        ("bad_label.png", "x", True, True, None),
+        ("big_label.png", "12", True, True, None),
+        ("truncated.png", "1", True, True, "cannot decode: image file is truncated"),
+        ("no_file.png", "2", True, False, None),
+        ("no_row.png", None, False, True, None),
+        ("0_0.png", "0", True, True, None),  # duplicate name
+    ]
+    record = validate_manifest("train", manifest(rows), per_class=2, require_csv_rows=True)
+    failures = failing(record)
+    assert not record["success"]
+    assert failures["labels are digits 0-9"]["examples"] == ["bad_label.png: label 'x'", "big_label.png: label '12'"]
+    assert failures["every image decodes"]["examples"] == ["truncated.png: cannot decode: image file is truncated"]
+    assert failures["every CSV row has an image file"]["examples"] == ["no_file.png: listed in the CSV but no such file"]
+    assert failures["every image file has a CSV row"]["examples"] == ["no_row.png: file has no CSV row"]
+    assert failures["every image has a label"]["examples"] == ["no_row.png: no label"]
+    assert failures["image names are unique"]["examples"] == ["0_0.png: appears 2 times"]
+    assert "each class has at least 2 valid images (the per-class sample size)" not in failures
+
+
+def test_too_few_images_per_class_and_empty_dataset():
+    record = validate_manifest("train", manifest(good_rows(1)), per_class=3, require_csv_rows=True)
+    examples = failing(record)["each class has at least 3 valid images (the per-class sample size)"]["examples"]
+    assert examples[0] == "0: 1 images"
+    empty = validate_manifest("train", manifest([]), per_class=3, require_csv_rows=True)
+    assert "the dataset is not empty" in failing(empty)
+
+
+def test_report_summary_and_html_name_failures():
+    record = validate_manifest("eval", manifest(good_rows() + [("bad.png", "x", True, True, None)]), 2, True)
+    report = ValidationReport(record["success"], [record])
+    assert "[eval] labels are digits 0-9: 1 of 21 rows fail (e.g. bad.png: label 'x')" in report.summary()
+    page = render_html(report, "validation <run>")
+    assert "FAIL" in page and "bad.png: label &#x27;x&#x27;" in page and "&lt;run&gt;" in page

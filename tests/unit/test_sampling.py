@@ -1,0 +1,38 @@
+import pytest
+
+from numtaflow.sampling import ids_hash, stratified_sample, stratified_split
+
+
+@pytest.fixture(scope="module")
+def images(spark):
+    rows = [(f"img{label}_{index:03d}", label) for label in range(10) for index in range(30 + label)]
+    return spark.createDataFrame(rows, "image_id string, label int")
+
+
+def ids(frame):
+    return sorted(row["image_id"] for row in frame.select("image_id").collect())
+
+
+def test_sample_has_exactly_n_per_class(images):
+    counts = {r["label"]: r["count"] for r in stratified_sample(images, 7, seed=1).groupBy("label").count().collect()}
+    assert counts == {label: 7 for label in range(10)}
+
+
+def test_sample_is_reproducible_whatever_the_partitioning(images):
+    first = ids(stratified_sample(images, 5, seed=3))
+    again = ids(stratified_sample(images.repartition(7).orderBy("label"), 5, seed=3))
+    other_seed = ids(stratified_sample(images, 5, seed=4))
+    assert first == again
+    assert first != other_seed
+
+
+def test_split_is_exact_per_class(images):
+    sample = stratified_sample(images, 10, seed=0)
+    split = stratified_split(sample, 0.8, seed=42)
+    per_class = {(r["label"], r["is_train"]): r["count"] for r in split.groupBy("label", "is_train").count().collect()}
+    assert all(per_class[(label, True)] == 8 and per_class[(label, False)] == 2 for label in range(10))
+    assert ids(split.where("is_train")) == ids(stratified_split(sample.repartition(3), 0.8, seed=42).where("is_train"))
+
+
+def test_ids_hash_is_order_independent():
+    assert ids_hash(["a", "b"]) == ids_hash(["b", "a"]) != ids_hash(["a", "c"])
