@@ -40,39 +40,39 @@ STEP_DOCS = {
 TIMEOUTS = {"validate": 30, "sample": 20, "featurize": 90, "train": 30, "evaluate": 20}
 
 
-def _param(value, kind, title, description, **schema):
-    return Param(value, type=kind, title=title, description=description, **schema)
+def _param(value, kind, section, title, description, **schema):
+    return Param(value, type=kind, section=section, title=title, description=description, **schema)
 
 
 PARAMS = {
-    "train_input": _param(SETTINGS.train_input, "string", "Training input",
+    "train_input": _param(SETTINGS.train_input, "string", "Data", "Training input",
                           "NumtaDB folder (CSV beside it), folder per class, or .zip; local path or s3:// URI.",
                           minLength=1),
-    "eval_input": _param(SETTINGS.eval_input, "string", "Evaluation input",
+    "eval_input": _param(SETTINGS.eval_input, "string", "Data", "Evaluation input",
                          "Independent images for evaluation and the gate (same forms as the training input).",
                          minLength=1),
-    "per_class": _param(SETTINGS.per_class, "integer", "Images per class",
+    "per_class": _param(SETTINGS.per_class, "integer", "Data", "Images per class",
                         "Stratified training sample size per digit.", minimum=2, maximum=100000),
-    "eval_per_class": _param(SETTINGS.eval_per_class, "integer", "Evaluation images per class",
+    "eval_per_class": _param(SETTINGS.eval_per_class, "integer", "Data", "Evaluation images per class",
                              "Size of the independent evaluation set per digit.", minimum=1, maximum=100000),
-    "seed": _param(SETTINGS.seed, "integer", "Sampling seed", "Same seed and input give the same sample.",
+    "seed": _param(SETTINGS.seed, "integer", "Data", "Sampling seed", "Same seed and input give the same sample.",
                    minimum=0),
-    "backbone": _param(SETTINGS.backbone, "string", "Backbone", "Pretrained Keras CNN used as feature extractor.",
+    "backbone": _param(SETTINGS.backbone, "string", "Features", "Backbone", "Pretrained Keras CNN used as feature extractor.",
                        enum=list(BACKBONES)),
-    "image_size": _param(SETTINGS.image_size, "integer", "Image size",
+    "image_size": _param(SETTINGS.image_size, "integer", "Features", "Image size",
                          "Pixels per side fed to the CNN; 0 uses the backbone's native size.", minimum=0,
                          maximum=1024),
-    "feature_layers": _param(SETTINGS.feature_layers, "string", "Feature layers",
+    "feature_layers": _param(SETTINGS.feature_layers, "string", "Features", "Feature layers",
                              "'auto', 'last', or comma-separated layer names to pool and concatenate."),
-    "lr_preset": _param(SETTINGS.lr_preset, "string", "Logistic regression preset",
+    "lr_preset": _param(SETTINGS.lr_preset, "string", "Training", "Logistic regression preset",
                         "tuned (default, chosen by CV inside samples), study (maxIter=5, regParam=0.03, "
                         "elasticNetParam=0.5) or cv (cross-validate inside this run's training split).",
                         enum=list(LR_PRESETS)),
-    "min_accuracy": _param(SETTINGS.min_accuracy, "number", "Gate: minimum accuracy",
+    "min_accuracy": _param(SETTINGS.min_accuracy, "number", "Gate", "Gate: minimum accuracy",
                            "Absolute accuracy the candidate needs on the evaluation set.", minimum=0, maximum=1),
-    "min_f1": _param(SETTINGS.min_f1, "number", "Gate: minimum F1", "Absolute weighted F1 needed.",
+    "min_f1": _param(SETTINGS.min_f1, "number", "Gate", "Gate: minimum F1", "Absolute weighted F1 needed.",
                      minimum=0, maximum=1),
-    "max_regression": _param(SETTINGS.max_regression, "number", "Gate: tolerance",
+    "max_regression": _param(SETTINGS.max_regression, "number", "Gate", "Gate: tolerance",
                              "Largest accuracy/F1 drop against the champion that still promotes.",
                              minimum=0, maximum=1),
 }

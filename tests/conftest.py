@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_NUMTADB = ROOT.parent / "shared" / "numtadb"
 SHARED_MODELS = ROOT.parent / "shared" / "models"
-TEST_PORT_OFFSET = 10000  # S3 on 18333 etc., never the demo's 8333
+TEST_PORT_OFFSET = 100  # S3 on 8433 etc. (weed adds 10000 for gRPC ports), never the demo's 8333
 TEST_BUCKET = "numtaflow-test"
 
 
@@ -144,3 +144,10 @@ def run_job(step: str, run_id: str, env: dict, settings: dict | None = None, tim
                "--settings-json", json.dumps(settings or {})]
     return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
+
+
+def pytest_configure(config):
+    """Airflow state of the test session lives in a temporary home, never the demo's."""
+    import tempfile
+
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="numtaflow-airflow-")

@@ -69,7 +69,9 @@ def validate_input(context: StepContext, name: str, uri: str, per_class: int) ->
     manifest_frame = context.spark.createDataFrame(manifest.drop(columns=["uri"]))
     images = manifest_frame.join(decoded, on="image_id", how="left").withColumn(
         "decode_error",
-        F.when(F.col("has_file") & F.col("content").isNull(), F.lit("file listed but not readable"))
+        # Spark's file sources skip zero-length files, so an empty image arrives without content
+        F.when(F.col("has_file") & (F.col("size") == 0), F.lit("empty file (0 bytes)"))
+        .when(F.col("has_file") & F.col("content").isNull(), F.lit("file listed but not readable"))
         .when(F.col("has_file"), F.col("decode_error")),
     )
     metadata = images.drop("content").toPandas()

@@ -1,0 +1,76 @@
+"""The DAG folder imports cleanly, cheaply, and every task is a documented, retried Spark job."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "numtadb_transfer_learning"
+STEPS = ["validate", "sample", "featurize", "train", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert DAG_ID in dagbag.dags
+
+
+def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag):
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    dag = dagbag.dags[DAG_ID]
+    assert dag.tags and dag.doc_md
+    assert [t.task_id for t in dag.topological_sort()] == STEPS
+    for task in dag.tasks:
+        assert isinstance(task, SparkSubmitOperator)
+        assert Path(task.application) == ROOT / "spark_jobs" / f"{task.task_id}.py"
+        assert Path(task.application).is_file()
+        assert task.retries >= 1 and task.retry_exponential_backoff
+        assert task.execution_timeout is not None
+        assert task.doc_md
+        assert not any("secret" in k.lower() or "access.key" in k.lower() for k in (task.conf or {}))
+
+
+def test_params_are_typed_and_validated(dagbag):
+    params = dagbag.dags[DAG_ID].params
+    for name in ("train_input", "eval_input", "per_class", "seed", "backbone", "lr_preset", "min_accuracy"):
+        param = params.get_param(name)
+        assert param.schema["type"] and param.schema["title"] and param.schema["section"] and param.description, name
+    assert "MobileNetV2" in params.get_param("backbone").schema["enum"]
+    params.validate()
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        params.get_param("per_class").resolve(1)
+    with pytest.raises(ParamValidationError):
+        params.get_param("backbone").resolve("AlexNet")
+
+
+def test_param_names_are_settings():
+    from numtaflow.config import Settings
+
+    code = (ROOT / "dags" / f"{DAG_ID}.py").read_text()
+    names = [line.split('"')[1] for line in code.splitlines() if line.startswith('    "') and "_param(" in line]
+    assert names and set(names) <= set(Settings().run_settings())
+
+
+def test_dag_file_does_not_import_heavy_libraries():
+    probe = (
+        "import runpy, sys, json; runpy.run_path(sys.argv[1]); "
+        "print(json.dumps([m for m in ('pyspark', 'tensorflow', 'great_expectations', 'keras') if m in sys.modules]))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(ROOT / "dags" / f"{DAG_ID}.py")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,69 @@
+"""The whole DAG under `airflow dags test`, on a small real input, against the real S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, make_numtadb, upload_folder
+
+pytestmark = pytest.mark.integration
+DAG_ID = "numtadb_transfer_learning"
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory, storage, s3_env, featurizer_env):
+    home = tmp_path_factory.mktemp("airflow")
+    inputs = tmp_path_factory.mktemp("dag-inputs")
+    train = upload_folder(storage, make_numtadb(inputs / "training-a", 8), "datasets/dag")
+    evaluation = upload_folder(storage, make_numtadb(inputs / "training-c", 3, source="training-c"), "datasets/dag")
+    env = {**os.environ, **s3_env, **featurizer_env, "AIRFLOW_HOME": str(home),
+           "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
+           "NUMTAFLOW_PER_CLASS": "6", "NUMTAFLOW_EVAL_PER_CLASS": "3",
+           "NUMTAFLOW_MIN_ACCURACY": "0.2", "NUMTAFLOW_MIN_F1": "0.2", "NUMTAFLOW_MAX_REGRESSION": "1"}
+    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    return env
+
+
+def dags_test(env, logical_date, conf=None):
+    command = ["airflow", "dags", "test", DAG_ID, logical_date]
+    if conf:
+        command += ["--conf", json.dumps(conf)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    return result, result.stdout + result.stderr
+
+
+def run_for(storage, logical_date):
+    from numtaflow.cli import find_run
+
+    return find_run(storage, None, logical_date)
+
+
+def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
+    first, log = dags_test(airflow_env, "2026-02-01T00:00:00+00:00")
+    assert first.returncode == 0, log[-5000:]
+    assert "state=success" in log
+    run_id = run_for(storage, "2026-02-01T00:00:00+00:00")
+    metrics = storage.get_json(f"runs/{run_id}/evaluate/metrics.json")
+    assert metrics["gate"]["promoted"] is True
+    assert storage.get_json("models/champion.json")["run_id"] == run_id
+    record = storage.get_json(f"runs/{run_id}/run.json")
+    assert set(record["steps"]) == {"validate", "sample", "featurize", "train"}
+    assert airflow_env["AWS_SECRET_ACCESS_KEY"] not in log
+
+    # a second run that cannot pass the gate ends green, says why, and leaves the champion alone
+    second, log = dags_test(airflow_env, "2026-02-02T00:00:00+00:00", {"min_accuracy": 1.0, "seed": 7})
+    assert second.returncode == 0, log[-5000:]
+    rejected = run_for(storage, "2026-02-02T00:00:00+00:00")
+    gate = storage.get_json(f"runs/{rejected}/evaluate/metrics.json")["gate"]
+    assert gate["promoted"] is False and gate["champion_after"] == run_id
+    assert any("below the minimum 1.0000" in reason for reason in gate["reasons"]) or metrics["accuracy"] == 1.0
+    assert storage.get_json("models/champion.json")["run_id"] == run_id
+    sample_first = storage.get_json(f"runs/{run_id}/sample/_COMMITTED.json")["summary"]["train"]["ids_sha256"]
+    sample_second = storage.get_json(f"runs/{rejected}/sample/_COMMITTED.json")["summary"]["train"]["ids_sha256"]
+    assert sample_first != sample_second  # the form's seed reached the job
