@@ -60,7 +60,6 @@ class Settings:
     allow_weight_download: bool = False
     udf_batch_size: int = 32
     tf_intra_op_threads: int = 0  # 0: spark.task.cpus
-    schedule: str = "@weekly"  # retraining schedule (cron or preset); "none" for manual runs only
     # --- training ------------------------------------------------------------------------
     lr_preset: str = "tuned"
     train_fraction: float = 0.8
@@ -69,8 +68,12 @@ class Settings:
     min_accuracy: float = 0.85
     min_f1: float = 0.85
     max_regression: float = 0.01
+    # --- orchestration -------------------------------------------------------------------
+    schedule: str = "@weekly"  # retraining schedule (cron or preset); "none" for manual runs only
     # --- spark ---------------------------------------------------------------------------
     spark_master: str = "local[*]"
+    spark_driver_host: str = "127.0.0.1"  # the address executors use to reach the driver
+    spark_bind_address: str = "127.0.0.1"
     shuffle_partitions: int = 8  # small data: Spark's default of 200 makes each MLlib iteration 20x slower
     spark_jars: str = str(PROJECT_ROOT / ".cache" / "jars")
     spark_packages: str = ""

@@ -1,0 +1,27 @@
+# One image for the Airflow services and the Spark master/worker: the executors need the same
+# Python packages (TensorFlow, the numtaflow package) as the driver.
+FROM apache/airflow:3.3.2-python3.11
+
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+ && rm -rf /var/lib/apt/lists/*
+ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
+
+USER airflow
+COPY --chown=airflow:root requirements.txt constraints.txt /opt/numtaflow/
+RUN grep -v '^apache-airflow==' /opt/numtaflow/requirements.txt > /tmp/requirements.txt \
+ && pip install --no-cache-dir -r /tmp/requirements.txt -c /opt/numtaflow/constraints.txt
+# hadoop-aws + AWS SDK bundle for s3a (the same jars the embedded setup uses)
+RUN mkdir -p /opt/numtaflow/jars /tmp/sdist \
+ && pip download --no-deps --no-binary :all: sagemaker_pyspark==1.4.5 -d /tmp/sdist \
+ && tar xzf /tmp/sdist/sagemaker_pyspark-1.4.5.tar.gz -C /opt/numtaflow/jars --strip-components=3 \
+      sagemaker_pyspark-1.4.5/deps/jars/hadoop-aws-3.3.1.jar \
+      sagemaker_pyspark-1.4.5/deps/jars/aws-java-sdk-bundle-1.11.901.jar \
+ && rm -rf /tmp/sdist
+COPY --chown=airflow:root . /opt/numtaflow/src
+RUN pip install --no-cache-dir --no-deps /opt/numtaflow/src
+ENV NUMTAFLOW_SPARK_JARS=/opt/numtaflow/jars \
+    SPARK_HOME=/home/airflow/.local/lib/python3.11/site-packages/pyspark \
+    PYSPARK_PYTHON=/usr/local/bin/python
+WORKDIR /opt/numtaflow/src
