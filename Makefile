@@ -9,11 +9,12 @@ JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.90
 # hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
 JAR_SDIST := sagemaker_pyspark==1.4.5
 
-.PHONY: help setup demo test test-fast s3-start s3-stop stop clean
+.PHONY: help setup demo test test-fast s3-start s3-stop ui ui-stop stop clean
 help:
 	@echo "make demo       set up, start the embedded S3 server, run the whole DAG on NumtaDB, print the results"
 	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
 	@echo "make test-fast  unit tests only (seconds)"
+	@echo "make ui         start Airflow on http://127.0.0.1:8080 with the DAG unpaused (make ui-stop)"
 	@echo "make stop       stop the embedded services"
 
 setup: $(VENV)/.installed $(JARS)
@@ -59,7 +60,13 @@ test: setup
 test-fast: setup
 	$(ENV) scripts/run-tests.sh tests/unit
 
-stop: s3-stop
+ui: setup s3-start .local/airflow/.migrated
+	$(ENV) python -m numtaflow ui start
+
+ui-stop:
+	$(ENV) python -m numtaflow ui stop
+
+stop: ui-stop s3-stop
 
 clean: stop
 	rm -rf .local reports

@@ -19,7 +19,7 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param
 
-from numtaflow.config import BACKBONES, LR_PRESETS, Settings
+from numtaflow.config import BACKBONES, DAG_ID, LR_PRESETS, Settings
 from numtaflow.spark import s3a_jar_paths, spark_conf
 
 JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
@@ -89,7 +89,7 @@ def _on_failure(context) -> None:
 
 
 with DAG(
-    dag_id="numtadb_transfer_learning",
+    dag_id=DAG_ID,
     description="Validate, sample, featurize (Keras CNN), train (MLlib LR), evaluate and gate NumtaDB digits",
     doc_md=__doc__,
     schedule=None if SETTINGS.schedule.lower() == "none" else SETTINGS.schedule,

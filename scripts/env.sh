@@ -20,3 +20,10 @@ export NUMTAFLOW_SPARK_JARS="${NUMTAFLOW_SPARK_JARS:-$ROOT/.cache/jars}"
 if [ -f "$NUMTAFLOW_STATE_DIR/credentials.env" ]; then
   set -a; . "$NUMTAFLOW_STATE_DIR/credentials.env"; set +a
 fi
+# Airflow UI login (simple auth manager): user admin, password generated per install in this file.
+export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$NUMTAFLOW_STATE_DIR/airflow-passwords.json"
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$AIRFLOW__API__PORT/execution/"

@@ -1,6 +1,7 @@
 """Command line: embedded services, data loading, job submission, run reports, model registry.
 
     python -m numtaflow s3 start|stop          # embedded SeaweedFS S3 on 127.0.0.1
+    python -m numtaflow ui start|stop          # Airflow standalone on 127.0.0.1, DAG unpaused
     python -m numtaflow load-data              # ../shared/numtadb -> s3://<bucket>/datasets/numtadb/
     python -m numtaflow submit STEP --run-id R # run one Spark job as the DAG would
     python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
@@ -19,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .config import PROJECT_ROOT, SHARED_DIR, STEPS, Settings
+from .config import DAG_ID, PROJECT_ROOT, SHARED_DIR, STEPS, Settings
 from .storage import RunLayout, Storage, safe_run_id
 
 STATE_DIR = Path(os.environ.get("NUMTAFLOW_STATE_DIR", PROJECT_ROOT / ".local"))
@@ -40,6 +41,29 @@ def cmd_s3(args: argparse.Namespace) -> None:
               f"{Settings.from_env().bucket}; data in {STATE_DIR / 's3'}")
     else:
         print("stopped" if stop_s3(STATE_DIR / "s3") else "not running")
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    """Start (or stop) Airflow on 127.0.0.1 with the workflow's DAG visible and unpaused."""
+    from .services import ensure_airflow_password, start_airflow, stop_airflow
+
+    if args.action == "stop":
+        print("stopped" if stop_airflow(STATE_DIR) else "not running")
+        return
+    port = int(os.environ.get("AIRFLOW__API__PORT", "8080"))
+    passwords = Path(os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+                                    STATE_DIR / "airflow-passwords.json"))
+    ensure_airflow_password(passwords)
+    start_airflow(STATE_DIR, port)
+    deadline = time.time() + 120
+    while subprocess.run(["airflow", "dags", "unpause", DAG_ID], capture_output=True).returncode != 0:
+        if time.time() > deadline:
+            raise SystemExit(f"Airflow is up but DAG {DAG_ID} was not parsed within 120 s; see "
+                             f"{STATE_DIR / 'airflow-dag-processor.log'}")
+        time.sleep(3)
+    print(f"Airflow UI: http://127.0.0.1:{port}/  (user admin; password in {passwords})")
+    print(f"DAG {DAG_ID} is unpaused; models page: http://127.0.0.1:{port}/numtaflow/")
+    print(f"logs: {STATE_DIR}/airflow-*.log; stop with `make ui-stop`")
 
 
 def cmd_load_data(args: argparse.Namespace) -> None:
@@ -156,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     s3 = commands.add_parser("s3", help="start or stop the embedded S3 server")
     s3.add_argument("action", choices=["start", "stop"])
     s3.set_defaults(func=cmd_s3)
+    ui = commands.add_parser("ui", help="start or stop Airflow (standalone) on 127.0.0.1")
+    ui.add_argument("action", choices=["start", "stop"])
+    ui.set_defaults(func=cmd_ui)
     load = commands.add_parser("load-data", help="upload NumtaDB folders into the bucket")
     load.add_argument("--source", default=str(SHARED_DIR / "numtadb"))
     load.add_argument("--prefix", default="datasets/numtadb")

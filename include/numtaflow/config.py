@@ -30,6 +30,7 @@ BACKBONES = (
 )
 LR_PRESETS = ("tuned", "study", "cv")
 STEPS = ("validate", "sample", "featurize", "train", "evaluate")
+DAG_ID = "numtadb_transfer_learning"
 
 
 @dataclass(frozen=True)

@@ -34,20 +34,41 @@ class S3Ports:
         return cls(base.s3 + delta, base.master + delta, base.volume + delta, base.filer + delta, base.admin + delta)
 
 
+GENERATED_SECRETS = {
+    "AWS_ACCESS_KEY_ID": lambda: "nf" + secrets.token_hex(9),
+    "AWS_SECRET_ACCESS_KEY": lambda: secrets.token_urlsafe(30),
+    # shared by Airflow's API server and scheduler: task tokens signed by one are checked by the other
+    "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(32),
+}
+
+
 def ensure_credentials(path: Path) -> dict[str, str]:
-    """Read the install's S3 keys, generating them on first use (never committed: .local/)."""
+    """The install's secrets (S3 keys, Airflow JWT secret), generated on first use into a file
+    only the owner can read (``.local/``, git-ignored); missing entries are added."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        keys = {"AWS_ACCESS_KEY_ID": "nf" + secrets.token_hex(9), "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30)}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write("".join(f"{k}={v}\n" for k, v in keys.items()))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     values = {}
     for line in path.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, value = line.split("=", 1)
-            values[key.strip().removeprefix("export ").strip()] = value.strip()
+            values[key.strip()] = value.strip()
+    missing = {key: make() for key, make in GENERATED_SECRETS.items() if key not in values}
+    if missing:
+        with open(path, "a") as handle:
+            handle.write("".join(f"{k}={v}\n" for k, v in missing.items()))
+        values.update(missing)
     return values
+
+
+def ensure_airflow_password(path: Path, user: str = "admin") -> str:
+    """The Airflow UI password of this install (simple auth manager's JSON file), generated once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({user: secrets.token_urlsafe(18)}, handle)
+    return json.loads(path.read_text())[user]
 
 
 def s3_identities(access_key: str, secret_key: str) -> dict:
@@ -75,14 +96,58 @@ def weed_binary() -> str:
     return binary
 
 
+def start_background(name: str, command: list[str], state_dir: Path, env: dict | None = None) -> int:
+    """Start ``command`` in its own process group, logging to ``<state>/<name>.log``; returns its pid."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = open(state_dir / f"{name}.log", "ab")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               cwd=state_dir, env=env)
+    (state_dir / f"{name}.pid").write_text(str(process.pid))
+    return process.pid
+
+
+def running_pid(name: str, state_dir: Path) -> int | None:
+    pid_file = state_dir / f"{name}.pid"
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        return int(pid_file.read_text())
+    return None
+
+
+def stop_background(name: str, state_dir: Path) -> bool:
+    """Stop exactly the process group this state folder started, TERM first, then KILL."""
+    pid_file = state_dir / f"{name}.pid"
+    pid = running_pid(name, state_dir)
+    pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    for _ in range(80):
+        if not _alive(pid):
+            return True
+        time.sleep(0.25)
+    os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def wait_for(check, timeout: float, what: str, pid: int, log: Path) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not _alive(pid):
+            raise RuntimeError(f"{what} exited during start-up; see {log}")
+        if check():
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f} s; see {log}")
+
+
 def start_s3(state_dir: Path, credentials: dict[str, str], ports: S3Ports = S3Ports(), timeout: float = 60) -> int:
     """Start ``weed mini`` bound to 127.0.0.1 (or reuse a running one); returns its pid."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = state_dir / "weed.pid"
-    if pid_file.exists() and _alive(int(pid_file.read_text())) and port_open(ports.s3):
-        return int(pid_file.read_text())
+    pid = running_pid("weed", state_dir)
+    if pid and port_open(ports.s3):
+        return pid
     if port_open(ports.s3):
         raise RuntimeError(f"port {ports.s3} is already taken by another process; stop it or choose other ports")
+    state_dir.mkdir(parents=True, exist_ok=True)
     config = state_dir / "s3.json"
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -94,36 +159,56 @@ def start_s3(state_dir: Path, credentials: dict[str, str], ports: S3Ports = S3Po
         f"-volume.port={ports.volume}", f"-filer.port={ports.filer}", f"-admin.port={ports.admin}",
         "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]
-    log = open(state_dir / "weed.log", "ab")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=state_dir)
-    pid_file.write_text(str(process.pid))
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"weed exited with {process.returncode}; see {state_dir / 'weed.log'}")
-        if port_open(ports.s3) and _s3_answers(ports.s3):
-            return process.pid
-        time.sleep(0.5)
-    stop_s3(state_dir)
-    raise RuntimeError(f"S3 server did not answer on 127.0.0.1:{ports.s3} within {timeout} s; see weed.log")
+    pid = start_background("weed", command, state_dir)
+    try:
+        wait_for(lambda: port_open(ports.s3) and _s3_answers(ports.s3), timeout, "S3 server", pid,
+                 state_dir / "weed.log")
+    except RuntimeError:
+        stop_background("weed", state_dir)
+        raise
+    return pid
 
 
 def stop_s3(state_dir: Path) -> bool:
-    """Stop exactly the server this state folder started (its process group)."""
-    pid_file = state_dir / "weed.pid"
-    if not pid_file.exists():
-        return False
-    pid = int(pid_file.read_text())
-    if _alive(pid):
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(40):
-            if not _alive(pid):
-                break
-            time.sleep(0.25)
-        else:
-            os.killpg(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
-    return True
+    return stop_background("weed", state_dir)
+
+
+AIRFLOW_COMPONENTS = {
+    "airflow-api-server": ["airflow", "api-server"],
+    # --skip-serve-logs: the log server binds every interface; logs are read from local files here
+    "airflow-scheduler": ["airflow", "scheduler", "--skip-serve-logs"],
+    "airflow-dag-processor": ["airflow", "dag-processor"],
+    "airflow-triggerer": ["airflow", "triggerer", "--skip-serve-logs"],
+}
+
+
+def start_airflow(state_dir: Path, port: int, timeout: float = 180) -> None:
+    """API server (127.0.0.1:port), scheduler, DAG processor and triggerer, one process each."""
+    if not running_pid("airflow-api-server", state_dir) and port_open(port):
+        raise RuntimeError(f"port {port} is already taken by another process; set AIRFLOW__API__PORT to a free one")
+    for name, command in AIRFLOW_COMPONENTS.items():
+        if not running_pid(name, state_dir):
+            start_background(name, command, state_dir)
+    wait_for(lambda: http_status(f"http://127.0.0.1:{port}/api/v2/monitor/health") == 200, timeout,
+             "Airflow API server", running_pid("airflow-api-server", state_dir), state_dir / "airflow-api-server.log")
+
+
+def stop_airflow(state_dir: Path) -> bool:
+    return any([stop_background(name, state_dir) for name in AIRFLOW_COMPONENTS])
+
+
+def http_status(url: str, headers: dict | None = None, data: bytes | None = None, method: str | None = None) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        request = urllib.request.Request(url, headers=headers or {}, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
 
 
 def _s3_answers(port: int) -> bool:

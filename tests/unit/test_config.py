@@ -38,3 +38,11 @@ def test_run_settings_round_trip():
     settings = Settings().with_overrides({"seed": 3, "backbone": "VGG16"})
     again = Settings().with_overrides(settings.run_settings())
     assert again == settings
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name in Settings().run_settings() if f"| `{name}` |" not in readme]
+    assert missing == []

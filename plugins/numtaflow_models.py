@@ -1,0 +1,47 @@
+"""Airflow plugin: a "Models" page (champion, runs, gate decisions, evidence, lineage) in the UI.
+
+The FastAPI app is mounted on the API server under ``/numtaflow`` and protected by the API
+server's own authorization: a user must be allowed to read runs of the workflow's DAG.
+Each task of the DAG gets an extra link to its run's page.
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseOperatorLink
+
+from numtaflow.config import DAG_ID
+
+URL_PREFIX = "/numtaflow"
+
+
+def _app():
+    from fastapi import Depends
+
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from numtaflow.webapp import create_app
+
+    return create_app(dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID))])
+
+
+class RunPageLink(BaseOperatorLink):
+    """From any task of the workflow to its run's page (metrics, gate, evidence)."""
+
+    name = "Run page (models)"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        if ti_key.dag_id != DAG_ID:
+            return ""
+        from numtaflow.storage import safe_run_id
+
+        return f"{URL_PREFIX}/runs/{safe_run_id(ti_key.run_id)}"
+
+
+class NumtaflowModelsPlugin(AirflowPlugin):
+    name = "numtaflow_models"
+    fastapi_apps = [{"app": _app(), "url_prefix": URL_PREFIX, "name": "NumtaDB models"}]
+    external_views = [
+        {"name": "Models", "href": f"{URL_PREFIX}/", "destination": "nav", "url_route": "numtaflow-models"}
+    ]
+    global_operator_extra_links = [RunPageLink()]
