@@ -9,7 +9,7 @@ JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.90
 # hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
 JAR_SDIST := sagemaker_pyspark==1.4.5
 
-.PHONY: help setup demo test test-fast s3-start s3-stop ui ui-stop stop clean
+.PHONY: help setup browser demo test test-fast s3-start s3-stop ui ui-stop stop clean
 help:
 	@echo "make demo       set up, start the embedded S3 server, run the whole DAG on NumtaDB, print the results"
 	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
@@ -54,8 +54,14 @@ demo: setup s3-start
 	  echo "DAG run finished in $$(( $$(date +%s) - start )) s" && \
 	  python -m numtaflow report --logical-date "$$logical_date"
 
-test: setup
+test: setup browser
 	$(ENV) scripts/run-tests.sh tests
+
+# Debian's Chromium and chromedriver, for the browser tests of the Airflow UI.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing chromium and chromium-driver (Debian packages) ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test-fast: setup
 	$(ENV) scripts/run-tests.sh tests/unit

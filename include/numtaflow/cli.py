@@ -6,6 +6,7 @@
     python -m numtaflow submit STEP --run-id R # run one Spark job as the DAG would
     python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
     python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
+    python -m numtaflow models promote RUN | rollback [RUN]   # manual, compare-and-set
 """
 
 from __future__ import annotations
@@ -158,10 +159,20 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from .registry import read_champion, read_index
+    from .registry import change_champion, previous_champion, read_champion, read_index
 
     storage = Storage(Settings.from_env())
     champion, _ = read_champion(storage)
+    if args.action in ("promote", "rollback"):
+        target = safe_run_id(args.run_id) if args.run_id else previous_champion(storage)
+        if not target:
+            raise SystemExit("nothing to roll back to: the champion has no predecessor (name a run to promote)")
+        if args.action == "promote" and not args.run_id:
+            raise SystemExit("models promote needs a RUN")
+        reason = args.reason or f"manual {args.action} by {os.environ.get('USER', 'an operator')}"
+        pointer = change_champion(storage, target, args.action, reason)
+        print(f"champion is now {pointer['run_id']} (was {pointer['previous_run_id']}): {reason}")
+        return
     if args.action == "list":
         print(f"champion: {champion['run_id'] if champion else 'none'}")
         for run in sorted(read_index(storage), key=lambda r: r.get("finished_at") or ""):
@@ -200,8 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("--reports", default=str(PROJECT_ROOT / "reports"))
     report.set_defaults(func=cmd_report)
     models = commands.add_parser("models", help="runs, metrics and the champion")
-    models.add_argument("action", choices=["list", "show"])
-    models.add_argument("run_id", nargs="?")
+    models.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    models.add_argument("run_id", nargs="?", help="the run (show, promote; rollback defaults to the previous champion)")
+    models.add_argument("--reason", help="recorded in the champion pointer and its history")
     models.set_defaults(func=cmd_models)
     args = parser.parse_args(argv)
     args.func(args)

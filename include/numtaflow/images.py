@@ -99,3 +99,27 @@ def prepare_image(content: bytes, size: int, crop: bool = True) -> np.ndarray:
         gray = crop_to_ink(gray)
     resized = Image.fromarray(gray.astype(np.uint8), mode="L").resize((size, size), Image.BILINEAR)
     return np.repeat(np.asarray(resized, dtype=np.float32)[:, :, None], 3, axis=2)
+
+
+def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A plausible other handwriting of the same digit: small rotation, scale, shear and shift.
+
+    Applied to the prepared (cropped, dark-on-light) grey image; the paper colour fills the
+    uncovered border.
+    """
+    size = gray.shape[0]
+    angle = np.deg2rad(rng.uniform(-12, 12))
+    scale = rng.uniform(0.88, 1.12)
+    shear = rng.uniform(-0.15, 0.15)
+    shift = rng.uniform(-0.06, 0.06, size=2) * size
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    # inverse map (output -> input) about the centre, as PIL's affine transform expects
+    matrix = np.array([[cos, sin + shear], [-sin, cos]])
+    centre = np.array([size / 2, size / 2])
+    offset = centre - matrix @ (centre + shift)
+    image = Image.fromarray(gray.astype(np.uint8), mode="L")
+    warped = image.transform(
+        (size, size), Image.AFFINE, (matrix[0, 0], matrix[0, 1], offset[0], matrix[1, 0], matrix[1, 1], offset[1]),
+        resample=Image.BILINEAR, fillcolor=int(gray.max()),
+    )
+    return np.asarray(warped, dtype=np.float32)

@@ -37,6 +37,39 @@ def set_champion(storage: Storage, record: dict, expected_etag: str | None, acti
     return pointer
 
 
+def champion_record(storage: Storage, run_id: str) -> dict:
+    """What the champion pointer says about a run, rebuilt from the run's own artifacts."""
+    from .storage import RunLayout, StorageError
+
+    layout = RunLayout(storage.bucket, run_id)
+    try:
+        metrics = storage.get_json(layout.key("evaluate", "metrics.json"))
+        record = storage.get_json(layout.run_record_key)
+    except FileNotFoundError:
+        raise StorageError(f"run {run_id} has no completed evaluation; only evaluated runs can serve") from None
+    return {
+        "run_id": run_id,
+        "model_uri": layout.uri("train", "model"),
+        "metrics": {k: metrics[k] for k in ("accuracy", "f1", "precision", "recall", "roc_auc")},
+        "settings": record["settings"],
+        "eval_ids_sha256": record["sample"]["eval"]["ids_sha256"],
+    }
+
+
+def change_champion(storage: Storage, run_id: str, action: str, reason: str) -> dict:
+    """Manually point the champion at an evaluated run (promote or roll back), compare-and-set."""
+    current, etag = read_champion(storage)
+    record = {**champion_record(storage, run_id), "previous_run_id": current.get("run_id") if current else None,
+              "reasons": [reason]}
+    return set_champion(storage, record, etag, action=action)
+
+
+def previous_champion(storage: Storage) -> str | None:
+    """The run that served before the current champion (for a rollback)."""
+    current, _ = read_champion(storage)
+    return current.get("previous_run_id") if current else None
+
+
 def history(storage: Storage) -> list[dict]:
     keys = sorted(obj["Key"] for obj in storage.list_objects(HISTORY_PREFIX))
     return [storage.get_json(key) for key in keys]

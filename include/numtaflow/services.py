@@ -182,13 +182,13 @@ AIRFLOW_COMPONENTS = {
 }
 
 
-def start_airflow(state_dir: Path, port: int, timeout: float = 180) -> None:
+def start_airflow(state_dir: Path, port: int, timeout: float = 180, env: dict | None = None) -> None:
     """API server (127.0.0.1:port), scheduler, DAG processor and triggerer, one process each."""
     if not running_pid("airflow-api-server", state_dir) and port_open(port):
         raise RuntimeError(f"port {port} is already taken by another process; set AIRFLOW__API__PORT to a free one")
     for name, command in AIRFLOW_COMPONENTS.items():
         if not running_pid(name, state_dir):
-            start_background(name, command, state_dir)
+            start_background(name, command, state_dir, env)
     wait_for(lambda: http_status(f"http://127.0.0.1:{port}/api/v2/monitor/health") == 200, timeout,
              "Airflow API server", running_pid("airflow-api-server", state_dir), state_dir / "airflow-api-server.log")
 

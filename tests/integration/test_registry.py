@@ -12,6 +12,17 @@ from numtaflow.storage import PreconditionFailed
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def storage(s3_env):
+    """A bucket of its own: these tests rewrite the registry, which other tests read."""
+    from numtaflow.config import Settings
+    from numtaflow.storage import Storage
+
+    registry = Storage(Settings.from_env().with_overrides({"bucket": "numtaflow-registry-test"}))
+    registry.ensure_bucket()
+    return registry
+
+
 def test_concurrent_promotions_one_winner(storage):
     storage.delete_prefix("models/")
     _, etag = read_champion(storage)
