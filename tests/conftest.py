@@ -121,9 +121,10 @@ def storage(s3_env):
 @pytest.fixture(scope="session")
 def featurizer_env():
     """Real MobileNetV2 weights at a small image size when available, else a random-init model."""
+    views = {"NUMTAFLOW_TRAIN_VIEWS": "1", "NUMTAFLOW_TEST_VIEWS": "1"}
     if (SHARED_MODELS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").exists():
-        return {"NUMTAFLOW_WEIGHTS_DIR": str(SHARED_MODELS), "NUMTAFLOW_IMAGE_SIZE": "96"}
-    return {"NUMTAFLOW_WEIGHTS": "random", "NUMTAFLOW_IMAGE_SIZE": "64"}
+        return {**views, "NUMTAFLOW_WEIGHTS_DIR": str(SHARED_MODELS), "NUMTAFLOW_IMAGE_SIZE": "96"}
+    return {**views, "NUMTAFLOW_WEIGHTS": "random", "NUMTAFLOW_IMAGE_SIZE": "64"}
 
 
 def upload_folder(storage, local: Path, prefix: str) -> str:

@@ -56,6 +56,8 @@ class Settings:
     # average-pooled and the results concatenated
     feature_layers: str = "auto"
     crop_to_ink: bool = True
+    train_views: int = 4  # distorted copies added per training image (0: none)
+    test_views: int = 2  # distorted views averaged with each evaluated image (0: none)
     weights: str = "imagenet"  # "imagenet" (from weights_dir, or downloaded if allowed) or "random"
     weights_dir: str = str(SHARED_DIR / "models")
     allow_weight_download: bool = False
@@ -122,6 +124,8 @@ class Settings:
         for name in ("min_accuracy", "min_f1", "max_regression"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name}={getattr(self, name)} must be between 0 and 1")
+        if not (0 <= self.train_views <= 20 and 0 <= self.test_views <= 20):
+            problems.append("train_views and test_views must be between 0 and 20")
         if self.image_size and self.image_size < 32:
             problems.append(f"image_size={self.image_size} must be 0 (native) or at least 32")
         if problems:

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .images import prepare_image
+from .images import prepare_image, view_rng
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,12 @@ class FeaturizerSpec:
     batch_size: int
     intra_op_threads: int
     crop: bool = True
+    test_views: int = 0  # distorted views averaged with the original (test-time augmentation)
+
+    @property
+    def model_key(self) -> tuple:
+        """What defines the network: specs differing only in batching or views share one model."""
+        return (self.backbone, self.image_size, self.layers, self.weights, self.intra_op_threads)
 
     @classmethod
     def from_settings(cls, settings, task_cpus: int = 1) -> "FeaturizerSpec":
@@ -74,6 +80,7 @@ class FeaturizerSpec:
             batch_size=settings.udf_batch_size,
             intra_op_threads=settings.tf_intra_op_threads or task_cpus,
             crop=settings.crop_to_ink,
+            test_views=settings.test_views,
         )
 
 
@@ -118,13 +125,13 @@ def weights_sha256(weights: str) -> str | None:
     return digest.hexdigest()
 
 
-_MODEL_CACHE: dict[FeaturizerSpec, object] = {}
+_MODEL_CACHE: dict[tuple, object] = {}
 
 
 def load_featurizer(spec: FeaturizerSpec):
     """Build (once per Python process) a model mapping a batch of images to pooled features."""
-    if spec in _MODEL_CACHE:
-        return _MODEL_CACHE[spec]
+    if spec.model_key in _MODEL_CACHE:
+        return _MODEL_CACHE[spec.model_key]
     import tensorflow as tf
 
     try:  # thread pools can be sized only before TensorFlow's first op in this process
@@ -142,16 +149,32 @@ def load_featurizer(spec: FeaturizerSpec):
     merged = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
     model = keras.Model(base.input, merged)
     preprocess = getattr(keras.applications, BACKBONE_SPECS[spec.backbone].module).preprocess_input
-    _MODEL_CACHE[spec] = (model, preprocess)
-    return _MODEL_CACHE[spec]
+    _MODEL_CACHE[spec.model_key] = (model, preprocess)
+    return _MODEL_CACHE[spec.model_key]
 
 
-def featurize_contents(contents: list[bytes], spec: FeaturizerSpec) -> np.ndarray:
-    """Images (encoded bytes) -> ``(n, features)`` float32, in batches of ``spec.batch_size``."""
+def featurize_contents(contents: list[bytes], spec: FeaturizerSpec, keys: list[str] | None = None,
+                       views: list[int] | None = None) -> np.ndarray:
+    """Images (encoded bytes) -> ``(n, features)`` float32, in batches of ``spec.batch_size``.
+
+    ``keys``/``views`` select a reproducible distorted view per image (view 0 is the image
+    itself). With ``spec.test_views`` > 0, each image's features are the mean over the
+    original and that many distorted views.
+    """
+    keys = keys or [""] * len(contents)
+    views = views or [0] * len(contents)
+    passes = [np.asarray(views)] + [np.full(len(contents), 1000 + v) for v in range(1, spec.test_views + 1)]
+    return np.mean([_features(contents, keys, list(p), spec) for p in passes], axis=0, dtype=np.float32)
+
+
+def _features(contents: list[bytes], keys: list[str], views: list[int], spec: FeaturizerSpec) -> np.ndarray:
     model, preprocess = load_featurizer(spec)
     outputs = []
     for start in range(0, len(contents), spec.batch_size):
-        batch = np.stack([prepare_image(c, spec.image_size, spec.crop) for c in contents[start : start + spec.batch_size]])
+        batch = np.stack([
+            prepare_image(content, spec.image_size, spec.crop, view_rng(key, int(view)))
+            for content, key, view in zip(*(x[start : start + spec.batch_size] for x in (contents, keys, views)))
+        ])
         # model(x) rather than model.predict(x): predict in a loop grows memory (tensorflow#44711)
         outputs.append(np.asarray(model(preprocess(batch), training=False), dtype=np.float32))
     if not outputs:
@@ -160,9 +183,9 @@ def featurize_contents(contents: list[bytes], spec: FeaturizerSpec) -> np.ndarra
 
 
 def featurize_batches(batches: Iterator, spec: FeaturizerSpec) -> Iterator:
-    """The body of the Spark pandas UDF: a Series of image bytes in, a Series of vectors out."""
+    """The body of the Spark pandas UDF: (bytes, key, view) Series in, a Series of vectors out."""
     import pandas as pd
 
-    for contents in batches:
-        features = featurize_contents(list(contents), spec)
+    for contents, keys, views in batches:
+        features = featurize_contents(list(contents), spec, list(keys), [int(v) for v in views])
         yield pd.Series(list(features))

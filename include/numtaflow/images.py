@@ -6,6 +6,7 @@ featurization (what does the CNN see?).
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 
@@ -90,15 +91,29 @@ def stretch_contrast(gray: np.ndarray) -> np.ndarray:
     return (gray - low) * (255.0 / (high - low))
 
 
-def prepare_image(content: bytes, size: int, crop: bool = True) -> np.ndarray:
-    """Bytes -> ``(size, size, 3)`` float32 RGB in [0, 255], ready for a backbone's preprocess."""
+def prepare_image(content: bytes, size: int, crop: bool = True, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Bytes -> ``(size, size, 3)`` float32 RGB in [0, 255], ready for a backbone's preprocess.
+
+    With ``rng``, the digit is also randomly distorted (``augment``): a training copy, or one
+    of the views averaged at test time.
+    """
     with Image.open(io.BytesIO(content)) as image:
         gray = to_grayscale(ImageOps.exif_transpose(image))
     gray = stretch_contrast(ink_on_white(gray))
     if crop:
         gray = crop_to_ink(gray)
+    if rng is not None:
+        gray = augment(gray, rng)
     resized = Image.fromarray(gray.astype(np.uint8), mode="L").resize((size, size), Image.BILINEAR)
     return np.repeat(np.asarray(resized, dtype=np.float32)[:, :, None], 3, axis=2)
+
+
+def view_rng(key: str, view: int) -> np.random.Generator | None:
+    """The reproducible random source of one distorted view of an image (view 0: undistorted)."""
+    if view == 0:
+        return None
+    digest = hashlib.sha256(f"{key}#{view}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 def augment(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -53,7 +53,11 @@ def make_estimator(params: LrParams):
 
 
 def fit(train_frame, preset: str, seed: int):
-    """Fit the preset (or cross-validate the grid); returns (model, params dict, cv table)."""
+    """Fit the preset (or cross-validate the grid); returns (model, params dict, cv table).
+
+    For ``cv`` the frame needs a ``fold`` column (0..CV_FOLDS-1) assigned per original image,
+    so that an image and its distorted copies always fall in the same fold.
+    """
     if preset != "cv":
         params = PRESETS[preset]
         return make_estimator(params).fit(train_frame), {"preset": preset, **asdict(params)}, []
@@ -73,6 +77,7 @@ def fit(train_frame, preset: str, seed: int):
         estimatorParamMaps=grid,
         evaluator=MulticlassClassificationEvaluator(labelCol="label", metricName="accuracy"),
         numFolds=CV_FOLDS,
+        foldCol="fold",
         seed=seed,
         parallelism=2,
     )

@@ -130,14 +130,29 @@ class Storage:
             yield from page.get("Contents", [])
 
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every object under ``prefix``; used before a step (re)writes its outputs."""
+        """Delete every object under ``prefix``; used before a step (re)writes its outputs.
+
+        Filer-backed servers (SeaweedFS) keep emptied folders, which Hadoop's s3a then sees as
+        existing paths (an MLlib save would refuse to overwrite them), so the folders go too,
+        deepest first.
+        """
         if not prefix.endswith("/"):
             raise ValueError(f"refusing to delete a prefix that does not end in '/': {prefix!r}")
         keys = [obj["Key"] for obj in self.list_objects(prefix)]
         for start in range(0, len(keys), 1000):
             chunk = [{"Key": key} for key in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+        for folder in sorted(self._folders(prefix), key=lambda f: f.count("/"), reverse=True) + [prefix]:
+            self.client.delete_object(Bucket=self.bucket, Key=folder)
         return len(keys)
+
+    def _folders(self, prefix: str) -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        found = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            for entry in page.get("CommonPrefixes", []):
+                found += [entry["Prefix"], *self._folders(entry["Prefix"])]
+        return found
 
     def ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

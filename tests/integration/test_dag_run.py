@@ -30,12 +30,36 @@ def airflow_env(tmp_path_factory, storage, s3_env, featurizer_env):
     return env
 
 
+def command_lines_while(process) -> list[str]:
+    """Every command line on the machine, sampled until ``process`` ends (spark-submit included)."""
+    import time
+
+    import psutil
+
+    seen = set()
+    while process.poll() is None:
+        for proc in psutil.process_iter(["cmdline"]):
+            seen.add(" ".join(proc.info["cmdline"] or []))
+        time.sleep(0.5)
+    return sorted(seen)
+
+
 def dags_test(env, logical_date, conf=None):
     command = ["airflow", "dags", "test", DAG_ID, logical_date]
     if conf:
         command += ["--conf", json.dumps(conf)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200, cwd=ROOT)
-    return result, result.stdout + result.stderr
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=ROOT)
+    import threading
+
+    output = []
+    reader = threading.Thread(target=lambda: output.append(process.stdout.read()))
+    reader.start()
+    command_lines = command_lines_while(process)
+    reader.join(timeout=60)
+    process.returncode = process.wait(timeout=60)
+    assert any("spark-submit" in line for line in command_lines), "spark-submit was never seen running"
+    return process, "".join(output), command_lines
 
 
 def run_for(storage, logical_date):
@@ -45,7 +69,7 @@ def run_for(storage, logical_date):
 
 
 def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
-    first, log = dags_test(airflow_env, "2026-02-01T00:00:00+00:00")
+    first, log, command_lines = dags_test(airflow_env, "2026-02-01T00:00:00+00:00")
     assert first.returncode == 0, log[-5000:]
     assert "state=success" in log
     run_id = run_for(storage, "2026-02-01T00:00:00+00:00")
@@ -54,10 +78,12 @@ def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
     assert storage.get_json("models/champion.json")["run_id"] == run_id
     record = storage.get_json(f"runs/{run_id}/run.json")
     assert set(record["steps"]) == {"validate", "sample", "featurize", "train"}
-    assert airflow_env["AWS_SECRET_ACCESS_KEY"] not in log
+    for secret in (airflow_env["AWS_SECRET_ACCESS_KEY"], airflow_env["AWS_ACCESS_KEY_ID"]):
+        assert secret not in log  # task logs, spark-submit's "cmd" line included
+        assert not any(secret in line for line in command_lines)  # ps / /proc/<pid>/cmdline
 
     # a second run that cannot pass the gate ends green, says why, and leaves the champion alone
-    second, log = dags_test(airflow_env, "2026-02-02T00:00:00+00:00", {"min_accuracy": 1.0, "seed": 7})
+    second, log, _ = dags_test(airflow_env, "2026-02-02T00:00:00+00:00", {"min_accuracy": 1.0, "seed": 7})
     assert second.returncode == 0, log[-5000:]
     rejected = run_for(storage, "2026-02-02T00:00:00+00:00")
     gate = storage.get_json(f"runs/{rejected}/evaluate/metrics.json")["gate"]

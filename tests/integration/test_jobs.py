@@ -72,7 +72,9 @@ def test_sample_is_exact_and_disjoint(pipeline, storage):
 def test_featurize_writes_one_vector_per_image(pipeline, storage):
     assert_step_ok(pipeline, "featurize")
     features = read_parquet(storage, prefix("featurize") + "train.parquet/")
-    assert len(features) == 10 * PER_CLASS
+    assert len(features) == 10 * PER_CLASS * 2  # each image and one distorted view (TRAIN_VIEWS=1)
+    assert sorted(features["view"].unique()) == [0, 1]
+    assert len(read_parquet(storage, prefix("featurize") + "eval.parquet/")) == 10 * EVAL_PER_CLASS
     assert features["features"].map(len).nunique() == 1 and len(features["features"].iloc[0]) > 100
 
 
@@ -106,7 +108,7 @@ def test_evaluate_writes_metrics_and_promotes_first_champion(pipeline, storage):
 
 
 def test_rerunning_a_step_is_idempotent(pipeline, storage, s3_env, featurizer_env):
-    """A retried sample step rewrites its prefix: same ids, no duplicates."""
+    """Retried steps rewrite their prefix: same sample ids, no duplicates, the model replaced."""
     assert_step_ok(pipeline, "sample")
     before = storage.get_json(prefix("sample") + "_COMMITTED.json")["summary"]
     env = {**featurizer_env, "NUMTAFLOW_TRAIN_INPUT": "unused", "NUMTAFLOW_PER_CLASS": str(PER_CLASS),
@@ -116,6 +118,10 @@ def test_rerunning_a_step_is_idempotent(pipeline, storage, s3_env, featurizer_en
     after = storage.get_json(prefix("sample") + "_COMMITTED.json")["summary"]
     assert after["train"]["ids_sha256"] == before["train"]["ids_sha256"]
     assert len(read_parquet(storage, prefix("sample") + "train.parquet/")) == 10 * PER_CLASS
+    assert_step_ok(pipeline, "train")
+    retrain = run_job("train", RUN_ID, env)
+    assert retrain.returncode == 0, (retrain.stdout + retrain.stderr)[-3000:]
+    assert storage.get_json(prefix("train") + "_COMMITTED.json")["summary"]["n_train"] == 10 * round(PER_CLASS * 0.8)
 
 
 def test_a_step_refuses_to_start_without_its_input_committed(storage, featurizer_env):

@@ -54,3 +54,24 @@ def test_index_updates_are_not_lost_under_concurrency(storage):
     runs = {r["run_id"]: r for r in read_index(storage)}
     assert sorted(runs) == [f"run_{i}" for i in range(6)]
     assert runs["run_3"]["note"] == "replaced"
+
+
+def test_wrong_keys_are_refused(s3_env):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("s3", endpoint_url=s3_env["NUMTAFLOW_S3_ENDPOINT"], region_name="us-east-1",
+                          aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"], aws_secret_access_key="wrong-secret")
+    with pytest.raises(ClientError) as refused:
+        client.list_objects_v2(Bucket=s3_env["NUMTAFLOW_BUCKET"])
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_delete_prefix_leaves_no_folders_behind(storage):
+    """A retried step must be able to rewrite its outputs (Hadoop sees leftover folders as paths)."""
+    for key in ("step/model/metadata/part-0", "step/model/data/part-0", "step/a.json", "step10/keep.json"):
+        storage.put_bytes(key, b"x")
+    assert storage.delete_prefix("step/") == 3
+    listing = storage.client.list_objects_v2(Bucket=storage.bucket, Prefix="step", Delimiter="/")
+    assert [p["Prefix"] for p in listing.get("CommonPrefixes", [])] == ["step10/"]
+    assert storage.exists("step10/keep.json")

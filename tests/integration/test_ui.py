@@ -70,6 +70,32 @@ def token(ui):
         return json.loads(response.read())["access_token"]
 
 
+def listening_addresses(root_pids):
+    """Every address a process tree listens on."""
+    import psutil
+
+    pids = set()
+    for pid in root_pids:
+        process = psutil.Process(pid)
+        pids |= {pid} | {child.pid for child in process.children(recursive=True)}
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids}
+
+
+def test_embedded_services_listen_on_loopback_only(airflow_ui, s3_env):
+    from numtaflow.services import AIRFLOW_COMPONENTS, running_pid
+
+    airflow_pids = [running_pid(name, airflow_ui["home"]) for name in AIRFLOW_COMPONENTS]
+    assert all(airflow_pids)
+    weed = [p for p in __import__("psutil").process_iter(["name", "cmdline"])
+            if p.info["name"] == "weed" and any(s3_env["NUMTAFLOW_S3_ENDPOINT"].rsplit(":", 1)[1] in a
+                                                for a in p.info["cmdline"] or [])]
+    assert weed, "the test S3 server is not running"
+    addresses = listening_addresses(airflow_pids + [weed[0].pid])
+    assert ("127.0.0.1", UI_PORT) in addresses
+    assert addresses and all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip, _ in addresses), addresses
+
+
 def test_anonymous_requests_are_refused(airflow_ui, finished_run):
     for path in ("/numtaflow/", f"/numtaflow/runs/{finished_run}", f"/numtaflow/runs/{finished_run}/confusion_eval.png",
                  "/numtaflow/api/runs"):

@@ -1,4 +1,5 @@
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -50,3 +51,27 @@ def test_featurize_batches_images_with_a_random_model():
     features = featurize_contents([png(0), png(128), png(255)], spec)
     assert features.shape[0] == 3 and features.shape[1] > 0
     assert features.dtype == np.float32
+
+
+def test_distorted_views_are_reproducible_and_differ_from_the_original():
+    pytest.importorskip("tensorflow")
+    spec = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, feature_layers="last"))
+    from numtaflow.images import prepare_image, view_rng
+
+    image = png_digit()
+    plain = prepare_image(image, 32)
+    distorted = prepare_image(image, 32, rng=view_rng("s:a", 1))
+    assert not np.array_equal(plain, distorted)
+    np.testing.assert_array_equal(distorted, prepare_image(image, 32, rng=view_rng("s:a", 1)))
+    view = featurize_contents([image, image], spec, ["s:a", "s:a"], [1, 1])
+    np.testing.assert_array_equal(view[0], view[1])
+    averaged = featurize_contents([image], replace(spec, test_views=2), ["s:a"], [0])
+    assert averaged.shape == view[:1].shape
+
+
+def png_digit():
+    out = io.BytesIO()
+    image = Image.new("L", (28, 28), 255)
+    image.paste(0, (10, 5, 16, 23))
+    image.save(out, format="PNG")
+    return out.getvalue()

@@ -65,3 +65,15 @@ def test_crop_to_ink_centres_the_digit_in_a_square():
     assert cropped.shape == (20, 20)
     assert cropped[10, 10] == 0.0 and cropped[0, 0] == 255.0
     assert ink_on_white(255.0 - gray)[15, 75] == 0.0
+
+
+def test_augmented_view_keeps_size_and_paper_and_is_reproducible():
+    from numtaflow.images import augment, view_rng
+
+    assert view_rng("k", 0) is None
+    gray = np.full((40, 40), 255.0, dtype=np.float32)
+    gray[10:30, 18:22] = 0.0
+    first, second = augment(gray, view_rng("k", 1)), augment(gray, view_rng("k", 1))
+    np.testing.assert_array_equal(first, second)
+    assert first.shape == gray.shape and first[0, 0] == 255.0 and first.min() < 50
+    assert not np.array_equal(first, augment(gray, view_rng("k", 2)))

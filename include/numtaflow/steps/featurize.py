@@ -1,14 +1,16 @@
 """featurize: pooled CNN features for the sampled images, in batched pandas UDFs.
 
 The model is built once per Python worker (``features.load_featurizer`` caches it, and
-``spark.python.worker.reuse`` keeps the worker), never per row. Outputs
-``train.parquet`` and ``eval.parquet`` with (image_id, label, features).
+``spark.python.worker.reuse`` keeps the worker), never per row. Outputs ``train.parquet``
+(image_id, label, view, features: view 0 is the image, 1..train_views reproducible distorted
+copies) and ``eval.parquet`` (one row per image, features averaged over test_views views).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from dataclasses import replace
+from typing import Iterator, Tuple
 
 import pandas as pd
 
@@ -16,17 +18,24 @@ from ..features import FeaturizerSpec, featurize_batches, weights_sha256
 from ..jobs import StepContext
 
 
-def featurize_frame(frame, spec: FeaturizerSpec, partitions: int):
-    """Add a ``features`` array column computed from ``content``; lazy, runs on the executors."""
+def featurize_frame(frame, spec: FeaturizerSpec, partitions: int, views: int, seed: int):
+    """Features of every image and of ``views`` distorted copies each; lazy, runs on the executors.
+
+    A copy's distortion is drawn from ``(seed, image id, view)``, so re-runs are identical.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
     from pyspark.sql.types import ArrayType, FloatType
 
     @pandas_udf(ArrayType(FloatType()))
-    def features(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+    def features(batches: Iterator[Tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.Series]:
         yield from featurize_batches(batches, spec)
 
-    return frame.repartition(partitions).select("image_id", "label", features(F.col("content")).alias("features"))
+    copies = frame.withColumn("view", F.explode(F.sequence(F.lit(0), F.lit(views))))
+    key = F.concat_ws(":", F.lit(str(seed)), F.col("image_id"))
+    return copies.repartition(partitions).select(
+        "image_id", "label", "view", features(F.col("content"), key, F.col("view")).alias("features")
+    )
 
 
 def run(context: StepContext) -> dict:
@@ -42,14 +51,20 @@ def run(context: StepContext) -> dict:
         "weights": spec.weights,
         "weights_sha256": weights_sha256(spec.weights),
     }
-    for name in ("train", "eval"):
+    summary["train_views"], summary["test_views"] = settings.train_views, settings.test_views
+    passes = {"train": (replace(spec, test_views=0), settings.train_views), "eval": (spec, 0)}
+    for name, (name_spec, views) in passes.items():
         started = time.time()
         images = spark.read.parquet(context.s3a(f"{name}.parquet", step="sample"))
-        featurize_frame(images, spec, partitions).write.mode("overwrite").parquet(context.s3a(f"{name}.parquet"))
+        featurize_frame(images, name_spec, partitions, views, settings.seed).write.mode("overwrite").parquet(
+            context.s3a(f"{name}.parquet")
+        )
         written = spark.read.parquet(context.s3a(f"{name}.parquet"))
         rows = written.count()
         dimension = len(written.select("features").first()["features"]) if rows else 0
         seconds = time.time() - started
+        images_run = rows * (1 + name_spec.test_views)
         summary[name] = {"rows": rows, "dimension": dimension, "seconds": round(seconds, 2),
-                         "images_per_second": round(rows / seconds, 1) if seconds else None}
+                         "images_through_cnn": images_run,
+                         "images_per_second": round(images_run / seconds, 1) if seconds else None}
     return summary
