@@ -9,12 +9,14 @@ JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.90
 # hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
 JAR_SDIST := sagemaker_pyspark==1.4.5
 
-.PHONY: help setup browser demo test test-fast s3-start s3-stop ui ui-stop stop clean
+.PHONY: help setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench stop clean
 help:
 	@echo "make demo       set up, start the embedded S3 server, run the whole DAG on NumtaDB, print the results"
 	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
 	@echo "make test-fast  unit tests only (seconds)"
 	@echo "make ui         start Airflow on http://127.0.0.1:8080 with the DAG unpaused (make ui-stop)"
+	@echo "make cluster    start a Spark standalone master + worker on 127.0.0.1 (make cluster-stop)"
+	@echo "make bench      featurization in Spark vs plain Keras (bench/results/featurize.{json,md})"
 	@echo "make stop       stop the embedded services"
 
 setup: $(VENV)/.installed $(JARS)
@@ -72,7 +74,16 @@ ui: setup s3-start .local/airflow/.migrated
 ui-stop:
 	$(ENV) python -m numtaflow ui stop
 
-stop: ui-stop s3-stop
+bench: setup
+	$(ENV) python benchmarks/featurize_bench.py --out bench/results
+
+cluster: setup
+	$(ENV) python -m numtaflow cluster start
+
+cluster-stop:
+	$(ENV) python -m numtaflow cluster stop
+
+stop: ui-stop cluster-stop s3-stop
 
 clean: stop
 	rm -rf .local reports

@@ -2,6 +2,7 @@
 
     python -m numtaflow s3 start|stop          # embedded SeaweedFS S3 on 127.0.0.1
     python -m numtaflow ui start|stop          # Airflow standalone on 127.0.0.1, DAG unpaused
+    python -m numtaflow cluster start|stop     # Spark standalone master + worker on 127.0.0.1
     python -m numtaflow load-data              # ../shared/numtadb -> s3://<bucket>/datasets/numtadb/
     python -m numtaflow submit STEP --run-id R # run one Spark job as the DAG would
     python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
@@ -65,6 +66,19 @@ def cmd_ui(args: argparse.Namespace) -> None:
     print(f"Airflow UI: http://127.0.0.1:{port}/  (user admin; password in {passwords})")
     print(f"DAG {DAG_ID} is unpaused; models page: http://127.0.0.1:{port}/numtaflow/")
     print(f"logs: {STATE_DIR}/airflow-*.log; stop with `make ui-stop`")
+
+
+def cmd_cluster(args: argparse.Namespace) -> None:
+    """Start (or stop) a Spark standalone master and worker on 127.0.0.1."""
+    from .services import SPARK_MASTER_UI, SPARK_WORKER_UI, start_spark_cluster, stop_spark_cluster
+
+    state = STATE_DIR / "spark"
+    if args.action == "stop":
+        print("stopped" if stop_spark_cluster(state) else "not running")
+        return
+    master = start_spark_cluster(state, args.cores, args.memory)
+    print(f"Spark master {master} (UI http://127.0.0.1:{SPARK_MASTER_UI}/, worker UI "
+          f"http://127.0.0.1:{SPARK_WORKER_UI}/); run the DAG on it with NUMTAFLOW_SPARK_MASTER={master}")
 
 
 def cmd_load_data(args: argparse.Namespace) -> None:
@@ -194,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     ui = commands.add_parser("ui", help="start or stop Airflow (standalone) on 127.0.0.1")
     ui.add_argument("action", choices=["start", "stop"])
     ui.set_defaults(func=cmd_ui)
+    cluster = commands.add_parser("cluster", help="start or stop a local Spark standalone cluster")
+    cluster.add_argument("action", choices=["start", "stop"])
+    cluster.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    cluster.add_argument("--memory", default="8g")
+    cluster.set_defaults(func=cmd_cluster)
     load = commands.add_parser("load-data", help="upload NumtaDB folders into the bucket")
     load.add_argument("--source", default=str(SHARED_DIR / "numtadb"))
     load.add_argument("--prefix", default="datasets/numtadb")

@@ -197,6 +197,50 @@ def stop_airflow(state_dir: Path) -> bool:
     return any([stop_background(name, state_dir) for name in AIRFLOW_COMPONENTS])
 
 
+SPARK_MASTER_PORT, SPARK_MASTER_UI, SPARK_WORKER_UI = 7077, 8180, 8181  # UIs away from Airflow's 8080
+
+
+def start_spark_cluster(state_dir: Path, worker_cores: int, worker_memory: str, timeout: float = 90) -> str:
+    """A standalone master and one worker from the installed pyspark, bound to 127.0.0.1."""
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(state_dir / "work"),
+           "SPARK_LOG_DIR": str(state_dir / "logs")}
+    master = f"spark://127.0.0.1:{SPARK_MASTER_PORT}"
+    if not running_pid("spark-master", state_dir) and port_open(SPARK_MASTER_PORT):
+        raise RuntimeError(f"port {SPARK_MASTER_PORT} is taken by another process (another Spark master?)")
+    if not running_pid("spark-master", state_dir):
+        pid = start_background("spark-master", [
+            "spark-class", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+            "--port", str(SPARK_MASTER_PORT), "--webui-port", str(SPARK_MASTER_UI)], state_dir, env)
+        wait_for(lambda: port_open(SPARK_MASTER_PORT), timeout, "Spark master", pid, state_dir / "spark-master.log")
+    if not running_pid("spark-worker", state_dir):
+        start_background("spark-worker", [
+            "spark-class", "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
+            "--webui-port", str(SPARK_WORKER_UI), "--cores", str(worker_cores), "--memory", worker_memory],
+            state_dir, env)
+    wait_for(lambda: alive_workers() >= 1, timeout, "Spark worker", running_pid("spark-worker", state_dir),
+             state_dir / "spark-worker.log")
+    return master
+
+
+def master_status(port: int = SPARK_MASTER_UI) -> dict:
+    """A standalone master's (or, with the worker's UI port, a worker's) JSON status."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def alive_workers() -> int:
+    try:
+        return sum(1 for worker in master_status().get("workers", []) if worker.get("state") == "ALIVE")
+    except OSError:
+        return 0
+
+
+def stop_spark_cluster(state_dir: Path) -> bool:
+    return any([stop_background(name, state_dir) for name in ("spark-worker", "spark-master")])
+
+
 def http_status(url: str, headers: dict | None = None, data: bytes | None = None, method: str | None = None) -> int:
     import urllib.error
     import urllib.request

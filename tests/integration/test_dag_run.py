@@ -58,7 +58,7 @@ def dags_test(env, logical_date, conf=None):
     command_lines = command_lines_while(process)
     reader.join(timeout=60)
     process.returncode = process.wait(timeout=60)
-    assert any("spark-submit" in line for line in command_lines), "spark-submit was never seen running"
+    assert any("org.apache.spark.deploy.SparkSubmit" in line for line in command_lines), "no spark-submit seen"
     return process, "".join(output), command_lines
 
 

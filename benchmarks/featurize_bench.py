@@ -1,0 +1,114 @@
+"""Featurization throughput inside Spark versus plain batched Keras on the same images and model.
+
+    python benchmarks/featurize_bench.py [--images 512] [--out bench/results]
+
+Writes ``featurize.json`` and ``featurize.md``: images per second for the plain in-process
+baseline (decode, prepare, model in batches) and for the Spark pandas-UDF path (local[*]),
+measured in the same run, and their ratio. Timings of each DAG step of the latest finished run
+are added when an S3 server with runs is reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from numtaflow.config import SHARED_DIR, Settings
+from numtaflow.features import FeaturizerSpec, featurize_contents, load_featurizer
+
+
+def load_images(count: int) -> pd.DataFrame:
+    folder = SHARED_DIR / "numtadb" / "training-a"
+    labels = pd.read_csv(folder.parent / "training-a.csv").head(count)
+    return pd.DataFrame({
+        "image_id": labels["filename"],
+        "label": labels["digit"].astype("int32"),
+        "content": [(folder / name).read_bytes() for name in labels["filename"]],
+    })
+
+
+def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
+    load_featurizer(spec)  # model build excluded, as Spark's workers reuse theirs
+    started = time.perf_counter()
+    featurize_contents(list(images["content"]), spec)
+    return len(images) / (time.perf_counter() - started)
+
+
+def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings) -> float:
+    from pyspark.sql import SparkSession
+
+    from numtaflow.steps.featurize import featurize_frame
+
+    spark = (SparkSession.builder.master(settings.spark_master).appName("numtaflow-bench")
+             .config("spark.python.worker.reuse", "true").config("spark.ui.enabled", "false")
+             .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.udf_batch_size * 4))
+             .getOrCreate())
+    frame = spark.createDataFrame(images).cache()
+    frame.count()
+    partitions = spark.sparkContext.defaultParallelism
+    featurize_frame(frame.limit(partitions * 8), spec, partitions, 0, 0).count()  # warm workers and models
+    started = time.perf_counter()
+    featurize_frame(frame, spec, partitions, 0, 0).write.mode("overwrite").format("noop").save()
+    rate = len(images) / (time.perf_counter() - started)
+    spark.stop()
+    return rate
+
+
+def step_timings(settings: Settings) -> dict | None:
+    try:
+        from numtaflow.registry import read_index
+        from numtaflow.storage import Storage
+
+        storage = Storage(settings)
+        runs = read_index(storage)
+        latest = max(runs, key=lambda r: r.get("finished_at") or "")
+        return {"run_id": latest["run_id"],
+                **storage.get_json(f"runs/{latest['run_id']}/evaluate/metrics.json")["timings"]}
+    except Exception:  # no server or no runs: the step table is simply left out
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--image-size", type=int, default=0)
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    settings = Settings.from_env().with_overrides({"image_size": args.image_size})
+    images = load_images(args.images)
+    cores = os.cpu_count() or 1
+    spec = FeaturizerSpec.from_settings(settings, task_cpus=1)
+    baseline = plain_keras(images, FeaturizerSpec.from_settings(settings, task_cpus=cores))
+    in_spark = spark_udf(images, spec, settings)
+    result = {
+        "backbone": spec.backbone, "image_size": spec.image_size, "layers": list(spec.layers) or ["last"],
+        "images": len(images), "cores": cores, "machine": platform.machine(),
+        "plain_keras_images_per_second": round(baseline, 1),
+        "spark_udf_images_per_second": round(in_spark, 1),
+        "ratio_spark_to_plain": round(in_spark / baseline, 3),
+        "peak_rss_mb_driver": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "dag_step_seconds": step_timings(settings),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "featurize.json").write_text(json.dumps(result, indent=2))
+    lines = ["| path | images/s |", "|---|---|",
+             f"| plain Keras, in process ({cores} threads) | {result['plain_keras_images_per_second']} |",
+             f"| Spark pandas UDF, {settings.spark_master} | {result['spark_udf_images_per_second']} |",
+             f"| ratio | {result['ratio_spark_to_plain']} |"]
+    if result["dag_step_seconds"]:
+        lines += ["", "| DAG step | seconds |", "|---|---|"] + [
+            f"| {k} | {v} |" for k, v in result["dag_step_seconds"].items() if k != "run_id"]
+    (out / "featurize.md").write_text("\n".join(lines) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
