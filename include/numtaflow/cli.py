@@ -163,7 +163,7 @@ def cmd_report(args: argparse.Namespace) -> None:
           f"(champion before: {gate['champion_before']}, after: {gate['champion_after']})")
     for reason in gate["reasons"]:
         print(f"             - {reason}")
-    if gate.get("compared_with"):
+    if gate.get("champion_before") and gate.get("compared_with"):
         print(f"             compared with: {gate['compared_with']}")
     print("timings (s): " + ", ".join(f"{k} {v}" for k, v in metrics["timings"].items()))
     print(f"artifacts ({len(record['artifacts'])} objects; Parquet part files not listed):")
