@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=0)
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
-    settings = Settings.from_env().with_overrides({"image_size": args.image_size})
+    # one view per image on both paths: the comparison is of the machinery, not of augmentation
+    settings = Settings.from_env().with_overrides({"image_size": args.image_size, "test_views": 0})
     images = load_images(args.images)
     cores = os.cpu_count() or 1
     spec = FeaturizerSpec.from_settings(settings, task_cpus=1)

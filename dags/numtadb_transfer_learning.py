@@ -121,7 +121,8 @@ with DAG(
             application_args=[
                 "--run-id", "{{ run_id }}",
                 "--settings-json", "{{ params | tojson }}",
-                "--logical-date", "{{ logical_date.isoformat() if logical_date else '' }}",
+                # runs triggered from the UI or API may have no logical date (Airflow 3)
+                "--logical-date", "{{ dag_run.logical_date.isoformat() if dag_run.logical_date else '' }}",
                 "--run-type", "{{ dag_run.run_type }}",
             ],
             execution_timeout=timedelta(minutes=TIMEOUTS[step]),

@@ -19,13 +19,13 @@ SCREENSHOTS = Path(os.environ.get("NUMTAFLOW_SCREENSHOT_DIR", ROOT / ".local" / 
 
 
 @pytest.fixture(scope="module")
-def airflow_ui(tmp_path_factory, s3_env, storage):
+def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
     from numtaflow.services import ensure_airflow_password, ensure_credentials, start_airflow, stop_airflow
 
     home = tmp_path_factory.mktemp("airflow-ui")
     secrets_env = ensure_credentials(home / "secrets.env")
     password = ensure_airflow_password(home / "passwords.json")
-    env = {**os.environ, **s3_env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(UI_PORT),
+    env = {**os.environ, **s3_env, **featurizer_env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(UI_PORT),
            "AIRFLOW__API_AUTH__JWT_SECRET": secrets_env["AIRFLOW__API_AUTH__JWT_SECRET"],
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{UI_PORT}/execution/",
@@ -163,3 +163,46 @@ def test_run_page_in_chromium(airflow_ui, finished_run, storage):
         browser.save_screenshot(str(SCREENSHOTS / "models-page.png"))
     finally:
         browser.quit()
+
+
+def api(ui, method, path, body=None):
+    import urllib.request
+
+    request = urllib.request.Request(f"{ui['url']}/api/v2{path}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {token(ui)}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_run_triggered_through_the_api_with_form_values(airflow_ui, tmp_path, storage):
+    """The scheduler path (not `dags test`): trigger with non-default form values, wait for success."""
+    import time
+
+    from tests.conftest import make_numtadb, upload_folder
+
+    train = upload_folder(storage, make_numtadb(tmp_path / "training-a", 5), "datasets/ui")
+    evaluation = upload_folder(storage, make_numtadb(tmp_path / "training-c", 2, source="training-c"), "datasets/ui")
+    deadline = time.time() + 120
+    while True:  # the DAG processor needs a moment to parse the DAG
+        try:
+            api(airflow_ui, "PATCH", "/dags/numtadb_transfer_learning", {"is_paused": False})
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(3)
+    conf = {"train_input": train, "eval_input": evaluation, "per_class": 4, "eval_per_class": 2, "seed": 11,
+            "min_accuracy": 0.0, "min_f1": 0.0}
+    run = api(airflow_ui, "POST", "/dags/numtadb_transfer_learning/dagRuns", {"logical_date": None, "conf": conf})
+    deadline = time.time() + 900
+    while (state := api(airflow_ui, "GET", f"/dags/numtadb_transfer_learning/dagRuns/{run['dag_run_id']}")["state"]) \
+            not in ("success", "failed"):
+        assert time.time() < deadline, "the triggered run did not finish in 15 minutes"
+        time.sleep(5)
+    assert state == "success"
+    from numtaflow.storage import safe_run_id
+
+    metrics = storage.get_json(f"runs/{safe_run_id(run['dag_run_id'])}/evaluate/metrics.json")
+    assert metrics["per_class_sample"] == 4 and metrics["seed"] == 11 and metrics["n_eval"] == 20
