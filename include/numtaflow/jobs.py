@@ -66,7 +66,7 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
         storage=Storage(settings),
         layout=RunLayout(settings.bucket, run_id),
         logical_date=args.logical_date,
-        run_type=args.run_type,
+        run_type=args.run_type.rsplit(".", 1)[-1].lower(),  # "DagRunType.MANUAL" -> "manual"
         spark=spark,
     )
 

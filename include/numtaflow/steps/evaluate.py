@@ -22,7 +22,8 @@ from ..model import with_vector
 from ..registry import read_champion, set_champion, update_index
 from ..storage import PreconditionFailed
 
-FEATURE_SETTINGS = ("backbone", "image_size", "feature_layers", "crop_to_ink", "weights")
+# settings that change the evaluation features: a champion is re-scored only if all are equal
+FEATURE_SETTINGS = ("backbone", "image_size", "feature_layers", "crop_to_ink", "weights", "test_views")
 
 
 def predict(model, frame) -> tuple[np.ndarray, np.ndarray]:
