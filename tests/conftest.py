@@ -64,6 +64,9 @@ def make_numtadb(folder: Path, per_class: int, source: str = "training-a", offse
 
 @pytest.fixture(scope="session")
 def spark():
+    import logging
+
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown messages hit closed streams
     pyspark_sql = pytest.importorskip("pyspark.sql")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = (
