@@ -74,8 +74,9 @@ ui: setup s3-start .local/airflow/.migrated
 ui-stop:
 	$(ENV) python -m numtaflow ui stop
 
-bench: setup
+bench: setup s3-start
 	$(ENV) python benchmarks/featurize_bench.py --out bench/results
+	$(ENV) python benchmarks/models_page_bench.py --out bench/results
 
 cluster: setup
 	$(ENV) python -m numtaflow cluster start
