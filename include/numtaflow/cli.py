@@ -173,7 +173,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from .registry import change_champion, previous_champion, read_champion, read_index
+    from .registry import change_champion, history, previous_champion, read_champion, read_index
 
     storage = Storage(Settings.from_env())
     champion, _ = read_champion(storage)
@@ -189,6 +189,9 @@ def cmd_models(args: argparse.Namespace) -> None:
         return
     if args.action == "list":
         print(f"champion: {champion['run_id'] if champion else 'none'}")
+        for change in history(storage):
+            print(f"  {change['changed_at']} {change['action']:8s} {change['run_id']} "
+                  f"(was {change.get('previous_run_id')}): {'; '.join(change.get('reasons', []))[:120]}")
         for run in sorted(read_index(storage), key=lambda r: r.get("finished_at") or ""):
             m = run["metrics"]
             print(f"{run['run_id']:50s} {run.get('finished_at', ''):26s} {run['backbone']:14s} acc {m['accuracy']:.4f} "
