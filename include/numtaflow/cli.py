@@ -38,9 +38,10 @@ def cmd_s3(args: argparse.Namespace) -> None:
         credentials = ensure_credentials(STATE_DIR / "credentials.env")
         pid = start_s3(STATE_DIR / "s3", credentials)
         os.environ.update(credentials)
-        Storage(Settings.from_env()).ensure_bucket()
-        print(f"S3 server running (pid {pid}) at {Settings.from_env().s3_endpoint}, bucket "
-              f"{Settings.from_env().bucket}; data in {STATE_DIR / 's3'}")
+        settings = Settings.from_env()
+        Storage(settings).ensure_bucket()
+        print(f"S3 server running (pid {pid}) at {settings.s3_endpoint}, bucket {settings.bucket}; "
+              f"data in {STATE_DIR / 's3'}")
     else:
         print("stopped" if stop_s3(STATE_DIR / "s3") else "not running")
 

@@ -86,11 +86,10 @@ def artifact_uris(storage, run_id: str) -> list[str]:
     uris = set()
     for obj in storage.list_objects(f"runs/{run_id}/"):
         parts = obj["Key"].split("/")
-        for depth, part in enumerate(parts):
-            if part.endswith(".parquet") or part == "model":
-                parts = parts[: depth + 1]
-                break
-        uris.add(f"s3://{storage.bucket}/" + "/".join(parts) + ("/" if len(parts) < len(obj["Key"].split("/")) else ""))
+        folder = next((depth for depth, part in enumerate(parts[:-1]) if part.endswith(".parquet") or part == "model"),
+                      None)
+        key = obj["Key"] if folder is None else "/".join(parts[: folder + 1]) + "/"
+        uris.add(f"s3://{storage.bucket}/{key}")
     return sorted(uris)
 
 

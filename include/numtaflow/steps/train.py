@@ -21,8 +21,8 @@ def run(context: StepContext) -> dict:
     originals = features.where(F.col("view") == 0).select("image_id", "label")
     assignment = stratified_split(originals, settings.train_fraction, settings.split_seed).select("image_id", "is_train")
     split = features.join(assignment, on="image_id").cache()
-    # few partitions: every optimizer iteration is a Spark job over all of them
     fold = F.pmod(F.xxhash64(F.lit(settings.split_seed), "image_id"), F.lit(CV_FOLDS)).cast("int")
+    # few partitions: every optimizer iteration is a Spark job over all of them
     train = with_vector(split.where("is_train").select("label", "features", fold.alias("fold"))).coalesce(
         spark.sparkContext.defaultParallelism
     )
