@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_NUMTADB = ROOT.parent / "shared" / "numtadb"
 SHARED_MODELS = ROOT.parent / "shared" / "models"
-TEST_PORT_OFFSET = 100  # S3 on 8433 etc. (weed adds 10000 for gRPC ports), never the demo's 8333
+# S3 on 8433 etc. (weed adds 10000 for gRPC ports), never the demo's 8333; a second checkout can pick another
+TEST_PORT_OFFSET = int(os.environ.get("NUMTAFLOW_TEST_PORT_OFFSET", "100"))
 TEST_BUCKET = "numtaflow-test"
 
 
