@@ -6,7 +6,10 @@ sample, featurize it with a pretrained Keras CNN inside Spark, train a Spark MLl
 regression, evaluate it and promote it only through the gate.
 
 Every task is a `SparkSubmitOperator` running `spark_jobs/<task id>.py`; tasks pass data only
-through S3, under `runs/<run id>/<task id>/`. A rejected candidate ends the run green with
+through S3, under `runs/<run id>/<task id>/`. Runs start from the trigger form, on the retraining
+schedule, from `airflow backfill create`, or by themselves when a new batch of labelled images
+lands under the incoming prefix (`dt=YYYY-MM-DD/<batch>/`); a run trains on the batches landed up
+to its logical date. A rejected candidate ends the run green with
 `gate.promoted = false` in `metrics.json`; bad input fails the run at `validate`.
 """
 
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param
 
 from numtaflow.config import BACKBONES, DAG_ID, LR_PRESETS, Settings
 from numtaflow.spark import s3a_jar_paths, spark_conf
@@ -78,6 +81,24 @@ PARAMS = {
 }
 
 
+def _schedule(settings: Settings):
+    """The retraining timetable, or-ed with the arrival of new batches when a landing prefix is set."""
+    timetable = None
+    if settings.schedule.lower() != "none":
+        timetable = CronTriggerTimetable(settings.schedule, timezone="UTC")
+    if not settings.incoming_input:
+        return timetable
+    from numtaflow.triggers import NewBatchTrigger
+
+    new_batches = Asset(
+        name="numtadb_incoming",
+        uri=settings.incoming_input.rstrip("/") + "/",
+        watchers=[AssetWatcher(name="numtadb_new_batches",
+                               trigger=NewBatchTrigger(settings.incoming_input, settings.incoming_poll_seconds))],
+    )
+    return [new_batches] if timetable is None else AssetOrTimeSchedule(timetable=timetable, assets=[new_batches])
+
+
 def _on_failure(context) -> None:
     """One clear line in the task log naming the run, the task and where its outputs are."""
     task_instance = context["task_instance"]
@@ -92,7 +113,7 @@ with DAG(
     dag_id=DAG_ID,
     description="Validate, sample, featurize (Keras CNN), train (MLlib LR), evaluate and gate NumtaDB digits",
     doc_md=__doc__,
-    schedule=None if SETTINGS.schedule.lower() == "none" else SETTINGS.schedule,
+    schedule=_schedule(SETTINGS),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=2,
@@ -124,6 +145,7 @@ with DAG(
                 # runs triggered from the UI or API may have no logical date (Airflow 3)
                 "--logical-date", "{{ dag_run.logical_date.isoformat() if dag_run.logical_date else '' }}",
                 "--run-type", "{{ dag_run.run_type }}",
+                "--data-until", "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
             ],
             execution_timeout=timedelta(minutes=TIMEOUTS[step]),
         )

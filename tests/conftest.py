@@ -101,6 +101,7 @@ def s3_env(tmp_path_factory):
         **credentials,
         "NUMTAFLOW_S3_ENDPOINT": f"http://127.0.0.1:{ports.s3}",
         "NUMTAFLOW_BUCKET": TEST_BUCKET,
+        "NUMTAFLOW_INCOMING_INPUT": f"s3://{TEST_BUCKET}/incoming",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
@@ -141,12 +142,13 @@ def upload_folder(storage, local: Path, prefix: str) -> str:
     return f"s3://{storage.bucket}/{prefix}/{local.name}"
 
 
-def run_job(step: str, run_id: str, env: dict, settings: dict | None = None, timeout: int = 600):
+def run_job(step: str, run_id: str, env: dict, settings: dict | None = None, timeout: int = 600,
+            data_until: str | None = None):
     """Run ``spark_jobs/<step>.py`` with spark-submit exactly as the CLI/DAG does."""
     import json
 
     command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
-               "--settings-json", json.dumps(settings or {})]
+               "--settings-json", json.dumps(settings or {}), *(["--data-until", data_until] if data_until else [])]
     return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
 

@@ -5,6 +5,7 @@
     python -m numtaflow cluster start|stop     # Spark standalone master + worker on 127.0.0.1
     python -m numtaflow load-data              # ../shared/numtadb -> s3://<bucket>/datasets/numtadb/
     python -m numtaflow submit STEP --run-id R # run one Spark job as the DAG would
+    python -m numtaflow drop-batch [--date D]  # land new labelled images under incoming/dt=D/
     python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
     python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
     python -m numtaflow models promote RUN | rollback [RUN]   # manual, compare-and-set
@@ -111,11 +112,28 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
     settings = Settings.from_env().with_overrides(json.loads(args.settings_json))
     command = submit_command(settings, str(PROJECT_ROOT / "spark_jobs" / f"{args.step}.py"),
-                             ["--run-id", args.run_id, "--settings-json", args.settings_json])
+                             ["--run-id", args.run_id, "--settings-json", args.settings_json,
+                              *(["--data-until", args.data_until] if args.data_until else [])])
     if args.print_only:
         print(" ".join(command))
         return
     sys.exit(subprocess.run(command).returncode)
+
+
+def cmd_drop_batch(args: argparse.Namespace) -> None:
+    """Land a batch of labelled images, as an uploader would, so a run starts by itself."""
+    from datetime import datetime, timezone
+
+    from .incoming import drop_batch
+
+    settings = Settings.from_env()
+    if not settings.incoming_input:
+        raise SystemExit("NUMTAFLOW_INCOMING_INPUT is empty: there is no landing prefix to drop into")
+    day = args.date or datetime.now(timezone.utc).date().isoformat()
+    name = args.name or f"batch-{datetime.now(timezone.utc):%H%M%S}"
+    batch, count = drop_batch(Storage(settings), args.source, settings.incoming_input, day, name, args.per_class)
+    print(f"landed {count} images in {batch.uri}/ (committed by {batch.uri}/_BATCH.json); runs with a logical "
+          f"date on or after {day} train on it, and the DAG starts a run for it by itself when Airflow is up")
 
 
 def find_run(storage: Storage, run_id: str | None, logical_date: str | None) -> str:
@@ -226,8 +244,16 @@ def main(argv: list[str] | None = None) -> None:
     submit.add_argument("step", choices=STEPS)
     submit.add_argument("--run-id", required=True)
     submit.add_argument("--settings-json", default="{}")
+    submit.add_argument("--data-until", help="ISO time bounding the landed batches the run trains on")
     submit.add_argument("--print-only", action="store_true")
     submit.set_defaults(func=cmd_submit)
+    drop = commands.add_parser("drop-batch", help="land new labelled images under the incoming prefix")
+    drop.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),
+                      help="a local NumtaDB folder (CSV beside it) or folder per class")
+    drop.add_argument("--per-class", type=int, default=20, help="images per digit in the batch")
+    drop.add_argument("--date", help="arrival partition YYYY-MM-DD (default: today, UTC)")
+    drop.add_argument("--name", help="batch folder name (default: batch-HHMMSS)")
+    drop.set_defaults(func=cmd_drop_batch)
     report = commands.add_parser("report", help="print a run's results and copy them to reports/")
     report.add_argument("--run-id")
     report.add_argument("--logical-date")

@@ -44,6 +44,9 @@ class Settings:
     # --- inputs --------------------------------------------------------------------------
     train_input: str = "s3://numtaflow/datasets/numtadb/training-a"
     eval_input: str = "s3://numtaflow/datasets/numtadb/training-c"
+    # landing prefix for new labelled batches (dt=YYYY-MM-DD/<batch>/); "" to train on train_input only
+    incoming_input: str = "s3://numtaflow/incoming"
+    incoming_poll_seconds: int = 60  # how often the triggerer looks for newly landed batches
     # --- sampling ------------------------------------------------------------------------
     per_class: int = 50
     eval_per_class: int = 200

@@ -35,6 +35,7 @@ class StepContext:
     layout: RunLayout
     logical_date: str | None
     run_type: str
+    data_until: str | None = None  # ISO time bounding which landed batches the run sees
     spark: object = None
 
     def uri(self, name: str, step: str | None = None) -> str:
@@ -50,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settings-json", default="{}", help="per-run setting overrides, as a JSON object")
     parser.add_argument("--logical-date", default=None)
     parser.add_argument("--run-type", default="manual", help="manual, scheduled, backfill or asset_triggered")
+    parser.add_argument("--data-until", default=None,
+                        help="ISO time: train on batches landed up to this day (default: logical date, else today)")
     return parser.parse_args(argv)
 
 
@@ -67,6 +70,7 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
         layout=RunLayout(settings.bucket, run_id),
         logical_date=args.logical_date,
         run_type=args.run_type.rsplit(".", 1)[-1].lower(),  # "DagRunType.MANUAL" -> "manual"
+        data_until=args.data_until or args.logical_date or None,
         spark=spark,
     )
 

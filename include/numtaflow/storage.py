@@ -96,12 +96,13 @@ class Storage:
         self.client = client or make_client(settings)
 
     # --- plain objects -------------------------------------------------------------------
-    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
-        response = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream",
+                  bucket: str | None = None) -> str:
+        response = self.client.put_object(Bucket=bucket or self.bucket, Key=key, Body=body, ContentType=content_type)
         return response["ETag"]
 
-    def put_json(self, key: str, value: Any) -> str:
-        return self.put_bytes(key, _dump(value), "application/json")
+    def put_json(self, key: str, value: Any, bucket: str | None = None) -> str:
+        return self.put_bytes(key, _dump(value), "application/json", bucket)
 
     def get_bytes(self, key: str, bucket: str | None = None) -> bytes:
         try:

@@ -162,6 +162,7 @@ def run(context: StepContext) -> dict:
         "logical_date": context.logical_date,
         "run_type": context.run_type,
         "inputs": markers["validate"]["summary"]["inputs"],
+        "data_until": markers["validate"]["summary"].get("data_until"),
         "sample": sample_summary,
         "settings": settings.run_settings(),
         "code_version": code_version(),

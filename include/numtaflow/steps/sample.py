@@ -2,7 +2,8 @@
 
 Reads the images validated in this run; writes ``train.parquet`` and ``eval.parquet``
 (image_id, label, source, content). The evaluation set never shares an image with the
-training sample, even when both come from the same input.
+training sample, even when both come from the same input or a landed batch copies evaluation
+images.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ def run(context: StepContext) -> dict:
     train_images = spark.read.parquet(context.s3a("train_images.parquet", step="validate"))
     eval_images = spark.read.parquet(context.s3a("eval_images.parquet", step="validate"))
     train = stratified_sample(train_images, settings.per_class, settings.seed)
-    eval_pool = eval_images
-    if settings.train_input == settings.eval_input:
-        eval_pool = eval_images.join(train.select("image_id"), on="image_id", how="left_anti")
+    # no image of the training sample (same bytes, whatever its name or input) is ever evaluated
+    sampled = train.select(F.sha2("content", 256).alias("content_sha256"))
+    eval_pool = (eval_images.withColumn("content_sha256", F.sha2("content", 256))
+                 .join(sampled, on="content_sha256", how="left_anti").drop("content_sha256"))
     evaluation = stratified_sample(eval_pool, settings.eval_per_class, settings.seed + 1)
     summary = {}
     for name, frame in (("train", train), ("eval", evaluation)):

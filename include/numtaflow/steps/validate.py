@@ -12,6 +12,7 @@ import re
 import pandas as pd
 
 from ..data import InputError, build_manifest, manifest_hash, resolve_input
+from ..incoming import batches_until, data_cutoff, list_batches
 from ..jobs import StepContext, StepFailed
 from ..quality import ValidationReport, render_html, structure_failure, validate_manifest
 from ..storage import spark_path
@@ -55,17 +56,46 @@ def decode_images(spark, root_uri: str, max_pixels: int):
     )
 
 
-def validate_input(context: StepContext, name: str, uri: str, per_class: int) -> tuple[dict, dict | None]:
-    """Validate one input; returns (suite record, lineage record or None when unreadable)."""
+def read_sources(context: StepContext, sources: list[tuple[str, str]]):
+    """Resolve and decode each source; image ids get the source's prefix so they stay unique.
+
+    Returns (manifest, decoded images, lineage per source, layouts), or raises ``InputError``
+    naming the source that cannot be read.
+    """
+    from functools import reduce
+
     from pyspark.sql import functions as F
 
-    settings = context.settings
+    manifests, decoded, records, layouts = [], [], [], set()
+    for id_prefix, uri in sources:
+        try:
+            dataset = resolve_input(uri, context.storage, staging_prefix="staging/")
+            manifest = build_manifest(dataset)
+        except InputError as error:
+            raise InputError(f"{uri}: {error}") from None
+        manifests.append(manifest.assign(image_id=id_prefix + manifest["image_id"]))
+        images = decode_images(context.spark, dataset.root_uri, context.settings.max_image_pixels)
+        decoded.append(images.withColumn("image_id", F.concat(F.lit(id_prefix), "image_id")))
+        layouts.add(dataset.layout)
+        records.append({"uri": uri, "resolved_uri": dataset.root_uri, "csv_uri": dataset.csv_uri,
+                        "layout": dataset.layout, "files": len(dataset.files),
+                        "manifest_sha256": manifest_hash(manifest)})
+    return pd.concat(manifests, ignore_index=True), reduce(lambda a, b: a.unionByName(b), decoded), records, layouts
+
+
+def validate_input(context: StepContext, name: str, sources: list[tuple[str, str]], per_class: int
+                   ) -> tuple[dict, dict | None]:
+    """Validate one input (a base dataset plus any landed batches) as a whole.
+
+    Returns (suite record, lineage record or None when unreadable).
+    """
+    from pyspark.sql import functions as F
+
     try:
-        dataset = resolve_input(uri, context.storage, staging_prefix="staging/")
-        manifest = build_manifest(dataset)
+        manifest, decoded, records, layouts = read_sources(context, sources)
     except InputError as error:
-        return structure_failure(name, f"{uri}: {error}"), None
-    decoded = decode_images(context.spark, dataset.root_uri, settings.max_image_pixels).cache()
+        return structure_failure(name, str(error)), None
+    decoded = decoded.cache()
     manifest_frame = context.spark.createDataFrame(manifest.drop(columns=["uri"]))
     images = manifest_frame.join(decoded, on="image_id", how="left").withColumn(
         "decode_error",
@@ -75,15 +105,8 @@ def validate_input(context: StepContext, name: str, uri: str, per_class: int) ->
         .when(F.col("has_file"), F.col("decode_error")),
     )
     metadata = images.drop("content").toPandas()
-    suite = validate_manifest(name, metadata, per_class, require_csv_rows=dataset.layout == "numtadb")
-    lineage = {
-        "uri": uri,
-        "resolved_uri": dataset.root_uri,
-        "csv_uri": dataset.csv_uri,
-        "layout": dataset.layout,
-        "files": len(dataset.files),
-        "manifest_sha256": manifest_hash(manifest),
-    }
+    suite = validate_manifest(name, metadata, per_class, require_csv_rows="numtadb" in layouts)
+    lineage = {**records[0], "manifest_sha256": manifest_hash(manifest), "batches": records[1:]}
     if suite["success"]:
         (
             images.where(F.col("has_file") & F.col("decode_error").isNull())
@@ -97,12 +120,24 @@ def validate_input(context: StepContext, name: str, uri: str, per_class: int) ->
     return suite, lineage
 
 
+def training_sources(context: StepContext) -> list[tuple[str, str]]:
+    """The base training input, then every landed batch up to the run's data cut-off."""
+    settings = context.settings
+    sources = [("", settings.train_input)]
+    if settings.incoming_input:
+        landed = list_batches(context.storage, settings.incoming_input)
+        cutoff = data_cutoff(context.data_until)
+        sources += [(batch.id_prefix, batch.uri) for batch in batches_until(landed, cutoff)]
+    return sources
+
+
 def run(context: StepContext) -> dict:
     settings = context.settings
-    inputs = {"train": (settings.train_input, settings.per_class), "eval": (settings.eval_input, settings.eval_per_class)}
+    inputs = {"train": (training_sources(context), settings.per_class),
+              "eval": ([("", settings.eval_input)], settings.eval_per_class)}
     suites, lineage = [], {}
-    for name, (uri, per_class) in inputs.items():
-        suite, record = validate_input(context, name, uri, per_class)
+    for name, (sources, per_class) in inputs.items():
+        suite, record = validate_input(context, name, sources, per_class)
         suites.append(suite)
         if record:
             lineage[name] = record
@@ -116,4 +151,5 @@ def run(context: StepContext) -> dict:
     )
     if not report.success:
         raise StepFailed(f"{report.summary()}\nfull report: {context.uri('report.html')}")
-    return {"inputs": lineage, "class_counts": {s["name"]: s["class_counts"] for s in suites}}
+    return {"inputs": lineage, "data_until": data_cutoff(context.data_until).isoformat(),
+            "class_counts": {s["name"]: s["class_counts"] for s in suites}}
