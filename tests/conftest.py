@@ -83,23 +83,44 @@ def spark():
     session.stop()
 
 
-@pytest.fixture(scope="session")
-def s3_env(tmp_path_factory):
-    """A real SeaweedFS S3 server on test ports, with per-session generated credentials.
+class S3Server:
+    """The test session's real SeaweedFS server; fault tests stop and restart it."""
 
-    Yields the environment (endpoint, bucket, keys) that the jobs and Airflow need.
-    """
+    def __init__(self, state: Path):
+        from numtaflow.services import S3Ports, ensure_credentials
+
+        self.state = state
+        self.ports = S3Ports.offset(TEST_PORT_OFFSET)
+        self.credentials = ensure_credentials(state / "credentials.env")
+
+    def start(self) -> None:
+        from numtaflow.services import start_s3
+
+        start_s3(self.state, self.credentials, self.ports)
+
+    def stop(self) -> None:
+        from numtaflow.services import stop_s3
+
+        stop_s3(self.state)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_env(s3_server):
+    """The environment (endpoint, bucket, generated keys) that the jobs and Airflow need."""
     from numtaflow.config import Settings
-    from numtaflow.services import S3Ports, ensure_credentials, start_s3, stop_s3
     from numtaflow.storage import Storage
 
-    state = tmp_path_factory.mktemp("s3")
-    ports = S3Ports.offset(TEST_PORT_OFFSET)
-    credentials = ensure_credentials(state / "credentials.env")
-    start_s3(state, credentials, ports)
     env = {
-        **credentials,
-        "NUMTAFLOW_S3_ENDPOINT": f"http://127.0.0.1:{ports.s3}",
+        **s3_server.credentials,
+        "NUMTAFLOW_S3_ENDPOINT": f"http://127.0.0.1:{s3_server.ports.s3}",
         "NUMTAFLOW_BUCKET": TEST_BUCKET,
         "NUMTAFLOW_INCOMING_INPUT": f"s3://{TEST_BUCKET}/incoming",
     }
@@ -112,7 +133,6 @@ def s3_env(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    stop_s3(state)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,25 +16,44 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 UI_PORT = 8790
+DAG_ID = "numtadb_transfer_learning"
+BATCH_DAYS = ("2026-11-02", "2026-11-03")
 SCREENSHOTS = Path(os.environ.get("NUMTAFLOW_SCREENSHOT_DIR", ROOT / ".local" / "screenshots"))
 
 
 @pytest.fixture(scope="module")
 def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
+    """Airflow (API server, scheduler, DAG processor, triggerer) on a test port, over the test bucket.
+
+    Its DAG defaults point at small inputs, it is scheduled daily (for backfills) and on new
+    batches: two batches land before it starts, so its watcher's first look starts one run.
+    """
+    from numtaflow.incoming import drop_batch
     from numtaflow.services import ensure_airflow_password, ensure_credentials, start_airflow, stop_airflow
+    from tests.conftest import make_numtadb, upload_folder
 
     home = tmp_path_factory.mktemp("airflow-ui")
+    data = tmp_path_factory.mktemp("ui-data")
+    train = upload_folder(storage, make_numtadb(data / "training-a", 5), "datasets/ui")
+    evaluation = upload_folder(storage, make_numtadb(data / "training-c", 2, source="training-c"), "datasets/ui")
+    incoming = f"s3://{storage.bucket}/incoming-ui"
+    landing = make_numtadb(data / "landing", 2, source="training-c", offset=80)
+    batches = [drop_batch(storage, str(landing), incoming, day, "digits", 1)[0] for day in BATCH_DAYS]
     secrets_env = ensure_credentials(home / "secrets.env")
     password = ensure_airflow_password(home / "passwords.json")
     env = {**os.environ, **s3_env, **featurizer_env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(UI_PORT),
            "AIRFLOW__API_AUTH__JWT_SECRET": secrets_env["AIRFLOW__API_AUTH__JWT_SECRET"],
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{UI_PORT}/execution/",
-           "NUMTAFLOW_SCHEDULE": "none"}
+           "NUMTAFLOW_SCHEDULE": "@daily", "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
+           "NUMTAFLOW_PER_CLASS": "4", "NUMTAFLOW_EVAL_PER_CLASS": "2", "NUMTAFLOW_MIN_ACCURACY": "0",
+           "NUMTAFLOW_MIN_F1": "0", "NUMTAFLOW_INCOMING_INPUT": incoming, "NUMTAFLOW_INCOMING_POLL_SECONDS": "5"}
     migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     start_airflow(home, UI_PORT, env=env)
-    yield {"url": f"http://127.0.0.1:{UI_PORT}", "password": password, "home": home}
+    ui = {"url": f"http://127.0.0.1:{UI_PORT}", "password": password, "home": home, "env": env, "batches": batches}
+    unpause(ui)
+    yield ui
     stop_airflow(home)
 
 
@@ -123,8 +143,9 @@ def test_logged_in_user_sees_runs_and_evidence(airflow_ui, finished_run, storage
     assert status in (400, 404)
 
 
-def test_run_page_in_chromium(airflow_ui, finished_run, storage):
-    """Log in through Airflow's own login form, open the run page, check metrics and the image."""
+@pytest.fixture(scope="module")
+def browser(airflow_ui):
+    """Headless Chromium logged in through Airflow's own login form."""
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver_path):
         pytest.fail("Chromium and chromedriver are needed (make test installs Debian's chromium, chromium-driver)")
@@ -140,29 +161,39 @@ def test_run_page_in_chromium(airflow_ui, finished_run, storage):
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--window-size=1280,1400"):
         options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    chrome = webdriver.Chrome(service=Service(driver_path), options=options)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        browser.get(airflow_ui["url"] + "/")
-        wait = WebDriverWait(browser, 60)
+        chrome.get(airflow_ui["url"] + "/")
+        wait = WebDriverWait(chrome, 60)
         wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
-        browser.find_element(By.NAME, "password").send_keys(airflow_ui["password"])
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        chrome.find_element(By.NAME, "password").send_keys(airflow_ui["password"])
+        chrome.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait.until(lambda b: "/auth/login" not in b.current_url and b.get_cookie("_token"))
-        browser.get(f"{airflow_ui['url']}/numtaflow/runs/{finished_run}")
-        wait.until(ec.presence_of_element_located((By.TAG_NAME, "img")))
-        image = browser.find_element(By.TAG_NAME, "img")
-        wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
-        assert browser.execute_script("return arguments[0].naturalWidth", image) > 300
-        accuracy = storage.get_json(f"runs/{finished_run}/evaluate/metrics.json")["accuracy"]
-        assert f"{accuracy:.4f}" in browser.page_source
-        assert "Gate:" in browser.page_source
-        browser.save_screenshot(str(SCREENSHOTS / "run-page.png"))
-        browser.get(airflow_ui["url"] + "/numtaflow/")
-        assert finished_run in browser.page_source
-        browser.save_screenshot(str(SCREENSHOTS / "models-page.png"))
+        yield chrome
     finally:
-        browser.quit()
+        chrome.quit()
+
+
+def test_run_page_in_chromium(airflow_ui, browser, finished_run, storage):
+    """Open a finished run's page: the metrics and the confusion-matrix image are there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{airflow_ui['url']}/numtaflow/runs/{finished_run}")
+    wait.until(ec.presence_of_element_located((By.TAG_NAME, "img")))
+    image = browser.find_element(By.TAG_NAME, "img")
+    wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
+    assert browser.execute_script("return arguments[0].naturalWidth", image) > 300
+    accuracy = storage.get_json(f"runs/{finished_run}/evaluate/metrics.json")["accuracy"]
+    assert f"{accuracy:.4f}" in browser.page_source
+    assert "Gate:" in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "run-page.png"))
+    browser.get(airflow_ui["url"] + "/numtaflow/")
+    assert finished_run in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "models-page.png"))
 
 
 def api(ui, method, path, body=None):
@@ -176,33 +207,138 @@ def api(ui, method, path, body=None):
         return json.loads(response.read())
 
 
-def test_run_triggered_through_the_api_with_form_values(airflow_ui, tmp_path, storage):
-    """The scheduler path (not `dags test`): trigger with non-default form values, wait for success."""
-    import time
-
-    from tests.conftest import make_numtadb, upload_folder
-
-    train = upload_folder(storage, make_numtadb(tmp_path / "training-a", 5), "datasets/ui")
-    evaluation = upload_folder(storage, make_numtadb(tmp_path / "training-c", 2, source="training-c"), "datasets/ui")
+def unpause(ui):
     deadline = time.time() + 120
     while True:  # the DAG processor needs a moment to parse the DAG
         try:
-            api(airflow_ui, "PATCH", "/dags/numtadb_transfer_learning", {"is_paused": False})
-            break
+            api(ui, "PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+            return
         except Exception:
             if time.time() > deadline:
                 raise
             time.sleep(3)
-    conf = {"train_input": train, "eval_input": evaluation, "per_class": 4, "eval_per_class": 2, "seed": 11,
-            "min_accuracy": 0.0, "min_f1": 0.0}
-    run = api(airflow_ui, "POST", "/dags/numtadb_transfer_learning/dagRuns", {"logical_date": None, "conf": conf})
-    deadline = time.time() + 900
-    while (state := api(airflow_ui, "GET", f"/dags/numtadb_transfer_learning/dagRuns/{run['dag_run_id']}")["state"]) \
-            not in ("success", "failed"):
-        assert time.time() < deadline, "the triggered run did not finish in 15 minutes"
+
+
+def dag_runs(ui):
+    return api(ui, "GET", f"/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
+
+
+def wait_for_runs(ui, select, count, minutes=15):
+    """Wait until ``count`` runs matching ``select`` have finished; returns them."""
+    deadline = time.time() + minutes * 60
+    while True:
+        runs = [r for r in dag_runs(ui) if select(r)]
+        if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
+            return runs
+        assert time.time() < deadline, f"runs not finished after {minutes} minutes: {runs}"
         time.sleep(5)
-    assert state == "success"
+
+
+def run_record(storage, run):
+    from numtaflow.storage import safe_run_id
+
+    return storage.get_json(f"runs/{safe_run_id(run['dag_run_id'])}/run.json")
+
+
+def test_new_batches_start_one_run_by_themselves(airflow_ui, storage):
+    """Two batches landed before Airflow started: the watcher fires once, one run trains on both."""
+    (run,) = wait_for_runs(airflow_ui, lambda r: r["run_type"] == "asset_triggered", 1)
+    assert run["state"] == "success"
+    record = run_record(storage, run)
+    assert record["run_type"] == "asset_triggered" and record["logical_date"] in (None, "")
+    assert [b["uri"] for b in record["inputs"]["train"]["batches"]] == [b.uri for b in airflow_ui["batches"]]
+    assert record["sample"]["train"]["rows"] == 40
+    time.sleep(12)  # two more polls of the watcher: the same data must not start another run
+    assert len([r for r in dag_runs(airflow_ui) if r["run_type"] == "asset_triggered"]) == 1
+
+
+def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
+    """Open the trigger form, change fields (non-default seed and sample size), trigger, see it succeed."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{airflow_ui['url']}/dags/{DAG_ID}")
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Trigger Dag']"))).click()
+    for section in ("Data", "Gate"):
+        wait.until(ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space()='{section}']"))).click()
+    for field, value in (("per_class", "3"), ("seed", "11"), ("min_accuracy", "0.05")):
+        element = wait.until(ec.element_to_be_clickable((By.NAME, f"element_{field}")))
+        element.send_keys(Keys.CONTROL, "a")
+        element.send_keys(value)
+    browser.save_screenshot(str(SCREENSHOTS / "trigger-form-filled.png"))
+    before = {r["dag_run_id"] for r in dag_runs(airflow_ui)}
+    browser.find_elements(By.XPATH, "//button[normalize-space()='Trigger']")[-1].click()
+    (run,) = wait_for_runs(airflow_ui, lambda r: r["dag_run_id"] not in before and r["run_type"] == "manual", 1)
+    assert run["conf"]["per_class"] == 3 and run["conf"]["seed"] == 11 and run["conf"]["min_accuracy"] == 0.05
+    assert run["state"] == "success"
     from numtaflow.storage import safe_run_id
 
     metrics = storage.get_json(f"runs/{safe_run_id(run['dag_run_id'])}/evaluate/metrics.json")
-    assert metrics["per_class_sample"] == 4 and metrics["seed"] == 11 and metrics["n_eval"] == 20
+    assert metrics["per_class_sample"] == 3 and metrics["seed"] == 11 and metrics["n_eval"] == 20
+
+
+def backfill(ui, *extra):
+    command = ["airflow", "backfill", "create", "--dag-id", DAG_ID, *extra]
+    result = subprocess.run(command, env=ui["env"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_backfill_runs_each_date_on_the_data_landed_by_then(airflow_ui, storage):
+    """One run per date, two at once; each sees the batches up to its date; the champion moves only by CAS."""
+    backfill(airflow_ui, "--from-date", BATCH_DAYS[0], "--to-date", BATCH_DAYS[1], "--max-active-runs", "2")
+    runs = wait_for_runs(airflow_ui, lambda r: r["run_type"] == "backfill", 2)
+    assert sorted(r["logical_date"][:10] for r in runs) == list(BATCH_DAYS)
+    assert {r["state"] for r in runs} == {"success"}
+    for run in runs:
+        record = run_record(storage, run)
+        landed = [b.uri for b in airflow_ui["batches"] if b.day <= run["logical_date"][:10]]
+        assert [b["uri"] for b in record["inputs"]["train"]["batches"]] == landed
+        assert record["data_until"] == run["logical_date"][:10]
+    from numtaflow.registry import read_champion, read_index
+
+    index = {r["run_id"] for r in read_index(storage)}
+    from numtaflow.storage import safe_run_id
+
+    assert {safe_run_id(r["dag_run_id"]) for r in runs} <= index  # concurrent index updates lost nothing
+    champion, _ = read_champion(storage)
+    assert champion["run_id"] in index
+
+
+def test_rerunning_a_date_reproduces_it_and_touches_nothing_else(airflow_ui, storage):
+    """The same date, data and settings give the same sample and metrics; other runs stay as they were."""
+    from numtaflow.storage import safe_run_id
+
+    first, second = sorted(wait_for_runs(airflow_ui, lambda r: r["run_type"] == "backfill", 2),
+                           key=lambda r: r["logical_date"])
+    first_id, second_id = safe_run_id(first["dag_run_id"]), safe_run_id(second["dag_run_id"])
+    before = {key: storage.get_json(key) for key in (f"runs/{first_id}/evaluate/metrics.json",
+                                                     f"runs/{first_id}/sample/_COMMITTED.json",
+                                                     f"runs/{second_id}/evaluate/_COMMITTED.json")}
+    backfill(airflow_ui, "--from-date", BATCH_DAYS[0], "--to-date", BATCH_DAYS[0], "--reprocess-behavior",
+             "completed")
+    done_before = storage.get_json(f"runs/{first_id}/evaluate/_COMMITTED.json")["finished_at"]
+    deadline = time.time() + 900
+    while not (storage.exists(f"runs/{first_id}/evaluate/_COMMITTED.json")
+               and storage.get_json(f"runs/{first_id}/evaluate/_COMMITTED.json")["finished_at"] > done_before):
+        assert time.time() < deadline, "the re-run did not finish in 15 minutes"
+        time.sleep(5)
+    rerun_sample = storage.get_json(f"runs/{first_id}/sample/_COMMITTED.json")
+    assert rerun_sample["started_at"] >= before[f"runs/{first_id}/sample/_COMMITTED.json"]["finished_at"]
+    assert rerun_sample["summary"] == before[f"runs/{first_id}/sample/_COMMITTED.json"]["summary"]
+    metrics = storage.get_json(f"runs/{first_id}/evaluate/metrics.json")
+    for key in ("accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix"):
+        assert metrics[key] == before[f"runs/{first_id}/evaluate/metrics.json"][key], key
+    assert storage.get_json(f"runs/{second_id}/evaluate/_COMMITTED.json") == before[
+        f"runs/{second_id}/evaluate/_COMMITTED.json"]
+
+
+def test_task_logs_of_scheduled_runs_never_show_the_secret(airflow_ui):
+    logs = [path for path in (airflow_ui["home"] / "logs").rglob("*") if path.is_file()]
+    assert len(logs) >= 10
+    text = "\n".join(path.read_text(errors="replace") for path in logs)
+    assert "spark-submit" in text.lower()
+    for secret in (airflow_ui["env"]["AWS_SECRET_ACCESS_KEY"], airflow_ui["env"]["AWS_ACCESS_KEY_ID"]):
+        assert secret not in text

@@ -1,0 +1,93 @@
+"""Faults in the middle of a step, with the real S3 server and spark-submit: nothing half-written is trusted.
+
+A step clears its prefix, writes, and commits with a marker last; readers require the marker.
+Here a featurize job is killed while writing, and the S3 server is stopped under a running job:
+each time no marker appears, the next step refuses to start, and a retry commits a complete output.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, make_numtadb, run_job, upload_folder
+
+pytestmark = pytest.mark.integration
+RUN_ID = "manual__faults"
+PER_CLASS = 4
+MARKER = f"runs/{RUN_ID}/featurize/_COMMITTED.json"
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory, storage, featurizer_env):
+    """A run with validate and sample committed, ready for featurize."""
+    root = tmp_path_factory.mktemp("faults")
+    train = upload_folder(storage, make_numtadb(root / "training-a", PER_CLASS), "datasets/faults")
+    evaluation = upload_folder(storage, make_numtadb(root / "training-c", 1, source="training-c"), "datasets/faults")
+    env = {**featurizer_env, "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
+           "NUMTAFLOW_PER_CLASS": str(PER_CLASS), "NUMTAFLOW_EVAL_PER_CLASS": "1"}
+    for step in ("validate", "sample"):
+        result = run_job(step, RUN_ID, env)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return env
+
+
+def start_featurize(env: dict) -> subprocess.Popen:
+    command = [sys.executable, "-m", "numtaflow", "submit", "featurize", "--run-id", RUN_ID, "--settings-json", "{}"]
+    return subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_until_writing(storage, job: subprocess.Popen, timeout: float = 300) -> None:
+    """Until Spark has started writing the step's Parquet output (temporary files included)."""
+    deadline = time.time() + timeout
+    while not any(o["Key"].endswith(".parquet") or "_temporary" in o["Key"]
+                  for o in storage.list_objects(f"runs/{RUN_ID}/featurize/")):
+        assert job.poll() is None, job.stdout.read()[-3000:]
+        assert time.time() < deadline, "featurize never started writing"
+        time.sleep(0.2)
+
+
+def assert_complete_features(storage) -> None:
+    from tests.integration.test_jobs import read_parquet
+
+    marker = storage.get_json(MARKER)
+    features = read_parquet(storage, f"runs/{RUN_ID}/featurize/train.parquet/")
+    assert len(features) == marker["summary"]["train"]["rows"]
+    assert not features.duplicated(["image_id", "view"]).any()
+    assert set(features["image_id"]) == set(read_parquet(storage, f"runs/{RUN_ID}/sample/train.parquet/")["image_id"])
+
+
+def test_a_job_killed_mid_write_leaves_nothing_trusted_and_a_retry_completes(sampled, storage):
+    job = start_featurize(sampled)
+    wait_until_writing(storage, job)
+    os.killpg(job.pid, signal.SIGKILL)  # spark-submit, the driver JVM and its Python workers
+    job.wait(timeout=60)
+    assert not storage.exists(MARKER)
+    train = run_job("train", RUN_ID, sampled)
+    assert train.returncode == 1 and "step 'featurize' of run manual__faults has no commit marker" in train.stderr
+    retry = run_job("featurize", RUN_ID, sampled)
+    assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]
+    assert_complete_features(storage)
+
+
+def test_s3_stopped_mid_step_fails_cleanly_and_a_retry_after_it_is_back_succeeds(sampled, storage, s3_server):
+    storage.delete_prefix(f"runs/{RUN_ID}/featurize/")  # so the earlier test's output is not taken for this one's
+    job = start_featurize(sampled)
+    wait_until_writing(storage, job)
+    s3_server.stop()
+    try:
+        output, _ = job.communicate(timeout=540)
+    finally:
+        s3_server.start()
+    assert job.returncode != 0
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in output
+    assert not storage.exists(MARKER)
+    retry = run_job("featurize", RUN_ID, sampled)
+    assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]
+    assert_complete_features(storage)
