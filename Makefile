@@ -16,7 +16,7 @@ help:
 	@echo "make test-fast  unit tests only (seconds)"
 	@echo "make ui         start Airflow on http://127.0.0.1:8080 with the DAG unpaused (make ui-stop)"
 	@echo "make cluster    start a Spark standalone master + worker on 127.0.0.1 (make cluster-stop)"
-	@echo "make bench      featurization in Spark vs plain Keras (bench/results/featurize.{json,md})"
+	@echo "make bench      featurization: plain Keras vs Spark local[*] vs a standalone cluster (bench/results/featurize.{json,md})"
 	@echo "make stop       stop the embedded services"
 
 setup: $(VENV)/.installed $(JARS)

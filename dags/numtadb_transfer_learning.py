@@ -23,10 +23,11 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param
 
 from numtaflow.config import BACKBONES, DAG_ID, LR_PRESETS, Settings
-from numtaflow.spark import s3a_jar_paths, spark_conf
+from numtaflow.spark import py_files, s3a_jar_paths, spark_conf
 
 JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
 SETTINGS = Settings.from_env()
+PY_FILES = ",".join(py_files(SETTINGS)) or None  # the package archive, rebuilt only when the code changes
 
 STEP_DOCS = {
     "validate": "Great Expectations suites over both inputs (files present, labels 0-9, images decode, "
@@ -138,6 +139,7 @@ with DAG(
             conf=spark_conf(SETTINGS),
             jars=",".join(s3a_jar_paths(SETTINGS)) or None,
             packages=SETTINGS.spark_packages or None,
+            py_files=PY_FILES,
             name=f"numtaflow-{step}",
             application_args=[
                 "--run-id", "{{ run_id }}",

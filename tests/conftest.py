@@ -6,11 +6,14 @@ Integration fixtures start real services; nothing here mocks S3, Spark or Airflo
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +26,7 @@ SHARED_MODELS = ROOT.parent / "shared" / "models"
 # S3 on 8433 etc. (weed adds 10000 for gRPC ports), never the demo's 8333; a second checkout can pick another
 TEST_PORT_OFFSET = int(os.environ.get("NUMTAFLOW_TEST_PORT_OFFSET", "100"))
 TEST_BUCKET = "numtaflow-test"
+DAG_ID = "numtadb_transfer_learning"
 
 
 def digit_png(label: int, size: int = 28, mode: str = "L", seed: int = 0) -> bytes:
@@ -165,12 +169,53 @@ def upload_folder(storage, local: Path, prefix: str) -> str:
 def run_job(step: str, run_id: str, env: dict, settings: dict | None = None, timeout: int = 600,
             data_until: str | None = None):
     """Run ``spark_jobs/<step>.py`` with spark-submit exactly as the CLI/DAG does."""
-    import json
-
     command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
                "--settings-json", json.dumps(settings or {}), *(["--data-until", data_until] if data_until else [])]
     return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
+
+
+def migrated_airflow(home: Path, env: dict) -> dict:
+    """``env`` with its own ``AIRFLOW_HOME``, whose metadata database is migrated."""
+    env = {**env, "AIRFLOW_HOME": str(home)}
+    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    return env
+
+
+def command_lines_while(process) -> list[str]:
+    """Every command line on the machine, sampled until ``process`` ends (spark-submit included)."""
+    import psutil
+
+    seen = set()
+    while process.poll() is None:
+        for proc in psutil.process_iter(["cmdline"]):
+            seen.add(" ".join(proc.info["cmdline"] or []))
+        time.sleep(0.5)
+    return sorted(seen)
+
+
+def dags_test(env, logical_date, conf=None):
+    """``airflow dags test`` of the workflow's DAG: (process, output, every command line seen meanwhile)."""
+    command = ["airflow", "dags", "test", DAG_ID, logical_date]
+    if conf:
+        command += ["--conf", json.dumps(conf)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=ROOT)
+    output = []
+    reader = threading.Thread(target=lambda: output.append(process.stdout.read()))
+    reader.start()
+    command_lines = command_lines_while(process)
+    reader.join(timeout=60)
+    process.returncode = process.wait(timeout=60)
+    assert any("org.apache.spark.deploy.SparkSubmit" in line for line in command_lines), "no spark-submit seen"
+    return process, "".join(output), command_lines
+
+
+def run_for(storage, logical_date):
+    from numtaflow.cli import find_run
+
+    return find_run(storage, None, logical_date)
 
 
 def pytest_configure(config):

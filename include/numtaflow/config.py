@@ -16,7 +16,18 @@ from pathlib import Path
 from typing import Any, Mapping
 
 ENV_PREFIX = "NUMTAFLOW_"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project_root() -> Path:
+    """The checkout holding this package, also when a Spark driver imports the package from the
+    archive shipped with ``--py-files`` (``<root>/.cache/py-files/<name>.zip``, see ``spark.py``)."""
+    package = Path(__file__).resolve().parent
+    if package.parent.suffix == ".zip":
+        return package.parent.parents[2]
+    return package.parents[1]
+
+
+PROJECT_ROOT = _project_root()
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
 BACKBONES = (
@@ -65,6 +76,9 @@ class Settings:
     weights_dir: str = str(SHARED_DIR / "models")
     allow_weight_download: bool = False
     udf_batch_size: int = 32
+    # rows per Arrow batch handed to the pandas UDF (spark.sql.execution.arrow.maxRecordsPerBatch); it
+    # counts rows, not bytes: a small multiple of udf_batch_size bounds each Python worker's memory
+    arrow_batch_rows: int = 128
     tf_intra_op_threads: int = 0  # 0: spark.task.cpus
     # --- training ------------------------------------------------------------------------
     lr_preset: str = "tuned"
@@ -83,6 +97,10 @@ class Settings:
     shuffle_partitions: int = 8  # small data: Spark's default of 200 makes each MLlib iteration 20x slower
     spark_jars: str = str(PROJECT_ROOT / ".cache" / "jars")
     spark_packages: str = ""
+    # zip this package at submit time and send it with --py-files, so executors run the submitter's
+    # code rather than whatever the workers have installed
+    ship_package: bool = True
+    executor_python: str = ""  # Python on the workers; empty: the submitting interpreter's path
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -129,6 +147,8 @@ class Settings:
                 problems.append(f"{name}={getattr(self, name)} must be between 0 and 1")
         if not (0 <= self.train_views <= 20 and 0 <= self.test_views <= 20):
             problems.append("train_views and test_views must be between 0 and 20")
+        if self.arrow_batch_rows < 1:
+            problems.append(f"arrow_batch_rows={self.arrow_batch_rows} must be at least 1")
         if self.image_size and self.image_size < 32:
             problems.append(f"image_size={self.image_size} must be 0 (native) or at least 32")
         if problems:

@@ -202,24 +202,35 @@ SPARK_MASTER_PORT, SPARK_MASTER_UI, SPARK_WORKER_UI = 7077, 8180, 8181  # UIs aw
 
 def start_spark_cluster(state_dir: Path, worker_cores: int, worker_memory: str, timeout: float = 90) -> str:
     """A standalone master and one worker from the installed pyspark, bound to 127.0.0.1."""
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(state_dir / "work"),
-           "SPARK_LOG_DIR": str(state_dir / "logs")}
     master = f"spark://127.0.0.1:{SPARK_MASTER_PORT}"
     if not running_pid("spark-master", state_dir) and port_open(SPARK_MASTER_PORT):
         raise RuntimeError(f"port {SPARK_MASTER_PORT} is taken by another process (another Spark master?)")
     if not running_pid("spark-master", state_dir):
         pid = start_background("spark-master", [
             "spark-class", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-            "--port", str(SPARK_MASTER_PORT), "--webui-port", str(SPARK_MASTER_UI)], state_dir, env)
+            "--port", str(SPARK_MASTER_PORT), "--webui-port", str(SPARK_MASTER_UI)], state_dir, _spark_env(state_dir))
         wait_for(lambda: port_open(SPARK_MASTER_PORT), timeout, "Spark master", pid, state_dir / "spark-master.log")
-    if not running_pid("spark-worker", state_dir):
-        start_background("spark-worker", [
-            "spark-class", "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
-            "--webui-port", str(SPARK_WORKER_UI), "--cores", str(worker_cores), "--memory", worker_memory],
-            state_dir, env)
-    wait_for(lambda: alive_workers() >= 1, timeout, "Spark worker", running_pid("spark-worker", state_dir),
-             state_dir / "spark-worker.log")
+    start_spark_worker(state_dir, master, worker_cores, worker_memory, timeout)
     return master
+
+
+def start_spark_worker(state_dir: Path, master: str, cores: int, memory: str, timeout: float = 90) -> int:
+    """One worker registered with ``master`` (unless this state folder's worker still runs): also
+    what replaces a lost worker. Returns its process group id."""
+    pid = running_pid("spark-worker", state_dir)
+    if not pid:
+        known = alive_workers()
+        pid = start_background("spark-worker", [
+            "spark-class", "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
+            "--webui-port", str(SPARK_WORKER_UI), "--cores", str(cores), "--memory", memory],
+            state_dir, _spark_env(state_dir))
+        wait_for(lambda: bool(alive_workers() - known), timeout, "Spark worker", pid, state_dir / "spark-worker.log")
+    return pid
+
+
+def _spark_env(state_dir: Path) -> dict:
+    return {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_WORKER_DIR": str(state_dir / "work"),
+            "SPARK_LOG_DIR": str(state_dir / "logs")}
 
 
 def master_status(port: int = SPARK_MASTER_UI) -> dict:
@@ -230,11 +241,12 @@ def master_status(port: int = SPARK_MASTER_UI) -> dict:
         return json.loads(response.read())
 
 
-def alive_workers() -> int:
+def alive_workers() -> set[str]:
+    """Ids of the workers the master counts as alive (none while the master is unreachable)."""
     try:
-        return sum(1 for worker in master_status().get("workers", []) if worker.get("state") == "ALIVE")
+        return {worker["id"] for worker in master_status().get("workers", []) if worker.get("state") == "ALIVE"}
     except OSError:
-        return 0
+        return set()
 
 
 def stop_spark_cluster(state_dir: Path) -> bool:

@@ -7,13 +7,19 @@ they appear in no command line and no task log.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
-from .config import Settings
+from .config import PROJECT_ROOT, Settings
 
 S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
+PACKAGE_DIR = Path(__file__).resolve().parent
+PY_FILES_DIR = PROJECT_ROOT / ".cache" / "py-files"
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
@@ -34,7 +40,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.assumed.role.session.duration": "1800",
         "spark.hadoop.fs.s3a.attempts.maximum": "5",
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "true",
-        "spark.sql.execution.arrow.maxRecordsPerBatch": str(max(settings.udf_batch_size * 4, 64)),
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows),
         "spark.python.worker.reuse": "true",
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         # images are small files: Spark's 4 MB "open cost" per file would split a folder of
@@ -44,7 +50,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.host": settings.spark_driver_host,
         "spark.driver.bindAddress": settings.spark_bind_address,
-        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.pyspark.python": settings.executor_python or sys.executable,
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG_CONFIG}",
         "spark.executor.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG_CONFIG}",
     }
@@ -73,12 +80,40 @@ def spark_jars(settings: Settings) -> list[str]:
     return paths
 
 
+def package_archive() -> str:
+    """A zip of this package, named by the hash of its files: built once per code version, so
+    every spark-submit of that version ships the same file and a changed file gives a new name."""
+    files = sorted(path for path in PACKAGE_DIR.rglob("*")
+                   if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(PACKAGE_DIR.parent).as_posix().encode() + b"\0" + path.read_bytes())
+    archive = PY_FILES_DIR / f"numtaflow-{digest.hexdigest()[:16]}.zip"
+    if not archive.is_file():
+        PY_FILES_DIR.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=PY_FILES_DIR, suffix=".partial")
+        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for path in files:  # fixed timestamps: the same files give the same bytes
+                info = zipfile.ZipInfo(path.relative_to(PACKAGE_DIR.parent).as_posix(), (1980, 1, 1, 0, 0, 0))
+                bundle.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+        os.replace(partial, archive)  # concurrent DAG parses never see half an archive
+    return str(archive)
+
+
+def py_files(settings: Settings) -> list[str]:
+    """What spark-submit ships with ``--py-files``: the package archive, unless ``ship_package`` is off."""
+    return [package_archive()] if settings.ship_package else []
+
+
 def submit_command(settings: Settings, application: str, args: list[str]) -> list[str]:
     """The spark-submit command line for one job, as the DAG's SparkSubmitOperator builds it."""
     command = ["spark-submit", "--master", settings.spark_master, "--name", f"numtaflow-{Path(application).stem}"]
     jars = spark_jars(settings)
     if jars:
         command += ["--jars", ",".join(jars)]
+    shipped = py_files(settings)
+    if shipped:
+        command += ["--py-files", ",".join(shipped)]
     for key, value in spark_conf(settings).items():
         command += ["--conf", f"{key}={value}"]
     return command + [application, *args]

@@ -29,6 +29,8 @@ def test_no_import_errors(dagbag):
 def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag):
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
+    from numtaflow.spark import package_archive
+
     dag = dagbag.dags[DAG_ID]
     assert dag.tags and dag.doc_md
     assert [t.task_id for t in dag.topological_sort()] == STEPS
@@ -39,6 +41,7 @@ def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag):
         assert task.retries >= 1 and task.retry_exponential_backoff
         assert task.execution_timeout is not None
         assert task.doc_md
+        assert task.py_files == package_archive()  # executors import the shipped package
         assert not any("secret" in k.lower() or "access.key" in k.lower() for k in (task.conf or {}))
 
 

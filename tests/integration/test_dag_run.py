@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, make_numtadb, upload_folder
+from tests.conftest import dags_test, make_numtadb, migrated_airflow, run_for, upload_folder
 
 pytestmark = pytest.mark.integration
-DAG_ID = "numtadb_transfer_learning"
 
 
 @pytest.fixture(scope="module")
@@ -21,51 +17,11 @@ def airflow_env(tmp_path_factory, storage, s3_env, featurizer_env):
     inputs = tmp_path_factory.mktemp("dag-inputs")
     train = upload_folder(storage, make_numtadb(inputs / "training-a", 8), "datasets/dag")
     evaluation = upload_folder(storage, make_numtadb(inputs / "training-c", 3, source="training-c"), "datasets/dag")
-    env = {**os.environ, **s3_env, **featurizer_env, "AIRFLOW_HOME": str(home),
-           "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
-           "NUMTAFLOW_PER_CLASS": "6", "NUMTAFLOW_EVAL_PER_CLASS": "3",
-           "NUMTAFLOW_MIN_ACCURACY": "0.2", "NUMTAFLOW_MIN_F1": "0.2", "NUMTAFLOW_MAX_REGRESSION": "1"}
-    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-    return env
-
-
-def command_lines_while(process) -> list[str]:
-    """Every command line on the machine, sampled until ``process`` ends (spark-submit included)."""
-    import time
-
-    import psutil
-
-    seen = set()
-    while process.poll() is None:
-        for proc in psutil.process_iter(["cmdline"]):
-            seen.add(" ".join(proc.info["cmdline"] or []))
-        time.sleep(0.5)
-    return sorted(seen)
-
-
-def dags_test(env, logical_date, conf=None):
-    command = ["airflow", "dags", "test", DAG_ID, logical_date]
-    if conf:
-        command += ["--conf", json.dumps(conf)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=ROOT)
-    import threading
-
-    output = []
-    reader = threading.Thread(target=lambda: output.append(process.stdout.read()))
-    reader.start()
-    command_lines = command_lines_while(process)
-    reader.join(timeout=60)
-    process.returncode = process.wait(timeout=60)
-    assert any("org.apache.spark.deploy.SparkSubmit" in line for line in command_lines), "no spark-submit seen"
-    return process, "".join(output), command_lines
-
-
-def run_for(storage, logical_date):
-    from numtaflow.cli import find_run
-
-    return find_run(storage, None, logical_date)
+    return migrated_airflow(home, {**os.environ, **s3_env, **featurizer_env,
+                                   "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
+                                   "NUMTAFLOW_PER_CLASS": "6", "NUMTAFLOW_EVAL_PER_CLASS": "3",
+                                   "NUMTAFLOW_MIN_ACCURACY": "0.2", "NUMTAFLOW_MIN_F1": "0.2",
+                                   "NUMTAFLOW_MAX_REGRESSION": "1"})
 
 
 def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):

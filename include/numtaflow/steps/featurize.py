@@ -15,7 +15,7 @@ from typing import Iterator, Tuple
 import pandas as pd
 
 from ..features import FeaturizerSpec, featurize_batches, weights_sha256
-from ..jobs import StepContext
+from ..jobs import StepContext, StepFailed
 
 
 def featurize_frame(frame, spec: FeaturizerSpec, partitions: int, views: int, seed: int):
@@ -43,7 +43,6 @@ def run(context: StepContext) -> dict:
     context.storage.require_step(context.layout, "sample")
     task_cpus = int(spark.conf.get("spark.task.cpus", "1"))
     spec = FeaturizerSpec.from_settings(settings, task_cpus)
-    partitions = max(1, spark.sparkContext.defaultParallelism)
     summary = {
         "backbone": spec.backbone,
         "image_size": spec.image_size,
@@ -56,15 +55,21 @@ def run(context: StepContext) -> dict:
     for name, (name_spec, views) in passes.items():
         started = time.time()
         images = spark.read.parquet(context.s3a(f"{name}.parquet", step="sample"))
+        expected = images.count() * (1 + views)
+        # one partition per core, read after that first job: a cluster's executors register
+        # after the session starts, and defaultParallelism counts only those registered
+        partitions = max(1, spark.sparkContext.defaultParallelism)
         featurize_frame(images, name_spec, partitions, views, settings.seed).write.mode("overwrite").parquet(
             context.s3a(f"{name}.parquet")
         )
         written = spark.read.parquet(context.s3a(f"{name}.parquet"))
         rows = written.count()
+        if rows != expected:  # whatever happened to the executors, a short or doubled output is never committed
+            raise StepFailed(f"featurize wrote {rows} {name} rows, expected {expected}")
         dimension = len(written.select("features").first()["features"]) if rows else 0
         seconds = time.time() - started
         images_run = rows * (1 + name_spec.test_views)
-        summary[name] = {"rows": rows, "dimension": dimension, "seconds": round(seconds, 2),
-                         "images_through_cnn": images_run,
+        summary[name] = {"rows": rows, "partitions": partitions, "dimension": dimension,
+                         "seconds": round(seconds, 2), "images_through_cnn": images_run,
                          "images_per_second": round(images_run / seconds, 1) if seconds else None}
     return summary

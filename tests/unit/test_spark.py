@@ -1,0 +1,44 @@
+"""spark-submit's command line and configuration, and the package archive shipped to executors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+from numtaflow.config import PROJECT_ROOT, Settings
+from numtaflow.spark import package_archive, spark_conf, submit_command
+
+
+def test_package_archive_holds_the_package_and_is_rebuilt_only_when_the_code_changes():
+    archive = package_archive()
+    assert archive == package_archive()
+    names = zipfile.ZipFile(archive).namelist()
+    assert {"numtaflow/__init__.py", "numtaflow/steps/featurize.py", "numtaflow/log4j2.properties"} <= set(names)
+    assert not any("__pycache__" in name for name in names)
+
+
+def test_a_driver_importing_the_archive_keeps_the_checkout_defaults():
+    probe = ("import json, numtaflow.config as c; "
+             "print(json.dumps([c.__file__, str(c.PROJECT_ROOT), c.Settings().weights_dir]))")
+    result = subprocess.run([sys.executable, "-c", probe], env={"PYTHONPATH": package_archive()},
+                            capture_output=True, text=True, timeout=60)
+    imported_from, root, weights_dir = json.loads(result.stdout)
+    assert imported_from.startswith(package_archive())
+    assert root == str(PROJECT_ROOT) and weights_dir == Settings().weights_dir
+
+
+def test_submit_command_ships_the_package_unless_turned_off():
+    command = submit_command(Settings(), "job.py", ["--run-id", "r"])
+    assert command[command.index("--py-files") + 1] == package_archive()
+    assert command[-3:] == ["job.py", "--run-id", "r"]
+    assert "--py-files" not in submit_command(Settings(ship_package=False), "job.py", [])
+
+
+def test_executor_python_and_arrow_batch_are_settings():
+    conf = spark_conf(Settings(executor_python="/opt/py/bin/python", arrow_batch_rows=64))
+    assert conf["spark.pyspark.python"] == "/opt/py/bin/python"
+    assert conf["spark.pyspark.driver.python"] == sys.executable
+    assert conf["spark.sql.execution.arrow.maxRecordsPerBatch"] == "64"
+    assert spark_conf(Settings())["spark.pyspark.python"] == sys.executable
