@@ -38,7 +38,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.threads.keepalivetime": "60",
         "spark.hadoop.fs.s3a.multipart.purge.age": "86400",
         "spark.hadoop.fs.s3a.assumed.role.session.duration": "1800",
-        "spark.hadoop.fs.s3a.attempts.maximum": "5",
+        # An unreachable server fails the step within a minute or two instead of retrying for ten;
+        # Airflow's task retries (exponential backoff) carry a run over longer outages.
+        "spark.hadoop.fs.s3a.attempts.maximum": "3",
+        "spark.hadoop.fs.s3a.retry.limit": "3",
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows),
         "spark.python.worker.reuse": "true",

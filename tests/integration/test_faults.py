@@ -70,7 +70,8 @@ def test_a_job_killed_mid_write_leaves_nothing_trusted_and_a_retry_completes(sam
     job.wait(timeout=60)
     assert not storage.exists(MARKER)
     train = run_job("train", RUN_ID, sampled)
-    assert train.returncode == 1 and "step 'featurize' of run manual__faults has no commit marker" in train.stderr
+    assert train.returncode == 1
+    assert "step 'featurize' of run manual__faults has no commit marker" in train.stdout + train.stderr
     retry = run_job("featurize", RUN_ID, sampled)
     assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]
     assert_complete_features(storage)
@@ -81,10 +82,12 @@ def test_s3_stopped_mid_step_fails_cleanly_and_a_retry_after_it_is_back_succeeds
     job = start_featurize(sampled)
     wait_until_writing(storage, job)
     s3_server.stop()
+    stopped = time.time()
     try:
         output, _ = job.communicate(timeout=540)
     finally:
         s3_server.start()
+    print(f"featurize failed {time.time() - stopped:.0f} s after the S3 server stopped")
     assert job.returncode != 0
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in output
     assert not storage.exists(MARKER)

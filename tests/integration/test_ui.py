@@ -240,18 +240,6 @@ def run_record(storage, run):
     return storage.get_json(f"runs/{safe_run_id(run['dag_run_id'])}/run.json")
 
 
-def test_new_batches_start_one_run_by_themselves(airflow_ui, storage):
-    """Two batches landed before Airflow started: the watcher fires once, one run trains on both."""
-    (run,) = wait_for_runs(airflow_ui, lambda r: r["run_type"] == "asset_triggered", 1)
-    assert run["state"] == "success"
-    record = run_record(storage, run)
-    assert record["run_type"] == "asset_triggered" and record["logical_date"] in (None, "")
-    assert [b["uri"] for b in record["inputs"]["train"]["batches"]] == [b.uri for b in airflow_ui["batches"]]
-    assert record["sample"]["train"]["rows"] == 40
-    time.sleep(12)  # two more polls of the watcher: the same data must not start another run
-    assert len([r for r in dag_runs(airflow_ui) if r["run_type"] == "asset_triggered"]) == 1
-
-
 def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
     """Open the trigger form, change fields (non-default seed and sample size), trigger, see it succeed."""
     from selenium.webdriver.common.by import By
@@ -262,15 +250,19 @@ def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
     wait = WebDriverWait(browser, 60)
     browser.get(f"{airflow_ui['url']}/dags/{DAG_ID}")
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Trigger Dag']"))).click()
+    def click(element):  # the dialog scrolls; a plain click can land on whatever covers the element
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", element)
+
     for section in ("Data", "Gate"):
-        wait.until(ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space()='{section}']"))).click()
+        click(wait.until(ec.presence_of_element_located((By.XPATH, f"//button[normalize-space()='{section}']"))))
     for field, value in (("per_class", "3"), ("seed", "11"), ("min_accuracy", "0.05")):
-        element = wait.until(ec.element_to_be_clickable((By.NAME, f"element_{field}")))
+        element = wait.until(ec.presence_of_element_located((By.NAME, f"element_{field}")))
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
         element.send_keys(Keys.CONTROL, "a")
         element.send_keys(value)
     browser.save_screenshot(str(SCREENSHOTS / "trigger-form-filled.png"))
     before = {r["dag_run_id"] for r in dag_runs(airflow_ui)}
-    browser.find_elements(By.XPATH, "//button[normalize-space()='Trigger']")[-1].click()
+    click(browser.find_elements(By.XPATH, "//button[normalize-space()='Trigger']")[-1])
     (run,) = wait_for_runs(airflow_ui, lambda r: r["dag_run_id"] not in before and r["run_type"] == "manual", 1)
     assert run["conf"]["per_class"] == 3 and run["conf"]["seed"] == 11 and run["conf"]["min_accuracy"] == 0.05
     assert run["state"] == "success"
@@ -278,6 +270,18 @@ def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
 
     metrics = storage.get_json(f"runs/{safe_run_id(run['dag_run_id'])}/evaluate/metrics.json")
     assert metrics["per_class_sample"] == 3 and metrics["seed"] == 11 and metrics["n_eval"] == 20
+
+
+def test_new_batches_start_one_run_by_themselves(airflow_ui, storage):
+    """Two batches landed before Airflow started: the watcher fires once, one run trains on both."""
+    (run,) = wait_for_runs(airflow_ui, lambda r: r["run_type"] == "asset_triggered", 1)
+    assert run["state"] == "success"
+    record = run_record(storage, run)
+    assert record["run_type"] == "asset_triggered" and record["logical_date"] in (None, "")
+    assert [b["uri"] for b in record["inputs"]["train"]["batches"]] == [b.uri for b in airflow_ui["batches"]]
+    assert record["sample"]["train"]["rows"] == 40
+    time.sleep(12)  # two more polls of the watcher: the same data must not start another run
+    assert len([r for r in dag_runs(airflow_ui) if r["run_type"] == "asset_triggered"]) == 1
 
 
 def backfill(ui, *extra):
