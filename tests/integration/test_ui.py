@@ -251,15 +251,17 @@ def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
     browser.get(f"{airflow_ui['url']}/dags/{DAG_ID}")
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Trigger Dag']"))).click()
     def click(element):  # the dialog scrolls; a plain click can land on whatever covers the element
-        browser.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", element)
-
-    for section in ("Data", "Gate"):
-        click(wait.until(ec.presence_of_element_located((By.XPATH, f"//button[normalize-space()='{section}']"))))
-    for field, value in (("per_class", "3"), ("seed", "11"), ("min_accuracy", "0.05")):
-        element = wait.until(ec.presence_of_element_located((By.NAME, f"element_{field}")))
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-        element.send_keys(Keys.CONTROL, "a")
-        element.send_keys(value)
+        element.click()
+
+    form = {"Data": (("per_class", "3"), ("seed", "11")), "Gate": (("min_accuracy", "0.05"),)}
+    for section, fields in form.items():  # one section of the dialog is open at a time
+        click(wait.until(ec.presence_of_element_located((By.XPATH, f"//button[normalize-space()='{section}']"))))
+        for field, value in fields:
+            element = wait.until(ec.visibility_of_element_located((By.NAME, f"element_{field}")))
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+            element.send_keys(Keys.CONTROL, "a")
+            element.send_keys(value)
     browser.save_screenshot(str(SCREENSHOTS / "trigger-form-filled.png"))
     before = {r["dag_run_id"] for r in dag_runs(airflow_ui)}
     click(browser.find_elements(By.XPATH, "//button[normalize-space()='Trigger']")[-1])
@@ -285,6 +287,11 @@ def test_new_batches_start_one_run_by_themselves(airflow_ui, storage):
 
 
 def backfill(ui, *extra):
+    """``airflow backfill create``, once the DAG's previous backfill (one at a time) is complete."""
+    deadline = time.time() + 300
+    while any(b["completed_at"] is None for b in api(ui, "GET", f"/backfills?dag_id={DAG_ID}")["backfills"]):
+        assert time.time() < deadline, "the previous backfill was never marked complete"
+        time.sleep(3)
     command = ["airflow", "backfill", "create", "--dag-id", DAG_ID, *extra]
     result = subprocess.run(command, env=ui["env"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
