@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     submit.set_defaults(func=cmd_submit)
     drop = commands.add_parser("drop-batch", help="land new labelled images under the incoming prefix")
     drop.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),
-                      help="a local NumtaDB folder (CSV beside it) or folder per class")
+                      help="a NumtaDB folder (CSV beside it) or folder per class, local or s3://")
     drop.add_argument("--per-class", type=int, default=20, help="images per digit in the batch")
     drop.add_argument("--date", help="arrival partition YYYY-MM-DD (default: today, UTC)")
     drop.add_argument("--name", help="batch folder name (default: batch-HHMMSS)")

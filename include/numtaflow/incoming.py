@@ -14,7 +14,6 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 from .storage import Storage, StorageError, split_uri
 
@@ -81,7 +80,7 @@ def list_batches(storage: Storage, incoming_uri: str) -> list[Batch]:
 
 
 def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name: str, per_class: int) -> tuple[Batch, int]:
-    """Copy ``per_class`` labelled images per digit from a local dataset into a new batch.
+    """Copy ``per_class`` labelled images per digit from a dataset (local or S3) into a new batch.
 
     Images already landed in an earlier batch (same file name) are skipped, so repeated drops
     bring new images. Files go first, then the batch's CSV, then the marker: a reader never sees
@@ -89,7 +88,7 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
     """
     import pandas as pd
 
-    from .data import build_manifest, resolve_input
+    from .data import build_manifest, read_bytes, resolve_input
 
     check_batch_name(name)
     date.fromisoformat(day)
@@ -108,7 +107,7 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
     rows = []
     for image_id, label, uri in chosen[["image_id", "label_raw", "uri"]].itertuples(index=False):
         file_name = image_id.rsplit("/", 1)[-1]
-        storage.put_bytes(batch_key + file_name, Path(split_uri(uri)[2]).read_bytes(), bucket=bucket)
+        storage.put_bytes(batch_key + file_name, read_bytes(uri, storage), bucket=bucket)
         rows.append((file_name, int(label)))
     labels = io.StringIO()
     pd.DataFrame(rows, columns=["filename", "digit"]).to_csv(labels, index=False)
