@@ -129,8 +129,9 @@ def cmd_drop_batch(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     if not settings.incoming_input:
         raise SystemExit("NUMTAFLOW_INCOMING_INPUT is empty: there is no landing prefix to drop into")
-    day = args.date or datetime.now(timezone.utc).date().isoformat()
-    name = args.name or f"batch-{datetime.now(timezone.utc):%H%M%S}"
+    now = datetime.now(timezone.utc)
+    day = args.date or now.date().isoformat()
+    name = args.name or f"batch-{now:%H%M%S}"
     batch, count = drop_batch(Storage(settings), args.source, settings.incoming_input, day, name, args.per_class)
     print(f"landed {count} images in {batch.uri}/ (committed by {batch.uri}/_BATCH.json); runs with a logical "
           f"date on or after {day} train on it, and the DAG starts a run for it by itself when Airflow is up")

@@ -65,12 +65,17 @@ def check_batch_name(name: str) -> str:
 
 
 # --- I/O -------------------------------------------------------------------------------------
+def _landing(incoming_uri: str) -> tuple[str, str]:
+    """The landing prefix's bucket and key prefix (ending in ``/``)."""
+    _, bucket, key = split_uri(incoming_uri)
+    return bucket, key.rstrip("/") + "/"
+
+
 def list_batches(storage: Storage, incoming_uri: str) -> list[Batch]:
     """Every committed batch under the landing prefix (one listing; markers only count)."""
     from botocore.exceptions import ClientError
 
-    _, bucket, key = split_uri(incoming_uri)
-    prefix = key.rstrip("/") + "/"
+    bucket, prefix = _landing(incoming_uri)
     try:
         relative = [obj["Key"][len(prefix):] for obj in storage.list_objects(prefix, bucket=bucket)]
     except ClientError as error:
@@ -79,7 +84,8 @@ def list_batches(storage: Storage, incoming_uri: str) -> list[Batch]:
     return batches_from_keys(incoming_uri, relative)
 
 
-def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name: str, per_class: int) -> tuple[Batch, int]:
+def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name: str,
+               per_class: int) -> tuple[Batch, int]:
     """Copy ``per_class`` labelled images per digit from a dataset (local or S3) into a new batch.
 
     Images already landed in an earlier batch (same file name) are skipped, so repeated drops
@@ -92,14 +98,15 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
 
     check_batch_name(name)
     date.fromisoformat(day)
-    _, bucket, key = split_uri(incoming_uri)
+    bucket, prefix = _landing(incoming_uri)
     batch = Batch(day, name, f"{incoming_uri.rstrip('/')}/dt={day}/{name}")
-    batch_key = f"{key.rstrip('/')}/dt={day}/{name}/"
+    batch_key = f"{prefix}dt={day}/{name}/"
     if storage.exists(batch_key + BATCH_MARKER, bucket=bucket):
         raise ValueError(f"batch {batch.uri} already exists; choose another name or date")
-    landed = {obj["Key"].rsplit("/", 1)[-1] for obj in storage.list_objects(key.rstrip("/") + "/", bucket=bucket)}
+    landed = {obj["Key"].rsplit("/", 1)[-1] for obj in storage.list_objects(prefix, bucket=bucket)}
     manifest = build_manifest(resolve_input(source, storage))
-    usable = manifest[manifest["has_file"] & manifest["in_csv"] & manifest["label_raw"].isin([str(d) for d in range(10)])]
+    digits = manifest["label_raw"].isin([str(d) for d in range(10)])
+    usable = manifest[manifest["has_file"] & manifest["in_csv"] & digits]
     usable = usable[~usable["image_id"].map(lambda i: i.rsplit("/", 1)[-1]).isin(landed)]
     chosen = usable.groupby("label_raw", group_keys=False).head(per_class)
     if chosen.empty:
@@ -118,24 +125,25 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
     return batch, len(rows)
 
 
+def _announced(storage: Storage, incoming_uri: str) -> set[str]:
+    """URIs of the batches that already started a run."""
+    bucket, prefix = _landing(incoming_uri)
+    try:
+        return set(json.loads(storage.get_bytes(prefix + ANNOUNCED, bucket=bucket))["batches"])
+    except FileNotFoundError:
+        return set()
+
+
 def unannounced_batches(storage: Storage, incoming_uri: str) -> list[Batch]:
     """Committed batches that have not started a run yet."""
-    _, bucket, key = split_uri(incoming_uri)
-    try:
-        announced = set(json.loads(storage.get_bytes(f"{key.rstrip('/')}/{ANNOUNCED}", bucket=bucket))["batches"])
-    except FileNotFoundError:
-        announced = set()
+    announced = _announced(storage, incoming_uri)
     return [b for b in list_batches(storage, incoming_uri) if b.uri not in announced]
 
 
 def mark_announced(storage: Storage, incoming_uri: str, batches: list[Batch]) -> None:
     """Remember batches that started a run, so the same data never triggers twice."""
-    _, bucket, key = split_uri(incoming_uri)
-    record_key = f"{key.rstrip('/')}/{ANNOUNCED}"
-    try:
-        announced = set(json.loads(storage.get_bytes(record_key, bucket=bucket))["batches"])
-    except FileNotFoundError:
-        announced = set()
-    storage.put_json(record_key, {"batches": sorted(announced | {b.uri for b in batches}),
-                                  "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+    bucket, prefix = _landing(incoming_uri)
+    announced = _announced(storage, incoming_uri) | {b.uri for b in batches}
+    storage.put_json(prefix + ANNOUNCED, {"batches": sorted(announced),
+                                          "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
                      bucket=bucket)

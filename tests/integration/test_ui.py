@@ -30,7 +30,7 @@ def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
     """
     from numtaflow.incoming import drop_batch
     from numtaflow.services import ensure_airflow_password, ensure_credentials, start_airflow, stop_airflow
-    from tests.conftest import make_numtadb, upload_folder
+    from tests.conftest import make_numtadb, migrated_airflow, upload_folder
 
     home = tmp_path_factory.mktemp("airflow-ui")
     data = tmp_path_factory.mktemp("ui-data")
@@ -41,15 +41,14 @@ def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
     batches = [drop_batch(storage, str(landing), incoming, day, "digits", 1)[0] for day in BATCH_DAYS]
     secrets_env = ensure_credentials(home / "secrets.env")
     password = ensure_airflow_password(home / "passwords.json")
-    env = {**os.environ, **s3_env, **featurizer_env, "AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(UI_PORT),
+    env = {**os.environ, **s3_env, **featurizer_env, "AIRFLOW__API__PORT": str(UI_PORT),
            "AIRFLOW__API_AUTH__JWT_SECRET": secrets_env["AIRFLOW__API_AUTH__JWT_SECRET"],
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{UI_PORT}/execution/",
            "NUMTAFLOW_SCHEDULE": "@daily", "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
            "NUMTAFLOW_PER_CLASS": "4", "NUMTAFLOW_EVAL_PER_CLASS": "2", "NUMTAFLOW_MIN_ACCURACY": "0",
            "NUMTAFLOW_MIN_F1": "0", "NUMTAFLOW_INCOMING_INPUT": incoming, "NUMTAFLOW_INCOMING_POLL_SECONDS": "5"}
-    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    env = migrated_airflow(home, env)
     start_airflow(home, UI_PORT, env=env)
     ui = {"url": f"http://127.0.0.1:{UI_PORT}", "password": password, "home": home, "env": env, "batches": batches}
     unpause(ui)
