@@ -89,7 +89,7 @@ class Settings:
     min_f1: float = 0.85
     max_regression: float = 0.01
     # --- orchestration -------------------------------------------------------------------
-    schedule: str = "@weekly"  # retraining schedule (cron or preset); "none" for manual runs only
+    schedule: str = "@weekly"  # retraining schedule (cron or preset); "none": no time-based runs
     # --- spark ---------------------------------------------------------------------------
     spark_master: str = "local[*]"
     spark_driver_host: str = "127.0.0.1"  # the address executors use to reach the driver
