@@ -69,13 +69,17 @@ def cluster_env(tmp_path_factory, cluster, worker_python, storage, s3_env, featu
 
 
 def executor_udf_running(app_id: str) -> bool:
-    """Whether an executor of ``app_id`` has started a Python worker (only the featurize UDF does)."""
+    """Whether an executor of ``app_id`` has started a Python worker (only the featurize UDF does).
+    Processes come and go while this looks (zombies included): one that has gone counts as not there."""
     import psutil
 
     for process in psutil.process_iter(["cmdline"]):
         command = " ".join(process.info["cmdline"] or [])
         if "CoarseGrainedExecutorBackend" in command and app_id in command:
-            return any("pyspark.daemon" in " ".join(child.cmdline()) for child in process.children(recursive=True))
+            try:
+                return any("pyspark.daemon" in " ".join(child.cmdline()) for child in process.children(recursive=True))
+            except psutil.Error:
+                return False
     return False
 
 
