@@ -80,6 +80,8 @@ class Settings:
     # counts rows, not bytes: a small multiple of udf_batch_size bounds each Python worker's memory
     arrow_batch_rows: int = 128
     tf_intra_op_threads: int = 0  # 0: spark.task.cpus
+    # images through the CNN per featurize task: bounds what a lost task redoes on large inputs
+    featurize_task_images: int = 2000
     # --- training ------------------------------------------------------------------------
     lr_preset: str = "tuned"
     train_fraction: float = 0.8
@@ -147,6 +149,8 @@ class Settings:
                 problems.append(f"{name}={getattr(self, name)} must be between 0 and 1")
         if not (0 <= self.train_views <= 20 and 0 <= self.test_views <= 20):
             problems.append("train_views and test_views must be between 0 and 20")
+        if self.featurize_task_images < 1:
+            problems.append(f"featurize_task_images={self.featurize_task_images} must be at least 1")
         if self.arrow_batch_rows < 1:
             problems.append(f"arrow_batch_rows={self.arrow_batch_rows} must be at least 1")
         if self.image_size and self.image_size < 32:

@@ -8,6 +8,7 @@ copies) and ``eval.parquet`` (one row per image, features averaged over test_vie
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from typing import Iterator, Tuple
@@ -38,6 +39,13 @@ def featurize_frame(frame, spec: FeaturizerSpec, partitions: int, views: int, se
     )
 
 
+def task_count(images_through_cnn: int, cores: int, task_images: int) -> int:
+    """Featurize tasks: whole waves of ``cores`` tasks, each running at most about ``task_images``
+    images through the CNN, so a lost task redoes little and no core idles in the last wave."""
+    cores = max(1, cores)
+    return cores * max(1, math.ceil(images_through_cnn / (cores * task_images)))
+
+
 def run(context: StepContext) -> dict:
     spark, settings = context.spark, context.settings
     context.storage.require_step(context.layout, "sample")
@@ -56,9 +64,10 @@ def run(context: StepContext) -> dict:
         started = time.time()
         images = spark.read.parquet(context.s3a(f"{name}.parquet", step="sample"))
         expected = images.count() * (1 + views)
-        # one partition per core, read after that first job: a cluster's executors register
-        # after the session starts, and defaultParallelism counts only those registered
-        partitions = max(1, spark.sparkContext.defaultParallelism)
+        # cores read after that first job: a cluster's executors register after the session
+        # starts, and defaultParallelism counts only those registered
+        partitions = task_count(expected * (1 + name_spec.test_views), spark.sparkContext.defaultParallelism,
+                                settings.featurize_task_images)
         featurize_frame(images, name_spec, partitions, views, settings.seed).write.mode("overwrite").parquet(
             context.s3a(f"{name}.parquet")
         )
