@@ -9,7 +9,7 @@ JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.90
 # hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
 JAR_SDIST := sagemaker_pyspark==1.4.5
 
-.PHONY: help setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench stop clean
+.PHONY: help setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench bench-scale stop clean
 help:
 	@echo "make demo       set up, start the embedded S3 server, run the whole DAG on NumtaDB, print the results"
 	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
@@ -17,6 +17,7 @@ help:
 	@echo "make ui         start Airflow on http://127.0.0.1:8080 with the DAG unpaused (make ui-stop)"
 	@echo "make cluster    start a Spark standalone master + worker on 127.0.0.1 (make cluster-stop)"
 	@echo "make bench      featurization: plain Keras vs Spark local[*] vs a standalone cluster (bench/results/featurize.{json,md})"
+	@echo "make bench-scale featurize + train on 500, 5,000 and all 44,000 images: time and peak memory (bench/results/scale.{json,md})"
 	@echo "make stop       stop the embedded services"
 
 setup: $(VENV)/.installed $(JARS)
@@ -77,6 +78,10 @@ ui-stop:
 bench: setup s3-start
 	$(ENV) python benchmarks/featurize_bench.py --out bench/results
 	$(ENV) python benchmarks/models_page_bench.py --out bench/results
+
+bench-scale: setup s3-start
+	$(ENV) python -m numtaflow load-data
+	$(ENV) python benchmarks/scale_bench.py --out bench/results
 
 cluster: setup
 	$(ENV) python -m numtaflow cluster start

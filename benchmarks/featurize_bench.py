@@ -1,13 +1,23 @@
 """Featurization throughput inside Spark versus plain batched Keras on the same images and model.
 
     python benchmarks/featurize_bench.py [--images 512] [--out bench/results] [--cluster-optional]
+                                         [--backbone-images 64] [--no-backbones] [--no-sweep]
 
-Writes ``featurize.json`` and ``featurize.md``: images per second for the plain in-process
-baseline (decode, prepare, model in batches), for the Spark pandas-UDF path in local mode
-(local[*]) and on a standalone cluster on this machine (the one ``make cluster`` runs, started
-and stopped here if it is not running), all measured in the same run. With ``--cluster-optional``
-a cluster that cannot start leaves its row out, with the reason, instead of failing. Timings of
-each DAG step of the latest finished run are added when an S3 server with runs is reachable.
+Writes ``featurize.json`` and ``featurize.md``, all measured in the same run:
+
+* images per second of the default featurizer for the plain in-process baseline (decode, prepare,
+  model in batches), for the Spark pandas-UDF path in local mode (local[*]) and on a standalone
+  cluster on this machine (the one ``make cluster`` runs, started and stopped here if it is not
+  running); with ``--cluster-optional`` a cluster that cannot start leaves its row out, with the
+  reason, instead of failing;
+* the same comparison for every other backbone, on fewer images; a backbone whose ImageNet
+  weights are not available offline runs with random weights, which do the same arithmetic;
+* what a user would tune: Arrow batch rows, images per model call, and TensorFlow threads per
+  Python worker against Spark cores, each with the rate and the peak memory of one Python worker;
+* the wall time of each DAG step of the latest finished run, when an S3 server with runs is reachable.
+
+Spark's rates exclude starting the Python workers and building their models (each worker builds
+its model once and keeps it, as the plain baseline does); that one-off cost is reported apart.
 """
 
 from __future__ import annotations
@@ -18,13 +28,16 @@ import os
 import platform
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+from process_memory import PeakMemory
 
 from numtaflow.cli import STATE_DIR
 from numtaflow.config import SHARED_DIR, Settings
-from numtaflow.features import FeaturizerSpec, featurize_contents, load_featurizer
+from numtaflow.features import (BACKBONE_SPECS, FeaturizerSpec, WeightsNotFound, featurize_contents,
+                                load_featurizer, resolve_weights)
 from numtaflow.services import running_pid, start_spark_cluster, stop_spark_cluster
 from numtaflow.spark import py_files, spark_conf
 
@@ -46,7 +59,7 @@ def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
     return len(images) / (time.perf_counter() - started)
 
 
-def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, master: str) -> float:
+def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, master: str) -> dict:
     """Images/s through the featurize step's UDF, with the jobs' Spark configuration and package."""
     from pyspark.sql import SparkSession
 
@@ -59,12 +72,19 @@ def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, ma
     frame = spark.createDataFrame(images).cache()
     frame.count()
     partitions = spark.sparkContext.defaultParallelism
-    featurize_frame(frame.limit(partitions * 8), spec, partitions, 0, 0).count()  # warm workers and models
+    started = time.perf_counter()
+    # a few rows per core start every Python worker and build its model; written, not counted:
+    # a count lets Spark prune the feature column and never call the UDF
+    featurize_frame(frame.limit(partitions * 8), spec, partitions, 0, 0).write.mode("overwrite").format("noop").save()
+    warm_up = time.perf_counter() - started
+    memory = PeakMemory(os.getpid())
     started = time.perf_counter()
     featurize_frame(frame, spec, partitions, 0, 0).write.mode("overwrite").format("noop").save()
     rate = len(images) / (time.perf_counter() - started)
+    peaks = memory.stop()
     spark.stop()
-    return rate
+    return {"images_per_second": round(rate, 1), "worker_start_and_model_build_seconds": round(warm_up, 1),
+            "peak_rss_gb_one_python_worker": peaks["peak_rss_gb_one_python_worker"]}
 
 
 def on_cluster(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, optional: bool) -> dict:
@@ -80,10 +100,51 @@ def on_cluster(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, o
             raise
         return {"skipped": f"cluster did not start: {error}"}
     try:
-        return {"master": master, "images_per_second": round(spark_udf(images, spec, settings, master), 1)}
+        return {"master": master, **spark_udf(images, spec, settings, master)}
     finally:
         if started_here:
             stop_spark_cluster(state)
+
+
+def offline_or_random(settings: Settings) -> Settings:
+    """The backbone with its offline ImageNet weights, or random ones (same arithmetic) without them."""
+    try:
+        resolve_weights(settings)
+        return settings
+    except WeightsNotFound:
+        return settings.with_overrides({"weights": "random"})
+
+
+def compare(images: pd.DataFrame, settings: Settings, cores: int) -> dict:
+    """Plain Keras (all cores in one process) against local[*] (one TensorFlow thread per task)."""
+    plain = plain_keras(images, FeaturizerSpec.from_settings(settings, task_cpus=cores))
+    in_spark = spark_udf(images, FeaturizerSpec.from_settings(settings, task_cpus=1), settings, "local[*]")
+    return {"backbone": settings.backbone, "weights": "imagenet" if settings.weights != "random" else "random",
+            "images": len(images), "plain_keras_images_per_second": round(plain, 1), "spark_udf": in_spark,
+            "ratio_spark_to_plain": round(in_spark["images_per_second"] / plain, 3)}
+
+
+def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dict]:
+    return [compare(images, offline_or_random(settings.with_overrides({"backbone": name})), cores)
+            for name in BACKBONE_SPECS if name != settings.backbone]
+
+
+def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dict]:
+    """One knob at a time from the defaults: Arrow batch rows, images per model call, threads."""
+    defaults = {"arrow_batch_rows": settings.arrow_batch_rows, "udf_batch_size": settings.udf_batch_size}
+    layouts = [(f"local[{cores}]", 1), ("local[1]", cores), (f"local[{cores}]", cores)]
+    configurations = (
+        [({**defaults, "arrow_batch_rows": rows}, layouts[0]) for rows in (32, 128, 512)]
+        + [({**defaults, "udf_batch_size": size}, layouts[0]) for size in (16, 64)]
+        + [(defaults, layout) for layout in layouts[1:]]
+    )
+    rows = []
+    for overrides, (master, threads) in configurations:
+        tuned = settings.with_overrides(overrides)
+        spec = replace(FeaturizerSpec.from_settings(tuned), intra_op_threads=threads)
+        rows.append({**overrides, "master": master, "tf_threads_per_worker": threads,
+                     **spark_udf(images, spec, tuned, master)})
+    return rows
 
 
 def step_timings(settings: Settings) -> dict | None:
@@ -100,46 +161,65 @@ def step_timings(settings: Settings) -> dict | None:
         return None
 
 
+def markdown(result: dict) -> str:
+    main_row, cluster, cores = result["default"], result["standalone_cluster"], result["cores"]
+    spark = main_row["spark_udf"]
+    lines = [f"{result['backbone']} at {result['image_size']} px, {main_row['images']} images, {cores} cores", "",
+             "| path | images/s |", "|---|---|",
+             f"| plain Keras, in process ({cores} threads) | {main_row['plain_keras_images_per_second']} |",
+             f"| Spark pandas UDF, local[*] | {spark['images_per_second']} |",
+             f"| Spark pandas UDF, standalone cluster ({cores} cores, one worker) | "
+             f"{cluster.get('images_per_second', cluster.get('skipped'))} |",
+             f"| ratio local[*] / plain | {main_row['ratio_spark_to_plain']} |", "",
+             f"One-off per run: {spark['worker_start_and_model_build_seconds']} s to start the Python workers and "
+             f"build their models; peak memory of one Python worker {spark['peak_rss_gb_one_python_worker']} GB."]
+    if result["backbones"]:
+        lines += ["", "| backbone | weights | images | plain Keras images/s | Spark images/s | ratio |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['backbone']} | {r['weights']} | {r['images']} | {r['plain_keras_images_per_second']} | "
+                  f"{r['spark_udf']['images_per_second']} | {r['ratio_spark_to_plain']} |" for r in result["backbones"]]
+    if result["sweep"]:
+        lines += ["", "| master | TF threads per worker | arrow_batch_rows | udf_batch_size | images/s | "
+                  "peak RSS of one Python worker |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['master']} | {r['tf_threads_per_worker']} | {r['arrow_batch_rows']} | {r['udf_batch_size']} | "
+                  f"{r['images_per_second']} | {r['peak_rss_gb_one_python_worker']} GB |" for r in result["sweep"]]
+    if result["dag_step_seconds"]:
+        lines += ["", f"| DAG step ({result['dag_step_seconds']['run_id']}) | seconds |", "|---|---|"] + [
+            f"| {k} | {v} |" for k, v in result["dag_step_seconds"].items() if k != "run_id"]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--backbone-images", type=int, default=64, help="images per backbone in the backbone table")
     parser.add_argument("--image-size", type=int, default=0)
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--cluster-optional", action="store_true",
                         help="leave the cluster row out (with the reason) when the cluster cannot start")
+    parser.add_argument("--no-backbones", action="store_true", help="skip the other backbones")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the tuning sweep")
     args = parser.parse_args()
-    # one view per image on both paths: the comparison is of the machinery, not of augmentation
+    # one view per image on every path: the comparison is of the machinery, not of augmentation
     settings = Settings.from_env().with_overrides({"image_size": args.image_size, "test_views": 0})
     images = load_images(args.images)
     cores = os.cpu_count() or 1
     spec = FeaturizerSpec.from_settings(settings, task_cpus=1)
-    baseline = plain_keras(images, FeaturizerSpec.from_settings(settings, task_cpus=cores))
-    in_spark = spark_udf(images, spec, settings, "local[*]")
-    cluster = on_cluster(images, spec, settings, args.cluster_optional)
     result = {
         "backbone": spec.backbone, "image_size": spec.image_size, "layers": list(spec.layers) or ["last"],
-        "images": len(images), "cores": cores, "machine": platform.machine(),
-        "plain_keras_images_per_second": round(baseline, 1),
-        "spark_udf_images_per_second": round(in_spark, 1),
-        "ratio_spark_to_plain": round(in_spark / baseline, 3),
-        "standalone_cluster": cluster,
-        "peak_rss_mb_driver": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cores": cores, "machine": platform.machine(),
+        "default": compare(images, settings, cores),
+        "standalone_cluster": on_cluster(images, spec, settings, args.cluster_optional),
+        "backbones": [] if args.no_backbones else backbone_rows(images.head(args.backbone_images), settings, cores),
+        "sweep": [] if args.no_sweep else sweep_rows(images, settings, cores),
+        "peak_rss_gb_benchmark_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "dag_step_seconds": step_timings(settings),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "featurize.json").write_text(json.dumps(result, indent=2))
-    lines = ["| path | images/s |", "|---|---|",
-             f"| plain Keras, in process ({cores} threads) | {result['plain_keras_images_per_second']} |",
-             f"| Spark pandas UDF, local[*] | {result['spark_udf_images_per_second']} |",
-             f"| Spark pandas UDF, standalone cluster ({cores} cores, one worker) | "
-             f"{cluster.get('images_per_second', cluster.get('skipped'))} |",
-             f"| ratio local[*] / plain | {result['ratio_spark_to_plain']} |"]
-    if result["dag_step_seconds"]:
-        lines += ["", "| DAG step | seconds |", "|---|---|"] + [
-            f"| {k} | {v} |" for k, v in result["dag_step_seconds"].items() if k != "run_id"]
-    (out / "featurize.md").write_text("\n".join(lines) + "\n")
-    print(json.dumps(result, indent=2))
+    (out / "featurize.md").write_text(markdown(result))
+    print(markdown(result))
 
 
 if __name__ == "__main__":

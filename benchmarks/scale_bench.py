@@ -1,0 +1,153 @@
+"""How featurize and train scale with the number of images: time, throughput and peak memory.
+
+    python benchmarks/scale_bench.py [--sizes 500 5000 44000] [--out bench/results]
+
+Needs the embedded S3 server with NumtaDB loaded (``make demo`` or ``python -m numtaflow
+load-data``). For each size, a run ``scale-<size>`` gets a sample of that many images from
+training-a + training-c (stratified, the same number per class; the largest size takes every
+image), committed as that run's ``sample`` step; then the DAG's own ``featurize`` and ``train``
+jobs run on it through spark-submit, one view per image (no augmentation), every other setting
+at its default. While each job runs, the resident memory of its whole process tree (spark-submit's
+JVM, the Python driver, every Python worker) is sampled twice a second. Writes ``scale.json``
+and ``scale.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from process_memory import PeakMemory
+
+from numtaflow.config import Settings
+from numtaflow.storage import RunLayout, Storage
+
+SOURCES = ("training-a", "training-c")
+JOB_SETTINGS = {"train_views": 0, "test_views": 0}
+EVAL_PER_CLASS = 10  # featurize also needs an evaluation sample; its size is not what is measured
+
+
+def spark_session(settings: Settings):
+    from pyspark.sql import SparkSession
+
+    from numtaflow.spark import spark_conf, spark_jars
+
+    builder = (SparkSession.builder.master(settings.spark_master).appName("numtaflow-scale-samples")
+               .config("spark.ui.enabled", "false").config("spark.jars", ",".join(spark_jars(settings))))
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def all_images(spark, settings: Settings, storage: Storage):
+    """Every image of the loaded NumtaDB folders: image_id, label, source, content (read by Spark)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    from numtaflow.data import build_manifest, resolve_input
+    from numtaflow.steps.validate import relative_path_pattern
+    from numtaflow.storage import spark_path
+
+    frames = []
+    for source in SOURCES:
+        uri = f"s3://{settings.bucket}/datasets/numtadb/{source}"
+        dataset = resolve_input(uri, storage)
+        labels = build_manifest(dataset)[["image_id", "label_raw"]]
+        files = (spark.read.format("binaryFile").load(spark_path(dataset.root_uri))
+                 .withColumn("image_id", F.regexp_extract("path", relative_path_pattern(dataset.root_uri), 1)))
+        frames.append(files.join(spark.createDataFrame(labels), on="image_id")
+                      .select(F.concat(F.lit(f"{source}/"), "image_id").alias("image_id"),
+                              F.col("label_raw").cast("int").alias("label"), F.lit(source).alias("source"), "content"))
+    return reduce(lambda a, b: a.unionByName(b), frames)
+
+
+def commit_samples(settings: Settings, storage: Storage, sizes: list[int]) -> dict[int, int]:
+    """Commit a ``sample`` step for each size; returns the images each run actually holds."""
+    from numtaflow.sampling import stratified_sample
+
+    spark = spark_session(settings)
+    images = all_images(spark, settings, storage).cache()
+    total = images.count()
+    held = {}
+    for size in sizes:
+        layout = RunLayout(settings.bucket, f"scale-{size}")
+        storage.begin_step(layout, "sample")
+        train = images if size >= total else stratified_sample(images, size // 10, settings.seed)
+        evaluation = stratified_sample(images, EVAL_PER_CLASS, settings.seed + 1)
+        for name, frame in (("train", train), ("eval", evaluation)):
+            frame.write.mode("overwrite").parquet(f"s3a://{settings.bucket}/{layout.key('sample', f'{name}.parquet')}")
+        held[size] = spark.read.parquet(f"s3a://{settings.bucket}/{layout.key('sample', 'train.parquet')}").count()
+        storage.commit_step(layout, "sample", {"summary": {"prepared_by": "benchmarks/scale_bench.py",
+                                                           "train": {"rows": held[size]}}})
+    spark.stop()
+    return held
+
+
+def run_job(step: str, run_id: str) -> dict:
+    command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
+               "--settings-json", json.dumps(JOB_SETTINGS)]
+    started = time.time()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    memory = PeakMemory(process.pid)
+    _, errors = process.communicate()
+    figures = {"wall_seconds": round(time.time() - started, 1), **memory.stop()}
+    if process.returncode != 0:
+        raise SystemExit(f"{step} of {run_id} failed:\n{errors[-3000:]}")
+    return figures
+
+
+def measure(settings: Settings, storage: Storage, size: int, images: int) -> dict:
+    run_id = f"scale-{size}"
+    featurize, train = run_job("featurize", run_id), run_job("train", run_id)
+    featurized = storage.get_json(RunLayout(settings.bucket, run_id).marker_key("featurize"))["summary"]["train"]
+    trained = storage.get_json(RunLayout(settings.bucket, run_id).marker_key("train"))["summary"]
+    return {"images": images, "featurize": {**featurize, "step_seconds": featurized["seconds"],
+                                            "tasks": featurized["partitions"],
+                                            "images_per_second": featurized["images_per_second"]},
+            "train": {**train, "n_train": trained["n_train"], "n_holdout": trained["n_holdout"],
+                      "training_accuracy": trained["training_accuracy"]}}
+
+
+def markdown(rows: list[dict]) -> str:
+    base = rows[0]
+    lines = ["| images | featurize s | images/s | featurize s per image vs smallest | train s | "
+             "peak RSS featurize (all / one Python worker) | peak RSS train |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        f, t = row["featurize"], row["train"]
+        relative = (f["step_seconds"] / row["images"]) / (base["featurize"]["step_seconds"] / base["images"])
+        lines.append(f"| {row['images']:,} | {f['step_seconds']:.0f} | {f['images_per_second']} | {relative:.2f} | "
+                     f"{t['wall_seconds']:.0f} | {f['peak_rss_gb_all']} GB / {f['peak_rss_gb_one_python_worker']} GB | "
+                     f"{t['peak_rss_gb_all']} GB |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 5000, 44000])
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    storage = Storage(settings)
+    held = commit_samples(settings, storage, sorted(args.sizes))
+    rows = []
+    for size in sorted(args.sizes):
+        rows.append(measure(settings, storage, size, held[size]))
+        print(json.dumps(rows[-1]), flush=True)
+    result = {"job_settings": JOB_SETTINGS, "spark_master": settings.spark_master,
+              "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "runs": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps(result, indent=2))
+    (out / "scale.md").write_text(markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
