@@ -114,17 +114,25 @@ def measure(settings: Settings, storage: Storage, size: int, images: int) -> dic
                       "training_accuracy": trained["training_accuracy"]}}
 
 
+def linearity(rows: list[dict], seconds) -> str:
+    """How far the largest size lies from the line through the two smallest (fixed + per-image cost)."""
+    (n0, t0), (n1, t1), (n2, t2) = [(row["images"], seconds(row)) for row in (rows[0], rows[1], rows[-1])]
+    per_image = (t1 - t0) / (n1 - n0)
+    predicted = t0 + per_image * (n2 - n0)
+    return (f"{t0 - per_image * n0:.0f} s fixed + {1000 * per_image:.2f} s per 1,000 images; "
+            f"at {n2:,} images that line predicts {predicted:.0f} s, measured {t2:.0f} s ({t2 / predicted:.2f}x)")
+
+
 def markdown(rows: list[dict]) -> str:
-    base = rows[0]
-    lines = ["| images | featurize s | images/s | featurize s per image vs smallest | train s | "
-             "peak RSS featurize (all / one Python worker) | peak RSS train |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| images | featurize s | images/s | train s (wall) | peak RSS featurize: all processes / one Python worker "
+             "| peak RSS train: all processes |", "|---|---|---|---|---|---|"]
     for row in rows:
         f, t = row["featurize"], row["train"]
-        relative = (f["step_seconds"] / row["images"]) / (base["featurize"]["step_seconds"] / base["images"])
-        lines.append(f"| {row['images']:,} | {f['step_seconds']:.0f} | {f['images_per_second']} | {relative:.2f} | "
-                     f"{t['wall_seconds']:.0f} | {f['peak_rss_gb_all']} GB / {f['peak_rss_gb_one_python_worker']} GB | "
-                     f"{t['peak_rss_gb_all']} GB |")
+        lines.append(f"| {row['images']:,} | {f['step_seconds']:.0f} | {f['images_per_second']} | {t['wall_seconds']:.0f} "
+                     f"| {f['peak_rss_gb_all']} GB / {f['peak_rss_gb_one_python_worker']} GB | {t['peak_rss_gb_all']} GB |")
+    if len(rows) >= 3:
+        lines += ["", f"- featurize: {linearity(rows, lambda row: row['featurize']['step_seconds'])}",
+                  f"- train: {linearity(rows, lambda row: row['train']['wall_seconds'])}"]
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -96,6 +97,10 @@ class Settings:
     spark_master: str = "local[*]"
     spark_driver_host: str = "127.0.0.1"  # the address executors use to reach the driver
     spark_bind_address: str = "127.0.0.1"
+    # JVM heaps: the driver's (in local mode also the executors': training on all 44,000 NumtaDB
+    # images needs more than Spark's 1g) and each cluster executor's
+    driver_memory: str = "4g"
+    executor_memory: str = "2g"
     shuffle_partitions: int = 8  # small data: Spark's default of 200 makes each MLlib iteration 20x slower
     spark_jars: str = str(PROJECT_ROOT / ".cache" / "jars")
     spark_packages: str = ""
@@ -155,6 +160,9 @@ class Settings:
             problems.append(f"arrow_batch_rows={self.arrow_batch_rows} must be at least 1")
         if self.image_size and self.image_size < 32:
             problems.append(f"image_size={self.image_size} must be 0 (native) or at least 32")
+        for name in ("driver_memory", "executor_memory"):
+            if not re.fullmatch(r"\d+[kmgt]?", getattr(self, name).strip().lower()):
+                problems.append(f"{name}={getattr(self, name)!r} must be a JVM memory size such as 4g or 2048m")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 

@@ -61,20 +61,30 @@ def fit(train_frame, preset: str, seed: int):
     if preset != "cv":
         params = PRESETS[preset]
         return make_estimator(params).fit(train_frame), {"preset": preset, **asdict(params)}, []
+    model, table = cross_validate(train_frame, CV_GRID, seed)
+    best = max(table, key=lambda row: row["cv_accuracy"])
+    params = {"preset": "cv", "max_iter": best["max_iter"], "reg_param": best["reg_param"],
+              "elastic_net_param": best["elastic_net_param"]}
+    return model, params, table
+
+
+def cross_validate(train_frame, grid: dict[str, list], seed: int):
+    """``CrossValidator`` over ``grid`` (lists per ``LrParams`` field) on the frame's ``fold``
+    column; returns (best model refitted on every fold, table of mean accuracy per point)."""
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
     estimator = make_estimator(PRESETS["tuned"])
-    grid = (
+    points = (
         ParamGridBuilder()
-        .addGrid(estimator.maxIter, CV_GRID["max_iter"])
-        .addGrid(estimator.regParam, CV_GRID["reg_param"])
-        .addGrid(estimator.elasticNetParam, CV_GRID["elastic_net_param"])
+        .addGrid(estimator.maxIter, grid["max_iter"])
+        .addGrid(estimator.regParam, grid["reg_param"])
+        .addGrid(estimator.elasticNetParam, grid["elastic_net_param"])
         .build()
     )
     validator = CrossValidator(
         estimator=estimator,
-        estimatorParamMaps=grid,
+        estimatorParamMaps=points,
         evaluator=MulticlassClassificationEvaluator(labelCol="label", metricName="accuracy"),
         numFolds=CV_FOLDS,
         foldCol="fold",
@@ -85,9 +95,6 @@ def fit(train_frame, preset: str, seed: int):
     table = [
         {"max_iter": p[estimator.maxIter], "reg_param": p[estimator.regParam],
          "elastic_net_param": p[estimator.elasticNetParam], "cv_accuracy": round(float(score), 4)}
-        for p, score in zip(grid, search.avgMetrics)
+        for p, score in zip(points, search.avgMetrics)
     ]
-    best = max(table, key=lambda row: row["cv_accuracy"])
-    params = {"preset": "cv", "max_iter": best["max_iter"], "reg_param": best["reg_param"],
-              "elastic_net_param": best["elastic_net_param"]}
-    return search.bestModel, params, table
+    return search.bestModel, table

@@ -45,6 +45,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(settings.arrow_batch_rows),
         "spark.python.worker.reuse": "true",
+        "spark.driver.memory": settings.driver_memory,
+        "spark.executor.memory": settings.executor_memory,
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         # images are small files: Spark's 4 MB "open cost" per file would split a folder of
         # 20k digits into 600 tiny tasks; 64 KB packs them into a handful

@@ -27,6 +27,7 @@ def test_unknown_override_is_rejected_by_name():
         ({"min_accuracy": 1.5}, "min_accuracy=1.5 must be between 0 and 1"),
         ({"lr_preset": "fast"}, "lr_preset='fast'"),
         ({"image_size": 16}, "image_size=16"),
+        ({"driver_memory": "lots"}, "driver_memory='lots' must be a JVM memory size"),
     ],
 )
 def test_invalid_values_name_the_setting(overrides, message):

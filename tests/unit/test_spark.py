@@ -36,8 +36,9 @@ def test_submit_command_ships_the_package_unless_turned_off():
     assert "--py-files" not in submit_command(Settings(ship_package=False), "job.py", [])
 
 
-def test_executor_python_and_arrow_batch_are_settings():
-    conf = spark_conf(Settings(executor_python="/opt/py/bin/python", arrow_batch_rows=64))
+def test_executor_python_arrow_batch_and_memory_are_settings():
+    conf = spark_conf(Settings(executor_python="/opt/py/bin/python", arrow_batch_rows=64, driver_memory="6g"))
+    assert (conf["spark.driver.memory"], conf["spark.executor.memory"]) == ("6g", "2g")
     assert conf["spark.pyspark.python"] == "/opt/py/bin/python"
     assert conf["spark.pyspark.driver.python"] == sys.executable
     assert conf["spark.sql.execution.arrow.maxRecordsPerBatch"] == "64"

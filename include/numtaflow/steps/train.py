@@ -14,18 +14,27 @@ from ..model import CV_FOLDS, fit, with_vector
 from ..sampling import stratified_split
 
 
+def split_sample(features, settings):
+    """Every feature row with ``is_train``, from the exact per-class split of the original images
+    (an image's distorted copies go with it)."""
+    originals = features.where(F.col("view") == 0).select("image_id", "label")
+    assignment = stratified_split(originals, settings.train_fraction, settings.split_seed).select("image_id", "is_train")
+    return features.join(assignment, on="image_id")
+
+
+def training_rows(split, settings, cores: int):
+    """The training rows as MLlib input, with a cross-validation ``fold`` per original image."""
+    fold = F.pmod(F.xxhash64(F.lit(settings.split_seed), "image_id"), F.lit(CV_FOLDS)).cast("int")
+    # few partitions: every optimizer iteration is a Spark job over all of them
+    return with_vector(split.where("is_train").select("image_id", "label", "features", fold.alias("fold"))).coalesce(cores)
+
+
 def run(context: StepContext) -> dict:
     spark, settings = context.spark, context.settings
     context.storage.require_step(context.layout, "featurize")
     features = spark.read.parquet(context.s3a("train.parquet", step="featurize"))
-    originals = features.where(F.col("view") == 0).select("image_id", "label")
-    assignment = stratified_split(originals, settings.train_fraction, settings.split_seed).select("image_id", "is_train")
-    split = features.join(assignment, on="image_id").cache()
-    fold = F.pmod(F.xxhash64(F.lit(settings.split_seed), "image_id"), F.lit(CV_FOLDS)).cast("int")
-    # few partitions: every optimizer iteration is a Spark job over all of them
-    train = with_vector(split.where("is_train").select("label", "features", fold.alias("fold"))).coalesce(
-        spark.sparkContext.defaultParallelism
-    )
+    split = split_sample(features, settings).cache()
+    train = training_rows(split, settings, spark.sparkContext.defaultParallelism)
     model, params, cv_table = fit(train, settings.lr_preset, settings.split_seed)
     model.write().overwrite().save(context.s3a("model"))
     holdout = split.where(~F.col("is_train") & (F.col("view") == 0)).select("image_id", "label", "features")

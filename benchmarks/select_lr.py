@@ -1,0 +1,81 @@
+"""Which logistic-regression settings the `tuned` preset holds, decided inside training samples only.
+
+    python benchmarks/select_lr.py [--runs seeds__seed-1 seeds__seed-2 ...] [--out bench/results]
+
+For each run whose featurize step is committed (by default the five runs ``seed_spread.py``
+makes), the training rows of the train step's own 80/20 split are cross-validated over a grid
+holding the study's preset, the tuned one and their neighbours: 3 folds, assigned per original
+image so that its distorted copies never straddle two folds. Neither the 20% split nor the
+evaluation set is read. Writes ``select_lr.json`` and ``select_lr.md``: mean cross-validated
+accuracy per grid point, per run and over runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from numtaflow.config import Settings
+from numtaflow.model import PRESETS, cross_validate
+from numtaflow.spark import spark_conf, spark_jars
+from numtaflow.steps.train import split_sample, training_rows
+from numtaflow.storage import RunLayout
+
+GRID = {"max_iter": [5, 100], "reg_param": [0.003, 0.01, 0.03, 0.1], "elastic_net_param": [0.0, 0.5]}
+
+
+def spark_session(settings: Settings):
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master(settings.spark_master).appName("numtaflow-select-lr")
+               .config("spark.ui.enabled", "false").config("spark.jars", ",".join(spark_jars(settings))))
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def point(row: dict) -> tuple:
+    return row["max_iter"], row["reg_param"], row["elastic_net_param"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", default=[f"seeds__seed-{seed}" for seed in range(1, 6)])
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    spark = spark_session(settings)
+    cores = spark.sparkContext.defaultParallelism
+    per_run = {}
+    for run_id in args.runs:
+        started = time.time()
+        features = spark.read.parquet(f"s3a://{settings.bucket}/{RunLayout(settings.bucket, run_id).key('featurize', 'train.parquet')}")
+        train = training_rows(split_sample(features, settings), settings, cores).cache()
+        _, table = cross_validate(train, GRID, settings.split_seed)
+        train.unpersist()
+        per_run[run_id] = {point(row): row["cv_accuracy"] for row in table}
+        print(f"{run_id}: {len(table)} points in {time.time() - started:.0f} s", flush=True)
+    spark.stop()
+    points = sorted(next(iter(per_run.values())))
+    rows = [{"max_iter": p[0], "reg_param": p[1], "elastic_net_param": p[2],
+             "mean_cv_accuracy": round(statistics.mean(scores[p] for scores in per_run.values()), 4),
+             "per_run": {run: scores[p] for run, scores in per_run.items()}} for p in points]
+    rows.sort(key=lambda row: -row["mean_cv_accuracy"])
+    presets = {name: (p.max_iter, p.reg_param, p.elastic_net_param) for name, p in PRESETS.items()}
+    result = {"grid": GRID, "runs": args.runs, "presets": presets, "points": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "select_lr.json").write_text(json.dumps(result, indent=2))
+    names = {value: name for name, value in presets.items()}
+    lines = ["| maxIter | regParam | elasticNetParam | mean CV accuracy | preset |", "|---|---|---|---|---|"]
+    lines += [f"| {r['max_iter']} | {r['reg_param']} | {r['elastic_net_param']} | {r['mean_cv_accuracy']:.4f} | "
+              f"{names.get(point(r), '')} |" for r in rows]
+    (out / "select_lr.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+import pytest
+
+from numtaflow.config import Settings
+from numtaflow.model import CV_FOLDS, cross_validate
+from numtaflow.steps.train import split_sample, training_rows
+
+
+@pytest.fixture(scope="module")
+def features(spark):
+    """Ten images per class, each with two distorted copies; the label is readable from the features."""
+    rows = [(f"img{label}_{index}", label, view, [float(label == d) + 0.01 * index + 0.001 * view for d in range(10)])
+            for label in range(10) for index in range(10) for view in range(3)]
+    return spark.createDataFrame(rows, "image_id string, label int, view int, features array<float>")
+
+
+def test_copies_follow_their_image_into_the_split_and_its_fold(features):
+    settings = Settings(train_fraction=0.8, split_seed=42)
+    split = split_sample(features, settings)
+    per_image = split.groupBy("image_id").agg({"is_train": "collect_set"}).collect()
+    assert all(len(row[1]) == 1 for row in per_image)  # an image and its copies: one side only
+    assert split.where("is_train").count() == 8 * 10 * 3
+    train = training_rows(split, settings, cores=2)
+    folds = train.groupBy("image_id").agg({"fold": "collect_set"}).collect()
+    assert len(folds) == 80 and all(len(row[1]) == 1 for row in folds)  # copies share their image's fold
+    assert {r["fold"] for r in train.select("fold").distinct().collect()} == set(range(CV_FOLDS))
+
+def test_cross_validation_reports_every_point_and_keeps_the_best(features):
+    settings = Settings(train_fraction=0.8, split_seed=42)
+    train = training_rows(split_sample(features, settings), settings, cores=2)
+    grid = {"max_iter": [1, 50], "reg_param": [0.01], "elastic_net_param": [0.0]}
+    model, table = cross_validate(train, grid, seed=42)
+    assert [(row["max_iter"], row["reg_param"]) for row in table] == [(1, 0.01), (50, 0.01)]
+    best = max(table, key=lambda row: row["cv_accuracy"])
+    assert best["cv_accuracy"] > 0.9
+    assert model.getMaxIter() == best["max_iter"]
