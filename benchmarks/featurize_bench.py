@@ -148,13 +148,15 @@ def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dic
 
 
 def step_timings(settings: Settings) -> dict | None:
+    """Seconds per step of the latest finished DAG run, if an S3 server with runs is reachable."""
     try:
         from numtaflow.registry import read_index
         from numtaflow.storage import Storage
 
         storage = Storage(settings)
-        runs = read_index(storage)
-        latest = max(runs, key=lambda r: r.get("finished_at") or "")
+        # the DAG's runs have a logical date; benchmark runs submitted directly have none
+        dag_runs = [run for run in read_index(storage) if run.get("logical_date")]
+        latest = max(dag_runs, key=lambda r: r.get("finished_at") or "")
         return {"run_id": latest["run_id"],
                 **storage.get_json(f"runs/{latest['run_id']}/evaluate/metrics.json")["timings"]}
     except Exception:  # no server or no runs: the step table is simply left out
