@@ -135,7 +135,7 @@ def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dic
     layouts = [(f"local[{cores}]", 1), ("local[1]", cores), (f"local[{cores}]", cores)]
     configurations = (
         [({**defaults, "arrow_batch_rows": rows}, layouts[0]) for rows in (32, 128, 512)]
-        + [({**defaults, "udf_batch_size": size}, layouts[0]) for size in (16, 64)]
+        + [({**defaults, "udf_batch_size": size}, layouts[0]) for size in (16, 32, 64) if size != settings.udf_batch_size]
         + [(defaults, layout) for layout in layouts[1:]]
     )
     rows = []
