@@ -23,23 +23,20 @@ its model once and keeps it, as the plain baseline does); that one-off cost is r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
-from process_memory import PeakMemory
+from bench_support import PeakMemory, spark_session, write_results
 
 from numtaflow.cli import STATE_DIR
 from numtaflow.config import SHARED_DIR, Settings
 from numtaflow.features import (BACKBONE_SPECS, FeaturizerSpec, WeightsNotFound, featurize_contents,
                                 load_featurizer, resolve_weights)
 from numtaflow.services import running_pid, start_spark_cluster, stop_spark_cluster
-from numtaflow.spark import py_files, spark_conf
 
 
 def load_images(count: int) -> pd.DataFrame:
@@ -61,14 +58,9 @@ def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
 
 def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, master: str) -> dict:
     """Images/s through the featurize step's UDF, with the jobs' Spark configuration and package."""
-    from pyspark.sql import SparkSession
-
     from numtaflow.steps.featurize import featurize_frame
 
-    builder = SparkSession.builder.master(master).appName("numtaflow-bench").config("spark.ui.enabled", "false")
-    for key, value in {**spark_conf(settings), "spark.submit.pyFiles": ",".join(py_files(settings))}.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = spark_session(settings, "numtaflow-bench", master)
     frame = spark.createDataFrame(images).cache()
     frame.count()
     partitions = spark.sparkContext.defaultParallelism
@@ -217,12 +209,7 @@ def main() -> None:
         "peak_rss_gb_benchmark_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "dag_step_seconds": step_timings(settings),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "featurize.json").write_text(json.dumps(result, indent=2))
-    (out / "featurize.md").write_text(markdown(result))
-    print(markdown(result))
-
+    write_results(args.out, "featurize", result, markdown(result))
 
 if __name__ == "__main__":
     main()

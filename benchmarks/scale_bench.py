@@ -19,10 +19,9 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
-from process_memory import PeakMemory
+from bench_support import PeakMemory, spark_session, write_results
 
 from numtaflow.config import Settings
 from numtaflow.storage import RunLayout, Storage
@@ -30,18 +29,6 @@ from numtaflow.storage import RunLayout, Storage
 SOURCES = ("training-a", "training-c")
 JOB_SETTINGS = {"train_views": 0, "test_views": 0}
 EVAL_PER_CLASS = 10  # featurize also needs an evaluation sample; its size is not what is measured
-
-
-def spark_session(settings: Settings):
-    from pyspark.sql import SparkSession
-
-    from numtaflow.spark import spark_conf, spark_jars
-
-    builder = (SparkSession.builder.master(settings.spark_master).appName("numtaflow-scale-samples")
-               .config("spark.ui.enabled", "false").config("spark.jars", ",".join(spark_jars(settings))))
-    for key, value in spark_conf(settings).items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
 
 
 def all_images(spark, settings: Settings, storage: Storage):
@@ -71,7 +58,7 @@ def commit_samples(settings: Settings, storage: Storage, sizes: list[int]) -> di
     """Commit a ``sample`` step for each size; returns the images each run actually holds."""
     from numtaflow.sampling import stratified_sample
 
-    spark = spark_session(settings)
+    spark = spark_session(settings, "numtaflow-scale-samples")
     images = all_images(spark, settings, storage).cache()
     total = images.count()
     held = {}
@@ -150,12 +137,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     result = {"job_settings": JOB_SETTINGS, "spark_master": settings.spark_master,
               "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "runs": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(result, indent=2))
-    (out / "scale.md").write_text(markdown(rows))
-    print(markdown(rows))
-
+    write_results(args.out, "scale", result, markdown(rows))
 
 if __name__ == "__main__":
     main()

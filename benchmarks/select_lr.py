@@ -13,28 +13,17 @@ accuracy per grid point, per run and over runs.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
+
+from bench_support import spark_session, write_results
 
 from numtaflow.config import Settings
 from numtaflow.model import PRESETS, cross_validate
-from numtaflow.spark import spark_conf, spark_jars
 from numtaflow.steps.train import split_sample, training_rows
 from numtaflow.storage import RunLayout
 
 GRID = {"max_iter": [5, 100], "reg_param": [0.003, 0.01, 0.03, 0.1], "elastic_net_param": [0.0, 0.5]}
-
-
-def spark_session(settings: Settings):
-    from pyspark.sql import SparkSession
-
-    builder = (SparkSession.builder.master(settings.spark_master).appName("numtaflow-select-lr")
-               .config("spark.ui.enabled", "false").config("spark.jars", ",".join(spark_jars(settings))))
-    for key, value in spark_conf(settings).items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
 
 
 def point(row: dict) -> tuple:
@@ -47,7 +36,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     settings = Settings.from_env()
-    spark = spark_session(settings)
+    spark = spark_session(settings, "numtaflow-select-lr")
     cores = spark.sparkContext.defaultParallelism
     per_run = {}
     for run_id in args.runs:
@@ -66,16 +55,11 @@ def main() -> None:
     rows.sort(key=lambda row: -row["mean_cv_accuracy"])
     presets = {name: (p.max_iter, p.reg_param, p.elastic_net_param) for name, p in PRESETS.items()}
     result = {"grid": GRID, "runs": args.runs, "presets": presets, "points": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "select_lr.json").write_text(json.dumps(result, indent=2))
     names = {value: name for name, value in presets.items()}
     lines = ["| maxIter | regParam | elasticNetParam | mean CV accuracy | preset |", "|---|---|---|---|---|"]
     lines += [f"| {r['max_iter']} | {r['reg_param']} | {r['elastic_net_param']} | {r['mean_cv_accuracy']:.4f} | "
               f"{names.get(point(r), '')} |" for r in rows]
-    (out / "select_lr.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    write_results(args.out, "select_lr", result, "\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,16 @@
-"""Peak resident memory of a process tree, sampled while a benchmark runs."""
+"""What the benchmarks share: peak memory of a process tree, a Spark session configured as the
+jobs' are, and writing a result as JSON plus a Markdown table."""
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 
 import psutil
+
+from numtaflow.config import Settings
+from numtaflow.spark import py_files, spark_conf, spark_jars
 
 
 class PeakMemory:
@@ -42,3 +48,24 @@ class PeakMemory:
         return {"peak_rss_gb_all": round(self.peak_total / 2**30, 2),
                 "peak_rss_gb_jvm": round(self.peak_jvm / 2**30, 2),
                 "peak_rss_gb_one_python_worker": round(self.peak_python_worker / 2**30, 2)}
+
+
+def spark_session(settings: Settings, app_name: str, master: str | None = None):
+    """A session with the jobs' Spark configuration, s3a jars and shipped package."""
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master(master or settings.spark_master).appName(app_name)
+               .config("spark.ui.enabled", "false").config("spark.jars", ",".join(spark_jars(settings)))
+               .config("spark.submit.pyFiles", ",".join(py_files(settings))))
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def write_results(out: str, stem: str, result: dict, markdown: str) -> None:
+    """``<out>/<stem>.json`` and ``<out>/<stem>.md``; the table is printed too."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    (folder / f"{stem}.md").write_text(markdown)
+    print(markdown)
