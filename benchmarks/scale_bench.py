@@ -3,8 +3,8 @@
     python benchmarks/scale_bench.py [--sizes 500 5000 44000] [--out bench/results]
 
 Needs the embedded S3 server with NumtaDB loaded (``make demo`` or ``python -m numtaflow
-load-data``). For each size, a run ``scale-<size>`` gets a sample of that many images from
-training-a + training-c (stratified, the same number per class; the largest size takes every
+load-data``). For each size, a run ``scale-<size>`` gets a sample of that many images from the
+training and evaluation inputs together (training-a + training-c by default; stratified, the same number per class; the largest size takes every
 image), committed as that run's ``sample`` step; then the DAG's own ``featurize`` and ``train``
 jobs run on it through spark-submit, one view per image (no augmentation), every other setting
 at its default. While each job runs, the resident memory of its whole process tree (spark-submit's
@@ -24,26 +24,25 @@ import psutil
 from bench_support import PeakMemory, spark_session, write_results
 
 from numtaflow.config import Settings
-from numtaflow.storage import RunLayout, Storage
+from numtaflow.storage import RunLayout, Storage, spark_path
 
-SOURCES = ("training-a", "training-c")
 JOB_SETTINGS = {"train_views": 0, "test_views": 0}
 EVAL_PER_CLASS = 10  # featurize also needs an evaluation sample; its size is not what is measured
 
 
 def all_images(spark, settings: Settings, storage: Storage):
-    """Every image of the loaded NumtaDB folders: image_id, label, source, content (read by Spark)."""
+    """Every image of the training and evaluation inputs: image_id (prefixed with the input's
+    folder name), label, source, content (read by Spark)."""
     from functools import reduce
 
     from pyspark.sql import functions as F
 
     from numtaflow.data import build_manifest, resolve_input
     from numtaflow.steps.validate import relative_path_pattern
-    from numtaflow.storage import spark_path
 
     frames = []
-    for source in SOURCES:
-        uri = f"s3://{settings.bucket}/datasets/numtadb/{source}"
+    for uri in (settings.train_input, settings.eval_input):
+        source = uri.rstrip("/").rsplit("/", 1)[-1]
         dataset = resolve_input(uri, storage)
         labels = build_manifest(dataset)[["image_id", "label_raw"]]
         files = (spark.read.format("binaryFile").load(spark_path(dataset.root_uri))
@@ -68,8 +67,8 @@ def commit_samples(settings: Settings, storage: Storage, sizes: list[int]) -> di
         train = images if size >= total else stratified_sample(images, size // 10, settings.seed)
         evaluation = stratified_sample(images, EVAL_PER_CLASS, settings.seed + 1)
         for name, frame in (("train", train), ("eval", evaluation)):
-            frame.write.mode("overwrite").parquet(f"s3a://{settings.bucket}/{layout.key('sample', f'{name}.parquet')}")
-        held[size] = spark.read.parquet(f"s3a://{settings.bucket}/{layout.key('sample', 'train.parquet')}").count()
+            frame.write.mode("overwrite").parquet(spark_path(layout.uri("sample", f"{name}.parquet")))
+        held[size] = spark.read.parquet(spark_path(layout.uri("sample", "train.parquet"))).count()
         storage.commit_step(layout, "sample", {"summary": {"prepared_by": "benchmarks/scale_bench.py",
                                                            "train": {"rows": held[size]}}})
     spark.stop()
@@ -92,8 +91,9 @@ def run_job(step: str, run_id: str) -> dict:
 def measure(settings: Settings, storage: Storage, size: int, images: int) -> dict:
     run_id = f"scale-{size}"
     featurize, train = run_job("featurize", run_id), run_job("train", run_id)
-    featurized = storage.get_json(RunLayout(settings.bucket, run_id).marker_key("featurize"))["summary"]["train"]
-    trained = storage.get_json(RunLayout(settings.bucket, run_id).marker_key("train"))["summary"]
+    layout = RunLayout(settings.bucket, run_id)
+    featurized = storage.require_step(layout, "featurize")["summary"]["train"]
+    trained = storage.require_step(layout, "train")["summary"]
     return {"images": images, "featurize": {**featurize, "step_seconds": featurized["seconds"],
                                             "tasks": featurized["partitions"],
                                             "images_per_second": featurized["images_per_second"]},
@@ -138,6 +138,7 @@ def main() -> None:
     result = {"job_settings": JOB_SETTINGS, "spark_master": settings.spark_master,
               "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "runs": rows}
     write_results(args.out, "scale", result, markdown(rows))
+
 
 if __name__ == "__main__":
     main()

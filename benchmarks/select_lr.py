@@ -21,7 +21,7 @@ from bench_support import spark_session, write_results
 from numtaflow.config import Settings
 from numtaflow.model import PRESETS, cross_validate
 from numtaflow.steps.train import split_sample, training_rows
-from numtaflow.storage import RunLayout
+from numtaflow.storage import RunLayout, spark_path
 
 GRID = {"max_iter": [5, 100], "reg_param": [0.003, 0.01, 0.03, 0.1], "elastic_net_param": [0.0, 0.5]}
 
@@ -41,7 +41,7 @@ def main() -> None:
     per_run = {}
     for run_id in args.runs:
         started = time.time()
-        features = spark.read.parquet(f"s3a://{settings.bucket}/{RunLayout(settings.bucket, run_id).key('featurize', 'train.parquet')}")
+        features = spark.read.parquet(spark_path(RunLayout(settings.bucket, run_id).uri("featurize", "train.parquet")))
         train = training_rows(split_sample(features, settings), settings, cores).cache()
         _, table = cross_validate(train, GRID, settings.split_seed)
         train.unpersist()
@@ -60,6 +60,7 @@ def main() -> None:
     lines += [f"| {r['max_iter']} | {r['reg_param']} | {r['elastic_net_param']} | {r['mean_cv_accuracy']:.4f} | "
               f"{names.get(point(r), '')} |" for r in rows]
     write_results(args.out, "select_lr", result, "\n".join(lines) + "\n")
+
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ def test_copies_follow_their_image_into_the_split_and_its_fold(features):
     assert len(folds) == 80 and all(len(row[1]) == 1 for row in folds)  # copies share their image's fold
     assert {r["fold"] for r in train.select("fold").distinct().collect()} == set(range(CV_FOLDS))
 
+
 def test_cross_validation_reports_every_point_and_keeps_the_best(features):
     settings = Settings(train_fraction=0.8, split_seed=42)
     train = training_rows(split_sample(features, settings), settings, cores=2)
