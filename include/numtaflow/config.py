@@ -41,6 +41,8 @@ BACKBONES = (
     "VGG19",
 )
 LR_PRESETS = ("tuned", "study", "cv")
+MAX_POOL_GRID = 7
+FEATURE_LAYER = re.compile(rf"[A-Za-z0-9_./-]+(:[1-{MAX_POOL_GRID}])?")
 STEPS = ("validate", "sample", "featurize", "train", "evaluate")
 DAG_ID = "numtadb_transfer_learning"
 
@@ -67,8 +69,8 @@ class Settings:
     # --- features ------------------------------------------------------------------------
     backbone: str = "MobileNetV2"
     image_size: int = 0  # 0: the backbone's native input size
-    # "auto" (the backbone's recommended layers), "last", or comma-separated layer names; each is
-    # average-pooled and the results concatenated
+    # "auto" (the backbone's recommended layers), "last", or comma-separated layer names, each
+    # average-pooled ("name") or averaged over a g x g grid of cells ("name:g"), then concatenated
     feature_layers: str = "auto"
     crop_to_ink: bool = True
     train_views: int = 4  # distorted copies added per training image (0: none)
@@ -158,6 +160,10 @@ class Settings:
             problems.append(f"featurize_task_images={self.featurize_task_images} must be at least 1")
         if self.arrow_batch_rows < 1:
             problems.append(f"arrow_batch_rows={self.arrow_batch_rows} must be at least 1")
+        for entry in self.feature_layers.split(","):
+            if entry.strip() and not FEATURE_LAYER.fullmatch(entry.strip()):
+                problems.append(f"feature_layers entry {entry.strip()!r} must be a layer name, optionally "
+                                f"followed by ':' and a grid of 1 to {MAX_POOL_GRID}")
         if self.image_size and self.image_size < 32:
             problems.append(f"image_size={self.image_size} must be 0 (native) or at least 32")
         for name in ("driver_memory", "executor_memory"):

@@ -85,13 +85,22 @@ class FeaturizerSpec:
 
 
 def feature_layer_names(setting: str, backbone: Backbone) -> tuple[str, ...]:
-    """``auto``: the backbone's recommended layers; ``last``: its output; else the named layers."""
+    """``auto``: the backbone's recommended layers; ``last``: its output; else the named layers
+    (each ``name`` or ``name:grid``, see ``layer_grid``)."""
     setting = setting.strip()
     if setting == "auto":
         return backbone.recommended_layers
     if setting in ("", "last"):
         return ()
     return tuple(name.strip() for name in setting.split(",") if name.strip())
+
+
+def layer_grid(entry: str) -> tuple[str, int]:
+    """``name`` averages a layer's whole map into one vector; ``name:g`` averages each cell of a
+    g x g grid over it and concatenates them, so the features keep where in the image the ink is
+    (which stroke is on top tells several Bengali digits apart)."""
+    name, _, grid = entry.partition(":")
+    return name, int(grid) if grid else 1
 
 
 def resolve_weights(settings) -> str:
@@ -145,8 +154,10 @@ def load_featurizer(spec: FeaturizerSpec):
     constructor = getattr(keras.applications, spec.backbone)
     weights = None if spec.weights == "random" else spec.weights
     base = constructor(include_top=False, weights=weights, input_shape=(spec.image_size, spec.image_size, 3))
-    outputs = [base.get_layer(name).output for name in spec.layers] if spec.layers else [base.output]
-    pooled = [keras.layers.GlobalAveragePooling2D()(output) for output in outputs]
+    outputs = [(base.get_layer(name).output, grid) for name, grid in map(layer_grid, spec.layers)]
+    pooled = [keras.layers.GlobalAveragePooling2D()(output) if grid == 1
+              else keras.layers.Flatten()(keras.layers.AdaptiveAveragePooling2D(grid)(output))
+              for output, grid in outputs or [(base.output, 1)]]
     merged = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
     model = keras.Model(base.input, merged)
     # One graph, traced once for any batch size. Against calling the model eagerly per batch,

@@ -28,11 +28,19 @@ def test_unknown_override_is_rejected_by_name():
         ({"lr_preset": "fast"}, "lr_preset='fast'"),
         ({"image_size": 16}, "image_size=16"),
         ({"driver_memory": "lots"}, "driver_memory='lots' must be a JVM memory size"),
+        ({"feature_layers": "out_relu:0"}, "feature_layers entry 'out_relu:0' must be a layer name"),
+        ({"feature_layers": "block_13_expand_relu:2, out_relu:x"}, "entry 'out_relu:x'"),
+        ({"feature_layers": "a:2:2"}, "entry 'a:2:2'"),
     ],
 )
 def test_invalid_values_name_the_setting(overrides, message):
     with pytest.raises(ValueError, match=message):
         Settings().with_overrides(overrides)
+
+
+def test_feature_layers_accept_names_with_an_optional_grid():
+    assert Settings().with_overrides({"feature_layers": "block_13_expand_relu:2, out_relu"}).feature_layers
+    assert Settings().with_overrides({"feature_layers": "last"}).feature_layers == "last"
 
 
 def test_run_settings_round_trip():
