@@ -52,6 +52,7 @@ def champion_record(storage: Storage, run_id: str) -> dict:
         "model_uri": layout.uri("train", "model"),
         "metrics": {k: metrics[k] for k in ("accuracy", "f1", "precision", "recall", "roc_auc")},
         "settings": record["settings"],
+        "backbone": record["backbone"],
         "eval_ids_sha256": record["sample"]["eval"]["ids_sha256"],
     }
 

@@ -24,6 +24,13 @@ from ..storage import PreconditionFailed
 
 # settings that change the evaluation features: a champion is re-scored only if all are equal
 FEATURE_SETTINGS = ("backbone", "image_size", "feature_layers", "crop_to_ink", "weights", "test_views")
+FEATURIZER_FIELDS = ("backbone", "image_size", "layers", "weights", "weights_sha256")
+
+
+def feature_signature(settings: dict, featurizer: dict | None) -> dict:
+    """What must match for a model to score this run's evaluation features: the settings that
+    shape them, and the layers they came from (what ``feature_layers=auto`` means can change)."""
+    return {**{k: settings.get(k) for k in FEATURE_SETTINGS}, "layers": (featurizer or {}).get("layers")}
 
 
 def predict(model, frame) -> tuple[np.ndarray, np.ndarray]:
@@ -37,13 +44,12 @@ def predict(model, frame) -> tuple[np.ndarray, np.ndarray]:
     return rows["label"].to_numpy(dtype=int), np.stack(rows["p"].to_numpy())
 
 
-def champion_metrics(context: StepContext, champion: dict, eval_frame) -> tuple[dict | None, str]:
+def champion_metrics(context: StepContext, champion: dict, eval_frame, featurizer: dict) -> tuple[dict | None, str]:
     """The champion's metrics on this run's evaluation images, and how they were obtained."""
     from pyspark.ml.classification import LogisticRegressionModel
 
-    ours = {k: context.settings.run_settings()[k] for k in FEATURE_SETTINGS}
-    theirs = {k: champion.get("settings", {}).get(k) for k in FEATURE_SETTINGS}
-    if ours == theirs:
+    ours = feature_signature(context.settings.run_settings(), featurizer)
+    if ours == feature_signature(champion.get("settings", {}), champion.get("backbone")):
         try:
             model = LogisticRegressionModel.load(champion["model_uri"].replace("s3://", "s3a://", 1))
             labels, probabilities = predict(model, eval_frame)
@@ -64,7 +70,8 @@ def gate_and_promote(context: StepContext, metrics: dict, record: dict, eval_fra
             return {"promoted": True, "reasons": ["this run is already the champion (task retried)"],
                     "champion_before": champion.get("previous_run_id"), "champion_after": context.run_id,
                     "compared_with": None}
-        baseline, how = (None, "no champion yet") if champion is None else champion_metrics(context, champion, eval_frame)
+        baseline, how = ((None, "no champion yet") if champion is None
+                         else champion_metrics(context, champion, eval_frame, record["backbone"]))
         decision = decide(metrics, baseline, thresholds)
         before = champion.get("run_id") if champion else None
         result = {**decision.to_json(), "champion_before": before, "champion_after": before, "compared_with": how,
@@ -130,11 +137,13 @@ def run(context: StepContext) -> dict:
                           "image/png")
         storage.put_bytes(layout.key("evaluate", f"per_class_{name}.csv"), per_class_csv(values).encode(), "text/csv")
     sample_summary = markers["sample"]["summary"]
+    featurizer = {k: markers["featurize"]["summary"][k] for k in FEATURIZER_FIELDS}
     record = {
         "run_id": context.run_id,
         "model_uri": context.uri("model", step="train"),
         "metrics": {k: eval_metrics[k] for k in ("accuracy", "f1", "precision", "recall", "roc_auc")},
         "settings": settings.run_settings(),
+        "backbone": featurizer,
         "eval_ids_sha256": sample_summary["eval"]["ids_sha256"],
     }
     gate = gate_and_promote(context, eval_metrics, record, eval_frame)
@@ -167,8 +176,7 @@ def run(context: StepContext) -> dict:
         "settings": settings.run_settings(),
         "code_version": code_version(),
         "versions": versions(),
-        "backbone": {k: markers["featurize"]["summary"][k]
-                     for k in ("backbone", "image_size", "layers", "weights", "weights_sha256")},
+        "backbone": featurizer,
         "steps": {step: {"started_at": m["started_at"], "finished_at": m["finished_at"], "seconds": m["seconds"]}
                   for step, m in markers.items()},
         "artifacts": artifact_uris(storage, context.run_id),
