@@ -64,10 +64,12 @@ PARAMS = {
     "backbone": _param(SETTINGS.backbone, "string", "Features", "Backbone", "Pretrained Keras CNN used as feature extractor.",
                        enum=list(BACKBONES)),
     "image_size": _param(SETTINGS.image_size, "integer", "Features", "Image size",
-                         "Pixels per side fed to the CNN; 0 uses the backbone's native size.", minimum=0,
+                         "Pixels per side fed to the CNN; 0 uses the backbone's recommended size "
+                         "(MobileNetV2: 128; the others: their native 224 or 299).", minimum=0,
                          maximum=1024),
     "feature_layers": _param(SETTINGS.feature_layers, "string", "Features", "Feature layers",
-                             "'auto', 'last', or comma-separated layer names to pool and concatenate."),
+                             "'auto', 'last', or comma-separated layer names to pool and concatenate; "
+                             "'name:2' averages a 2 x 2 grid of cells instead of the whole map."),
     "lr_preset": _param(SETTINGS.lr_preset, "string", "Training", "Logistic regression preset",
                         "tuned (default, chosen by CV inside samples), study (maxIter=5, regParam=0.03, "
                         "elasticNetParam=0.5) or cv (cross-validate inside this run's training split).",

@@ -68,7 +68,7 @@ class Settings:
     max_image_pixels: int = 4096 * 4096
     # --- features ------------------------------------------------------------------------
     backbone: str = "MobileNetV2"
-    image_size: int = 0  # 0: the backbone's native input size
+    image_size: int = 0  # 0: the backbone's recommended size (MobileNetV2: 128), else its native one
     # "auto" (the backbone's recommended layers), "last", or comma-separated layer names, each
     # average-pooled ("name") or averaged over a g x g grid of cells ("name:g"), then concatenated
     feature_layers: str = "auto"
@@ -165,7 +165,7 @@ class Settings:
                 problems.append(f"feature_layers entry {entry.strip()!r} must be a layer name, optionally "
                                 f"followed by ':' and a grid of 1 to {MAX_POOL_GRID}")
         if self.image_size and self.image_size < 32:
-            problems.append(f"image_size={self.image_size} must be 0 (native) or at least 32")
+            problems.append(f"image_size={self.image_size} must be 0 (the backbone's recommended size) or at least 32")
         for name in ("driver_memory", "executor_memory"):
             if not re.fullmatch(r"\d+[kmgt]?", getattr(self, name).strip().lower()):
                 problems.append(f"{name}={getattr(self, name)!r} must be a JVM memory size such as 4g or 2048m")

@@ -32,7 +32,9 @@ def test_weights_file_in_weights_dir_is_used(tmp_path):
 
 def test_feature_layers_setting():
     auto = FeaturizerSpec.from_settings(Settings(weights="random"))
-    assert auto.layers == BACKBONE_SPECS["MobileNetV2"].recommended_layers and auto.image_size == 224
+    assert auto.layers == BACKBONE_SPECS["MobileNetV2"].recommended_layers and auto.image_size == 128
+    assert FeaturizerSpec.from_settings(Settings(weights="random", backbone="InceptionV3")).image_size == 299
+    assert FeaturizerSpec.from_settings(Settings(weights="random", image_size=224)).image_size == 224
     assert FeaturizerSpec.from_settings(Settings(weights="random", feature_layers="last")).layers == ()
     assert FeaturizerSpec.from_settings(Settings(weights="random", backbone="VGG16")).layers == ()
     named = FeaturizerSpec.from_settings(Settings(weights="random", feature_layers="a, b"))
