@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from numtaflow.config import STEPS, Settings
-from numtaflow.storage import Storage
+from numtaflow.storage import RunLayout, Storage
 
 
 def run_seed(seed: int) -> dict:
@@ -31,10 +31,13 @@ def run_seed(seed: int) -> dict:
         command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id, "--settings-json", overrides]
         if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
             raise SystemExit(f"step {step} of {run_id} failed; rerun it with: {' '.join(command)}")
-    metrics = Storage(Settings.from_env()).get_json(f"runs/{run_id}/evaluate/metrics.json")
+    storage = Storage(Settings.from_env())
+    layout = RunLayout(storage.bucket, run_id)
+    metrics = storage.get_json(layout.key("evaluate", "metrics.json"))
     return {"seed": seed, "run_id": run_id, "seconds": round(time.time() - started, 1),
             **{key: metrics[key] for key in ("accuracy", "f1", "roc_auc", "n_eval", "n_train")},
-            "split_accuracy": metrics["split"]["accuracy"]}
+            "split_accuracy": metrics["split"]["accuracy"],
+            "featurizer": storage.get_json(layout.run_record_key)["backbone"]}
 
 
 def summarize(runs: list[dict]) -> dict:
