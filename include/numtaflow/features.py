@@ -164,9 +164,7 @@ def load_featurizer(spec: FeaturizerSpec):
     weights = None if spec.weights == "random" else spec.weights
     base = constructor(include_top=False, weights=weights, input_shape=(spec.image_size, spec.image_size, 3))
     outputs = [(base.get_layer(name).output, grid) for name, grid in map(layer_grid, spec.layers)]
-    pooled = [keras.layers.GlobalAveragePooling2D()(output) if grid == 1
-              else keras.layers.Flatten()(keras.layers.AdaptiveAveragePooling2D(grid)(output))
-              for output, grid in outputs or [(base.output, 1)]]
+    pooled = [grid_average(output, grid) for output, grid in outputs or [(base.output, 1)]]
     merged = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
     model = keras.Model(base.input, merged)
     # One graph, traced once for any batch size. Against calling the model eagerly per batch,
@@ -178,6 +176,22 @@ def load_featurizer(spec: FeaturizerSpec):
     preprocess = getattr(keras.applications, BACKBONE_SPECS[spec.backbone].module).preprocess_input
     _MODEL_CACHE[spec.model_key] = (infer, preprocess)
     return _MODEL_CACHE[spec.model_key]
+
+
+def grid_average(output, grid: int):
+    """The mean of each cell of a ``grid`` x ``grid`` partition of a feature map, cell by cell.
+
+    Cells span rows ``floor(i * h / g)`` to ``ceil((i + 1) * h / g)`` (as adaptive pooling does), so
+    they overlap by a row where the side is not a multiple of the grid, and a map smaller than the
+    grid (a small ``image_size``) repeats its cells instead of failing.
+    """
+    import keras
+
+    height, width = output.shape[1], output.shape[2]
+    rows = [((i * height) // grid, -(-((i + 1) * height) // grid)) for i in range(grid)]
+    cols = [((j * width) // grid, -(-((j + 1) * width) // grid)) for j in range(grid)]
+    cells = [keras.ops.mean(output[:, top:bottom, left:right, :], axis=(1, 2)) for top, bottom in rows for left, right in cols]
+    return cells[0] if len(cells) == 1 else keras.layers.Concatenate()(cells)
 
 
 def featurize_contents(contents: list[bytes], spec: FeaturizerSpec, keys: list[str] | None = None,

@@ -56,6 +56,11 @@ def test_grid_pooling_keeps_where_the_ink_is_and_averages_to_the_global_pool():
     scale = np.abs(pooled).max()  # a random network's activations are tiny: compare relative to them
     assert scale > 0
     np.testing.assert_allclose(per_cell.mean(axis=1), pooled, rtol=1e-4, atol=1e-5 * scale)
+    # at 32 px block_14_expand_relu is 1 x 1: every cell of its 2 x 2 grid is that one position
+    small = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32,
+                                                  feature_layers="block_14_expand_relu, block_14_expand_relu:2"))
+    tiny = featurize_contents([png_digit()], small)
+    np.testing.assert_allclose(tiny[0, 960:].reshape(4, 960), np.tile(tiny[0, :960], (4, 1)), rtol=1e-6)
     assert np.abs(per_cell[0, 0] - per_cell[0, 3]).max() > 0.01 * scale  # top-left and bottom-right differ
 
 
