@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from numtaflow.config import SHARED_DIR, Settings
-from numtaflow.features import BACKBONE_SPECS, resolve_weights
+from numtaflow.features import BACKBONE_SPECS, grid_cells, resolve_weights
 from numtaflow.images import prepare_image, view_rng
 
 NUMTADB = SHARED_DIR / "numtadb"
@@ -62,10 +62,7 @@ def study_rows(seeds: list[int], train_views: int, eval_views: int) -> pd.DataFr
 def grid_pool(maps: np.ndarray, grid: int) -> np.ndarray:
     """Average over each cell of a grid x grid partition (cells overlap by a row where the map's
     side is not a multiple of the grid, as in adaptive pooling)."""
-    _, height, width, _ = maps.shape
-    cells = [maps[:, (i * height) // grid : -(-((i + 1) * height) // grid), (j * width) // grid : -(-((j + 1) * width) // grid)]
-             for i in range(grid) for j in range(grid)]
-    return np.concatenate([cell.mean(axis=(1, 2)) for cell in cells], axis=1)
+    return np.concatenate([maps[:, rows, cols].mean(axis=(1, 2)) for rows, cols in grid_cells(*maps.shape[1:3], grid)], axis=1)
 
 
 def extract(args) -> None:

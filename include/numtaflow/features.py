@@ -178,6 +178,12 @@ def load_featurizer(spec: FeaturizerSpec):
     return _MODEL_CACHE[spec.model_key]
 
 
+def grid_cells(height: int, width: int, grid: int) -> list[tuple[slice, slice]]:
+    """Row and column slices of each cell, row by row: ``floor(i * h / g)`` to ``ceil((i + 1) * h / g)``."""
+    spans = lambda side: [slice((i * side) // grid, -(-((i + 1) * side) // grid)) for i in range(grid)]
+    return [(rows, cols) for rows in spans(height) for cols in spans(width)]
+
+
 def grid_average(output, grid: int):
     """The mean of each cell of a ``grid`` x ``grid`` partition of a feature map, cell by cell.
 
@@ -187,10 +193,7 @@ def grid_average(output, grid: int):
     """
     import keras
 
-    height, width = output.shape[1], output.shape[2]
-    rows = [((i * height) // grid, -(-((i + 1) * height) // grid)) for i in range(grid)]
-    cols = [((j * width) // grid, -(-((j + 1) * width) // grid)) for j in range(grid)]
-    cells = [keras.ops.mean(output[:, top:bottom, left:right, :], axis=(1, 2)) for top, bottom in rows for left, right in cols]
+    cells = [keras.ops.mean(output[:, rows, cols, :], axis=(1, 2)) for rows, cols in grid_cells(output.shape[1], output.shape[2], grid)]
     return cells[0] if len(cells) == 1 else keras.layers.Concatenate()(cells)
 
 
