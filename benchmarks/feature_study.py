@@ -9,13 +9,14 @@
 samples of the given seeds (50 per class, ranked by ``sha256(seed, image id)`` as the sample step
 does) and on one fixed set of 200 training-c images per class, and stores every candidate layer
 pooled three ways (whole map, 2 x 2 and 3 x 3 grids). ``score`` splits each sample 80/20 as the
-train step does, fits an L2 logistic regression on the 80% rows (original and distorted copies),
-and reports, per seed, accuracy on the training-c images (features averaged over the views) and,
-with ``--cv``, 3-fold cross-validated accuracy inside the 80% (folds per original image). The
-choice is made on the cross-validated figure; training-c only reports. scikit-learn's
-logistic regression (same penalty as MLlib's ``regParam`` on standardized features) stands in for
-MLlib so that dozens of candidates take minutes; ``seed_spread.py`` measures the chosen defaults
-through the real jobs. Needs ``../shared/numtadb`` and the MobileNetV2 weights.
+train step does, fits an L2 logistic regression (regParam: the ``tuned`` preset's, or
+``--reg-param``) on the 80% rows (original and distorted copies), and reports, per seed, accuracy on the
+training-c images (features averaged over the views) and, with ``--cv``, 3-fold cross-validated
+accuracy inside the 80% (folds per original image). The choice is made on the cross-validated
+figure; training-c only reports. scikit-learn's logistic regression (same penalty as MLlib's
+``regParam`` on standardized features) stands in for MLlib so that dozens of candidates take
+minutes; ``seed_spread.py`` measures the chosen defaults through the real jobs.
+Needs ``../shared/numtadb`` and the MobileNetV2 weights.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pandas as pd
 from numtaflow.config import SHARED_DIR, Settings
 from numtaflow.features import BACKBONE_SPECS, grid_cells, resolve_weights
 from numtaflow.images import prepare_image, view_rng
+from numtaflow.model import PRESETS
 
 NUMTADB = SHARED_DIR / "numtadb"
 LAYERS = ("block_10_project", "block_12_expand_relu", "block_13_expand_relu", "block_14_expand_relu",
@@ -149,7 +151,7 @@ def main() -> None:
     rate.add_argument("--layers", required=True, help="comma-separated layer[:grid] entries")
     rate.add_argument("--train-views", type=int, default=8)
     rate.add_argument("--eval-views", type=int, default=4)
-    rate.add_argument("--reg-param", type=float, default=0.01)
+    rate.add_argument("--reg-param", type=float, default=PRESETS["tuned"].reg_param)
     rate.add_argument("--cv", action="store_true")
     args = parser.parse_args()
     extract(args) if args.command == "extract" else score(args)
