@@ -2,7 +2,7 @@ import pytest
 
 from numtaflow.config import Settings
 from numtaflow.model import CV_FOLDS, cross_validate
-from numtaflow.steps.train import split_sample, training_rows
+from numtaflow.steps.train import split_sample, training_partitions, training_rows
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def test_copies_follow_their_image_into_the_split_and_its_fold(features):
     per_image = split.groupBy("image_id").agg({"is_train": "collect_set"}).collect()
     assert all(len(row[1]) == 1 for row in per_image)  # an image and its copies: one side only
     assert split.where("is_train").count() == 8 * 10 * 3
-    train = training_rows(split, settings, cores=2)
+    train = training_rows(split, settings, partitions=2)
     folds = train.groupBy("image_id").agg({"fold": "collect_set"}).collect()
     assert len(folds) == 80 and all(len(row[1]) == 1 for row in folds)  # copies share their image's fold
     assert {r["fold"] for r in train.select("fold").distinct().collect()} == set(range(CV_FOLDS))
@@ -27,10 +27,17 @@ def test_copies_follow_their_image_into_the_split_and_its_fold(features):
 
 def test_cross_validation_reports_every_point_and_keeps_the_best(features):
     settings = Settings(train_fraction=0.8, split_seed=42)
-    train = training_rows(split_sample(features, settings), settings, cores=2)
+    train = training_rows(split_sample(features, settings), settings, partitions=2)
     grid = {"max_iter": [1, 50], "reg_param": [0.01], "elastic_net_param": [0.0]}
     model, table = cross_validate(train, grid, seed=42)
     assert [(row["max_iter"], row["reg_param"]) for row in table] == [(1, 0.01), (50, 0.01)]
     best = max(table, key=lambda row: row["cv_accuracy"])
     assert best["cv_accuracy"] > 0.9
     assert model.getMaxIter() == best["max_iter"]
+
+
+def test_training_partitions_bound_the_cached_doubles_per_partition():
+    assert training_partitions(4_500, 7_744, cores=2) == 4  # the default sample: 279 MB of doubles
+    assert training_partitions(100, 10, cores=2) == 2  # never fewer than one per core
+    partitions = training_partitions(44_000, 7_744, cores=2)  # all of NumtaDB: 2.7 GB
+    assert partitions % 2 == 0 and 44_000 * 7_744 * 8 / partitions <= 128 << 20

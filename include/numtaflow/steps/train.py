@@ -7,6 +7,8 @@ and the 20% hold-out holds originals only. Outputs ``model/`` (MLlib), ``holdout
 
 from __future__ import annotations
 
+import math
+
 from pyspark.sql import functions as F
 
 from ..jobs import StepContext
@@ -14,27 +16,45 @@ from ..model import CV_FOLDS, fit, with_vector
 from ..sampling import stratified_split
 
 
+# MLlib caches its training rows as dense doubles, one block list per partition: about this much
+# per partition keeps all 44,000 NumtaDB images within a 4 GB driver (one 1 GB partition per core
+# ran out of heap)
+TRAINING_PARTITION_BYTES = 128 << 20
+
+
 def split_sample(features, settings):
     """Every feature row with ``is_train``, from the exact per-class split of the original images
-    (an image's distorted copies go with it)."""
+    (an image's distorted copies go with it).
+
+    Only the assignment (image id, side) is cached: it is small, and ranking every image
+    again for each use would cost a shuffle. The features are read again where used rather
+    than cached beside MLlib's own copy of them.
+    """
     originals = features.where(F.col("view") == 0).select("image_id", "label")
     assignment = stratified_split(originals, settings.train_fraction, settings.split_seed).select("image_id", "is_train")
-    return features.join(assignment, on="image_id")
+    return features.join(F.broadcast(assignment.cache()), on="image_id")
 
 
-def training_rows(split, settings, cores: int):
+def training_partitions(rows: int, dimension: int, cores: int) -> int:
+    """As few partitions as keep each under ``TRAINING_PARTITION_BYTES`` of doubles, in whole
+    waves of ``cores``: every optimizer iteration is a Spark job over all of them."""
+    cores = max(1, cores)
+    return cores * max(1, math.ceil(rows * dimension * 8 / (cores * TRAINING_PARTITION_BYTES)))
+
+
+def training_rows(split, settings, partitions: int):
     """The training rows as MLlib input, with a cross-validation ``fold`` per original image."""
     fold = F.pmod(F.xxhash64(F.lit(settings.split_seed), "image_id"), F.lit(CV_FOLDS)).cast("int")
-    # few partitions: every optimizer iteration is a Spark job over all of them
-    return with_vector(split.where("is_train").select("image_id", "label", "features", fold.alias("fold"))).coalesce(cores)
+    return with_vector(split.where("is_train").select("image_id", "label", "features", fold.alias("fold"))).coalesce(partitions)
 
 
 def run(context: StepContext) -> dict:
     spark, settings = context.spark, context.settings
-    context.storage.require_step(context.layout, "featurize")
+    featurized = context.storage.require_step(context.layout, "featurize")["summary"]["train"]
     features = spark.read.parquet(context.s3a("train.parquet", step="featurize"))
-    split = split_sample(features, settings).cache()
-    train = training_rows(split, settings, spark.sparkContext.defaultParallelism)
+    split = split_sample(features, settings)
+    partitions = training_partitions(featurized["rows"], featurized["dimension"], spark.sparkContext.defaultParallelism)
+    train = training_rows(split, settings, partitions)
     model, params, cv_table = fit(train, settings.lr_preset, settings.split_seed)
     model.write().overwrite().save(context.s3a("model"))
     holdout = split.where(~F.col("is_train") & (F.col("view") == 0)).select("image_id", "label", "features")
@@ -48,5 +68,4 @@ def run(context: StepContext) -> dict:
         "training_accuracy": round(float(model.summary.accuracy), 4) if model.hasSummary else None,
     }
     context.storage.put_json(context.layout.key("train", "params.json"), summary)
-    split.unpersist()
     return summary
