@@ -73,7 +73,7 @@ class Settings:
     # average-pooled ("name") or averaged over a g x g grid of cells ("name:g"), then concatenated
     feature_layers: str = "auto"
     crop_to_ink: bool = True
-    train_views: int = 8  # distorted copies added per training image (0: none)
+    train_views: int = 12  # distorted copies added per training image (0: none)
     test_views: int = 4  # distorted views averaged with each evaluated image (0: none)
     weights: str = "imagenet"  # "imagenet" (from weights_dir, or downloaded if allowed) or "random"
     weights_dir: str = str(SHARED_DIR / "models")
