@@ -8,6 +8,7 @@ they appear in no command line and no task log.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import tempfile
@@ -20,6 +21,13 @@ S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 PACKAGE_DIR = Path(__file__).resolve().parent
 PY_FILES_DIR = PROJECT_ROOT / ".cache" / "py-files"
+
+
+def task_count(amount: float, cores: int, per_task: float) -> int:
+    """Tasks in whole waves of ``cores``, each with at most about ``per_task`` of ``amount``, so a
+    lost task redoes little and no core idles in the last wave."""
+    cores = max(1, cores)
+    return cores * max(1, math.ceil(amount / (cores * per_task)))
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:

@@ -107,10 +107,10 @@ def png_digit():
 
 
 def test_featurize_tasks_come_in_whole_waves_of_bounded_size():
-    from numtaflow.steps.featurize import task_count
+    from numtaflow.spark import task_count
 
-    assert task_count(500, cores=2, task_images=2000) == 2  # small input: one task per core
-    assert task_count(0, cores=2, task_images=2000) == 2
-    assert task_count(44_000, cores=2, task_images=2000) == 22
-    assert task_count(4_001, cores=2, task_images=2000) == 4  # 4 tasks of ~1,000, not 3 with one idle core
-    assert task_count(10, cores=0, task_images=5) == 2
+    assert task_count(500, cores=2, per_task=2000) == 2  # small input: one task per core
+    assert task_count(0, cores=2, per_task=2000) == 2
+    assert task_count(44_000, cores=2, per_task=2000) == 22
+    assert task_count(4_001, cores=2, per_task=2000) == 4  # 4 tasks of ~1,000, not 3 with one idle core
+    assert task_count(10, cores=0, per_task=5) == 2

@@ -8,7 +8,6 @@ copies) and ``eval.parquet`` (one row per image, features averaged over test_vie
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 from typing import Iterator, Tuple
@@ -17,6 +16,7 @@ import pandas as pd
 
 from ..features import FeaturizerSpec, featurize_batches, weights_sha256
 from ..jobs import StepContext, StepFailed
+from ..spark import task_count
 
 
 def featurize_frame(frame, spec: FeaturizerSpec, partitions: int, views: int, seed: int):
@@ -37,13 +37,6 @@ def featurize_frame(frame, spec: FeaturizerSpec, partitions: int, views: int, se
     return copies.repartition(partitions).select(
         "image_id", "label", "view", features(F.col("content"), key, F.col("view")).alias("features")
     )
-
-
-def task_count(images_through_cnn: int, cores: int, task_images: int) -> int:
-    """Featurize tasks: whole waves of ``cores`` tasks, each running at most about ``task_images``
-    images through the CNN, so a lost task redoes little and no core idles in the last wave."""
-    cores = max(1, cores)
-    return cores * max(1, math.ceil(images_through_cnn / (cores * task_images)))
 
 
 def run(context: StepContext) -> dict:

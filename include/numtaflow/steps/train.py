@@ -7,13 +7,12 @@ and the 20% hold-out holds originals only. Outputs ``model/`` (MLlib), ``holdout
 
 from __future__ import annotations
 
-import math
-
 from pyspark.sql import functions as F
 
 from ..jobs import StepContext
 from ..model import CV_FOLDS, fit, with_vector
 from ..sampling import stratified_split
+from ..spark import task_count
 
 
 # MLlib caches its training rows as dense doubles, one block list per partition: about this much
@@ -38,8 +37,7 @@ def split_sample(features, settings):
 def training_partitions(rows: int, dimension: int, cores: int) -> int:
     """As few partitions as keep each under ``TRAINING_PARTITION_BYTES`` of doubles, in whole
     waves of ``cores``: every optimizer iteration is a Spark job over all of them."""
-    cores = max(1, cores)
-    return cores * max(1, math.ceil(rows * dimension * 8 / (cores * TRAINING_PARTITION_BYTES)))
+    return task_count(rows * dimension * 8, cores, TRAINING_PARTITION_BYTES)
 
 
 def training_rows(split, settings, partitions: int):
