@@ -63,9 +63,12 @@ def main() -> None:
     settings = Settings.from_env()
     steps = STEPS[STEPS.index(args.from_step):]
     runs = [run_seed(seed, steps) for seed in args.seeds]
-    result = {"settings": {k: settings.run_settings()[k] for k in (
+    run_settings = settings.run_settings()
+    result = {"settings": {k: run_settings[k] for k in (
         "train_input", "eval_input", "per_class", "eval_per_class", "backbone", "feature_layers", "crop_to_ink",
-        "train_views", "test_views", "lr_preset")}, "lr": asdict(PRESETS[settings.lr_preset]) if settings.lr_preset in PRESETS else None, "runs": runs, "summary": summarize(runs)}
+        "train_views", "test_views", "lr_preset")},
+        "lr": asdict(PRESETS[settings.lr_preset]) if settings.lr_preset in PRESETS else None,
+        "runs": runs, "summary": summarize(runs)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "seeds.json").write_text(json.dumps(result, indent=2))
