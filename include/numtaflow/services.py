@@ -173,6 +173,12 @@ def stop_s3(state_dir: Path) -> bool:
     return stop_background("weed", state_dir)
 
 
+# Airflow's embedded SQLite database is written by four processes and the CLI at once; Python's
+# default 5 s wait for a lock failed `airflow backfill create` while the scheduler was busy.
+# scripts/env.sh names these through AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS(_ASYNC).
+SQLITE_CONNECT_ARGS = {"timeout": 60}
+
+
 AIRFLOW_COMPONENTS = {
     "airflow-api-server": ["airflow", "api-server"],
     # --skip-serve-logs: the log server binds every interface; logs are read from local files here

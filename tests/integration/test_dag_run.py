@@ -49,3 +49,28 @@ def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
     sample_first = storage.get_json(f"runs/{run_id}/sample/_COMMITTED.json")["summary"]["train"]["ids_sha256"]
     sample_second = storage.get_json(f"runs/{rejected}/sample/_COMMITTED.json")["summary"]["train"]["ids_sha256"]
     assert sample_first != sample_second  # the form's seed reached the job
+
+
+def test_airflow_commands_wait_for_a_busy_metadata_database(airflow_env):
+    """The embedded SQLite is shared by the scheduler, API server and CLI: a command that meets a lock
+    held for 20 s waits for it (Python's default gives up after 5 s: 'database is locked')."""
+    import sqlite3
+    import subprocess
+    import threading
+    from pathlib import Path
+
+    database = sqlite3.connect(Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db", isolation_level=None,
+                               check_same_thread=False)
+    database.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(20, database.execute, ["COMMIT"])
+    release.start()
+    try:
+        command = subprocess.run(["airflow", "variables", "set", "lock_probe", "waited"], env=airflow_env,
+                                 capture_output=True, text=True, timeout=120)
+    finally:
+        release.join()
+        database.close()
+    assert command.returncode == 0, command.stderr[-2000:]
+    read = subprocess.run(["airflow", "variables", "get", "lock_probe"], env=airflow_env, capture_output=True,
+                          text=True, timeout=120)
+    assert read.stdout.strip() == "waited"
