@@ -37,7 +37,7 @@ def test_cross_validation_reports_every_point_and_keeps_the_best(features):
 
 
 def test_training_partitions_bound_the_cached_doubles_per_partition():
-    assert training_partitions(4_500, 7_744, cores=2) == 4  # the default sample: 279 MB of doubles
+    assert training_partitions(6_500, 7_744, cores=2) == 4  # the default sample (500 × 13 views): 403 MB of doubles
     assert training_partitions(100, 10, cores=2) == 2  # never fewer than one per core
     partitions = training_partitions(44_000, 7_744, cores=2)  # all of NumtaDB: 2.7 GB
     assert partitions % 2 == 0 and 44_000 * 7_744 * 8 / partitions <= 128 << 20
