@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-PYTHON ?= python3
+# The first of python3.11 / python3 that the pinned set installs on (scripts/check-prereqs.sh).
+PYTHON ?= $(shell bash scripts/check-prereqs.sh --print-python)
 VENV := .venv
 ENV := source scripts/env.sh &&
 DAG_ID := numtadb_transfer_learning
@@ -9,7 +10,7 @@ JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.90
 # hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
 JAR_SDIST := sagemaker_pyspark==1.4.5
 
-.PHONY: help setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench bench-scale stop clean
+.PHONY: help prereqs setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench bench-scale stop clean
 help:
 	@echo "make demo       set up, start the embedded S3 server, run the whole DAG on NumtaDB, print the results"
 	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
@@ -20,16 +21,20 @@ help:
 	@echo "make bench-scale featurize + train on 500, 5,000 and all 44,000 images: time and peak memory (bench/results/scale.{json,md})"
 	@echo "make stop       stop the embedded services"
 
-setup: $(VENV)/.installed $(JARS)
+setup: prereqs $(VENV)/.installed $(JARS)
 
-$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+# Java 17/21 (installed when root with apt-get) and Python 3.11, checked in seconds before installing.
+prereqs:
+	@PYTHON="$(PYTHON)" bash scripts/check-prereqs.sh
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml | prereqs
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements.txt -c constraints.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-$(JARS):
+$(JARS): | prereqs
 	mkdir -p .cache/downloads .cache/jars
 	$(PYTHON) -m pip download --quiet --no-deps --no-binary :all: $(JAR_SDIST) -d .cache/downloads
 	tar xzf .cache/downloads/sagemaker_pyspark-1.4.5.tar.gz -C .cache/jars --strip-components=3 \

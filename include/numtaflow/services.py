@@ -14,8 +14,12 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")  # the embedded server binds 127.0.0.1 only
+GRPC_OFFSET = 10000
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,27 @@ class S3Ports:
     def offset(cls, delta: int) -> "S3Ports":
         base = cls()
         return cls(base.s3 + delta, base.master + delta, base.volume + delta, base.filer + delta, base.admin + delta)
+
+    @classmethod
+    def for_endpoint(cls, endpoint: str) -> "S3Ports":
+        """The ports serving ``endpoint`` (the ``s3_endpoint`` setting the jobs use), so the server
+        is where the jobs look; the other ports move along with the S3 port, keeping their
+        distances. Raises ValueError for what the embedded server cannot serve."""
+        url = urlsplit(endpoint)
+        try:
+            port = 80 if url.port is None else url.port
+        except ValueError:
+            port = None
+        if url.scheme != "http" or url.hostname not in LOOPBACK_HOSTS or port is None or url.path not in ("", "/"):
+            raise ValueError(f"NUMTAFLOW_S3_ENDPOINT={endpoint!r}: the embedded S3 server serves only "
+                             "http://127.0.0.1:<port>; a remote endpoint needs no `s3 start`")
+        ports = cls.offset(port - cls.s3)
+        # weed also opens each gRPC port at its HTTP port + 10000
+        low, high = 1024 - min(astuple(ports)), 65535 - GRPC_OFFSET - max(astuple(ports))
+        if low > 0 or high < 0:
+            raise ValueError(f"NUMTAFLOW_S3_ENDPOINT={endpoint!r}: choose a port from {port + low} to {port + high} "
+                             "for the embedded S3 server (its other ports keep their distances from it)")
+        return ports
 
 
 GENERATED_SECRETS = {
@@ -141,10 +166,15 @@ def wait_for(check, timeout: float, what: str, pid: int, log: Path) -> None:
 
 
 def start_s3(state_dir: Path, credentials: dict[str, str], ports: S3Ports = S3Ports(), timeout: float = 60) -> int:
-    """Start ``weed mini`` bound to 127.0.0.1 (or reuse a running one); returns its pid."""
+    """Start ``weed mini`` bound to 127.0.0.1 (or reuse a running one); returns its pid.
+
+    This state folder's server on other ports (the endpoint moved) is restarted: its pid file
+    would otherwise be overwritten and the old server left running, unreachable by the jobs."""
     pid = running_pid("weed", state_dir)
     if pid and port_open(ports.s3):
         return pid
+    if pid:
+        stop_background("weed", state_dir)
     if port_open(ports.s3):
         raise RuntimeError(f"port {ports.s3} is already taken by another process; stop it or choose other ports")
     state_dir.mkdir(parents=True, exist_ok=True)
