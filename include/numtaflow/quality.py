@@ -8,14 +8,16 @@ report behind.
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-DIGITS = [str(d) for d in range(10)]
+from .templates import render
+from .vocabulary import DIGIT_LABELS
+
+DIGITS = list(DIGIT_LABELS)
 MAX_EXAMPLES = 10
 
 
@@ -179,29 +181,4 @@ def _detail(frame: pd.DataFrame, index_column: str, key: Any, expectation) -> st
 
 def render_html(report: ValidationReport, title: str) -> str:
     """A self-contained page: one table per suite, failing expectations first, with examples."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}.ok{color:#176f2c}.fail{color:#b00020;"
-        "font-weight:bold}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class='{'ok' if report.success else 'fail'}'>{'PASSED' if report.success else 'FAILED'}: "
-        f"{html.escape(report.summary().splitlines()[0])}</p>",
-    ]
-    for suite in report.suites:
-        parts.append(f"<h2>{html.escape(suite['name'])} ({suite['rows']} rows)</h2>")
-        counts = ", ".join(f"{k}: {v}" for k, v in suite.get("class_counts", {}).items())
-        parts.append(f"<p>Valid images per class: {html.escape(counts)}</p>")
-        parts.append("<table><tr><th>result</th><th>expectation</th><th>observed</th><th>examples</th></tr>")
-        for item in sorted(suite["expectations"], key=lambda e: e["success"]):
-            status = "<span class='ok'>pass</span>" if item["success"] else "<span class='fail'>FAIL</span>"
-            examples = "<br>".join(html.escape(e) for e in item["examples"])
-            parts.append(
-                f"<tr><td>{status}</td><td>{html.escape(item['description'])}<br><small>"
-                f"{html.escape(item['expectation'])} {html.escape(str(item['kwargs']))}</small></td>"
-                f"<td>{html.escape(item['observed'])}</td><td>{examples}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return render("validation.html", title=title, report=report)

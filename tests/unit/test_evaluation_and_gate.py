@@ -24,6 +24,34 @@ def test_metrics_against_hand_computed_values():
     assert metrics["confusion_matrix"][0][:2] == [1, 1] and metrics["confusion_matrix"][1][:2] == [0, 2]
 
 
+def test_metrics_match_values_counted_from_the_predictions():
+    """Per-class and support-weighted figures counted directly, with a class that is never
+    predicted (precision 0, not an error) and one absent from the labels (support 0)."""
+    rng = np.random.default_rng(7)
+    y_true = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8], size=300)
+    right = (rng.random(300) < 0.7) & (y_true != 8)
+    predicted = np.where(right, y_true, rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 9], size=300))
+    metrics = compute_metrics(y_true, one_hot(predicted))
+    counts = np.bincount(y_true, minlength=10)
+    expected = {}
+    for digit in range(10):
+        hits = np.sum((y_true == digit) & (predicted == digit))
+        precision = hits / max(np.sum(predicted == digit), 1)
+        recall = hits / max(counts[digit], 1)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        expected[digit] = (precision, recall, f1)
+        row = metrics["per_class"][str(digit)]
+        assert row["support"] == counts[digit]
+        assert (row["precision"], row["recall"], row["f1"]) == pytest.approx((precision, recall, f1), abs=5e-5)
+        assert metrics["confusion_matrix"][digit] == np.bincount(predicted[y_true == digit], minlength=10).tolist()
+    assert metrics["per_class"]["8"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": counts[8]}
+    assert metrics["per_class"]["9"]["support"] == 0
+    weighted = np.average([expected[d] for d in range(10)], axis=0, weights=counts)
+    assert (metrics["precision"], metrics["recall"], metrics["f1"]) == pytest.approx(tuple(weighted), abs=5e-5)
+    assert metrics["accuracy"] == pytest.approx(np.mean(y_true == predicted), abs=5e-5)
+    assert metrics["n"] == 300
+
+
 def test_roc_auc_uses_probabilities_not_hard_predictions():
     y_true = np.array([0, 0, 1, 1])
     probabilities = np.zeros((4, 10))

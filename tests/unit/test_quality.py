@@ -1,7 +1,11 @@
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
-from numtaflow.quality import ValidationReport, render_html, validate_manifest
+from numtaflow.quality import ValidationReport, render_html, structure_failure, validate_manifest
+from numtaflow.spark import package_archive
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -61,4 +65,23 @@ def test_report_summary_and_html_name_failures():
     report = ValidationReport(record["success"], [record])
     assert "[eval] labels are digits 0-9: 1 of 21 rows fail (e.g. bad.png: label 'x')" in report.summary()
     page = render_html(report, "validation <run>")
-    assert "FAIL" in page and "bad.png: label &#x27;x&#x27;" in page and "&lt;run&gt;" in page
+    assert "FAIL" in page and "bad.png: label &#39;x&#39;" in page and "&lt;run&gt;" in page
+
+
+def test_html_escapes_file_names_and_errors_from_the_input():
+    hostile = "<script>alert(1)</script>"
+    record = validate_manifest("eval", manifest(good_rows() + [(hostile, "1", True, True, hostile)]), 2, True)
+    page = render_html(ValidationReport(False, [record, structure_failure(hostile, hostile)]), hostile)
+    assert "<script" not in page
+    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;: &lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_spark_driver_renders_the_report_from_the_shipped_archive():
+    """The validate job imports the package from the --py-files zip: the templates must be in it."""
+    probe = ("import numtaflow.quality as q; assert '.zip' in q.__file__; "
+             "print(q.render_html(q.ValidationReport(True, []), 'from the zip'))")
+    result = subprocess.run([sys.executable, "-c", probe], env={"PYTHONPATH": package_archive()},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "<h1>from the zip</h1>" in result.stdout and "PASSED: all expectations passed" in result.stdout
