@@ -31,9 +31,10 @@ import numpy as np
 import pandas as pd
 
 from numtaflow.config import SHARED_DIR, Settings
-from numtaflow.features import BACKBONE_SPECS, grid_cells, resolve_weights
+from numtaflow.features import grid_cells, resolve_weights
+from numtaflow.vocabulary import BACKBONES
 from numtaflow.images import prepare_image, view_rng
-from numtaflow.model import PRESETS
+from numtaflow.vocabulary import LR_PRESETS
 
 NUMTADB = SHARED_DIR / "numtadb"
 LAYERS = ("block_10_project", "block_12_expand_relu", "block_13_expand_relu", "block_14_expand_relu",
@@ -77,7 +78,7 @@ def extract(args) -> None:
     model = keras.Model(base.input, [base.get_layer(name).output for name in LAYERS])
     infer = tf.function(lambda x: model(x, training=False),
                         input_signature=[tf.TensorSpec([None, args.size, args.size, 3], tf.float32)])
-    preprocess = getattr(keras.applications, BACKBONE_SPECS["MobileNetV2"].module).preprocess_input
+    preprocess = getattr(keras.applications, BACKBONES["MobileNetV2"].module).preprocess_input
     pooled: dict[str, list] = {}
     started = time.time()
     for start in range(0, len(rows), 32):
@@ -151,7 +152,7 @@ def main() -> None:
     rate.add_argument("--layers", required=True, help="comma-separated layer[:grid] entries")
     rate.add_argument("--train-views", type=int, default=8)
     rate.add_argument("--eval-views", type=int, default=4)
-    rate.add_argument("--reg-param", type=float, default=PRESETS["tuned"].reg_param)
+    rate.add_argument("--reg-param", type=float, default=LR_PRESETS["tuned"].reg_param)
     rate.add_argument("--cv", action="store_true")
     args = parser.parse_args()
     extract(args) if args.command == "extract" else score(args)

@@ -32,9 +32,10 @@ from dataclasses import replace
 import pandas as pd
 from bench_support import PeakMemory, spark_session, write_results
 
+from numtaflow.catalog import METRICS, RunLayout
 from numtaflow.cli import STATE_DIR
 from numtaflow.config import SHARED_DIR, Settings
-from numtaflow.features import (BACKBONE_SPECS, FeaturizerSpec, WeightsNotFound, featurize_contents,
+from numtaflow.features import (BACKBONES, FeaturizerSpec, WeightsNotFound, featurize_contents,
                                 load_featurizer, resolve_weights)
 from numtaflow.services import running_pid, start_spark_cluster, stop_spark_cluster
 
@@ -118,7 +119,7 @@ def compare(images: pd.DataFrame, settings: Settings, cores: int) -> dict:
 
 def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dict]:
     return [compare(images, offline_or_random(settings.with_overrides({"backbone": name})), cores)
-            for name in BACKBONE_SPECS if name != settings.backbone]
+            for name in BACKBONES if name != settings.backbone]
 
 
 def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dict]:
@@ -150,7 +151,7 @@ def step_timings(settings: Settings) -> dict | None:
         dag_runs = [run for run in read_index(storage) if run.get("logical_date")]
         latest = max(dag_runs, key=lambda r: r.get("finished_at") or "")
         return {"run_id": latest["run_id"],
-                **storage.get_json(f"runs/{latest['run_id']}/evaluate/metrics.json")["timings"]}
+                **storage.get_json(RunLayout(settings.bucket, latest["run_id"]).key(METRICS))["timings"]}
     except Exception:  # no server or no runs: the step table is simply left out
         return None
 

@@ -23,8 +23,10 @@ import time
 import psutil
 from bench_support import PeakMemory, spark_session, write_results
 
+from numtaflow.catalog import SAMPLED_IMAGES, RunLayout
 from numtaflow.config import Settings
-from numtaflow.storage import RunLayout, Storage, spark_path
+from numtaflow.contracts import parse_commit
+from numtaflow.storage import Storage, spark_path
 
 JOB_SETTINGS = {"train_views": 0, "test_views": 0}
 EVAL_PER_CLASS = 10  # featurize also needs an evaluation sample; its size is not what is measured
@@ -67,8 +69,8 @@ def commit_samples(settings: Settings, storage: Storage, sizes: list[int]) -> di
         train = images if size >= total else stratified_sample(images, size // 10, settings.seed)
         evaluation = stratified_sample(images, EVAL_PER_CLASS, settings.seed + 1)
         for name, frame in (("train", train), ("eval", evaluation)):
-            frame.write.mode("overwrite").parquet(spark_path(layout.uri("sample", f"{name}.parquet")))
-        held[size] = spark.read.parquet(spark_path(layout.uri("sample", "train.parquet"))).count()
+            frame.write.mode("overwrite").parquet(layout.s3a(SAMPLED_IMAGES[name]))
+        held[size] = spark.read.parquet(layout.s3a(SAMPLED_IMAGES["train"])).count()
         storage.commit_step(layout, "sample", {"summary": {"prepared_by": "benchmarks/scale_bench.py",
                                                            "train": {"rows": held[size]}}})
     spark.stop()
@@ -92,8 +94,8 @@ def measure(settings: Settings, storage: Storage, size: int, images: int) -> dic
     run_id = f"scale-{size}"
     featurize, train = run_job("featurize", run_id), run_job("train", run_id)
     layout = RunLayout(settings.bucket, run_id)
-    featurized = storage.require_step(layout, "featurize")["summary"]["train"]
-    trained = storage.require_step(layout, "train")["summary"]
+    featurized = parse_commit("featurize", storage.require_step(layout, "featurize")).summary.train.model_dump()
+    trained = parse_commit("train", storage.require_step(layout, "train")).summary.model_dump()
     return {"images": images, "featurize": {**featurize, "step_seconds": featurized["seconds"],
                                             "tasks": featurized["partitions"],
                                             "images_per_second": featurized["images_per_second"]},

@@ -22,9 +22,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from numtaflow.config import STEPS, Settings
-from numtaflow.model import PRESETS
-from numtaflow.storage import RunLayout, Storage
+from numtaflow.catalog import LINEAGE, METRICS, STEPS, RunLayout
+from numtaflow.config import Settings
+from numtaflow.vocabulary import LR_PRESETS
+from numtaflow.storage import Storage
 
 
 def run_seed(seed: int, steps: tuple[str, ...]) -> dict:
@@ -37,11 +38,11 @@ def run_seed(seed: int, steps: tuple[str, ...]) -> dict:
             raise SystemExit(f"step {step} of {run_id} failed; rerun it with: {' '.join(command)}")
     storage = Storage(Settings.from_env())
     layout = RunLayout(storage.bucket, run_id)
-    metrics = storage.get_json(layout.key("evaluate", "metrics.json"))
+    metrics = storage.get_json(layout.key(METRICS))
     return {"seed": seed, "run_id": run_id, "seconds": round(time.time() - started, 1), "steps": list(steps),
             **{key: metrics[key] for key in ("accuracy", "f1", "roc_auc", "n_eval", "n_train")},
             "split_accuracy": metrics["split"]["accuracy"],
-            "featurizer": storage.get_json(layout.run_record_key)["backbone"]}
+            "featurizer": storage.get_json(layout.key(LINEAGE))["featurizer"]}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -67,7 +68,7 @@ def main() -> None:
     result = {"settings": {k: run_settings[k] for k in (
         "train_input", "eval_input", "per_class", "eval_per_class", "backbone", "feature_layers", "crop_to_ink",
         "train_views", "test_views", "lr_preset")},
-        "lr": asdict(PRESETS[settings.lr_preset]) if settings.lr_preset in PRESETS else None,
+        "lr": asdict(LR_PRESETS[settings.lr_preset]) if settings.lr_preset in LR_PRESETS else None,
         "runs": runs, "summary": summarize(runs)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

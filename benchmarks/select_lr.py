@@ -19,9 +19,10 @@ import time
 from bench_support import spark_session, write_results
 
 from numtaflow.config import Settings
-from numtaflow.model import PRESETS, cross_validate
+from numtaflow.model import cross_validate
+from numtaflow.vocabulary import LR_PRESETS
 from numtaflow.steps.train import split_sample, training_rows
-from numtaflow.storage import RunLayout, spark_path
+from numtaflow.catalog import FEATURES, RunLayout
 
 GRID = {"max_iter": [5, 100], "reg_param": [0.003, 0.01, 0.03, 0.1], "elastic_net_param": [0.0, 0.5]}
 
@@ -41,7 +42,7 @@ def main() -> None:
     per_run = {}
     for run_id in args.runs:
         started = time.time()
-        features = spark.read.parquet(spark_path(RunLayout(settings.bucket, run_id).uri("featurize", "train.parquet")))
+        features = spark.read.parquet(RunLayout(settings.bucket, run_id).s3a(FEATURES["train"]))
         train = training_rows(split_sample(features, settings), settings, cores).cache()
         _, table = cross_validate(train, GRID, settings.split_seed)
         train.unpersist()
@@ -53,7 +54,7 @@ def main() -> None:
              "mean_cv_accuracy": round(statistics.mean(scores[p] for scores in per_run.values()), 4),
              "per_run": {run: scores[p] for run, scores in per_run.items()}} for p in points]
     rows.sort(key=lambda row: -row["mean_cv_accuracy"])
-    presets = {name: (p.max_iter, p.reg_param, p.elastic_net_param) for name, p in PRESETS.items()}
+    presets = {name: (p.max_iter, p.reg_param, p.elastic_net_param) for name, p in LR_PRESETS.items()}
     result = {"grid": GRID, "runs": args.runs, "presets": presets, "points": rows}
     names = {value: name for name, value in presets.items()}
     lines = ["| maxIter | regParam | elasticNetParam | mean CV accuracy | preset |", "|---|---|---|---|---|"]

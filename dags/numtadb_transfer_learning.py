@@ -22,11 +22,12 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param
 
-from numtaflow.config import BACKBONES, DAG_ID, LR_PRESETS, Settings
+from numtaflow.catalog import CHAMPION_ASSET, DAG_ID, INCOMING_ASSET, STEPS, champion_uri
+from numtaflow.config import Settings, form_fields
 from numtaflow.spark import py_files, s3a_jar_paths, spark_conf
 
 JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
-SETTINGS = Settings.from_env()
+SETTINGS = Settings.from_env()  # the platform this DAG processor sees: schedule, landing prefix, Spark
 PY_FILES = ",".join(py_files(SETTINGS)) or None  # the package archive, rebuilt only when the code changes
 
 STEP_DOCS = {
@@ -39,49 +40,19 @@ STEP_DOCS = {
     "pandas UDFs; one model per Python worker.",
     "train": "Exact per-class 80/20 split (seed 42) and Spark MLlib logistic regression on the 80%.",
     "evaluate": "Accuracy, weighted F1/precision/recall, one-vs-rest ROC AUC, per-class report and "
-    "confusion matrices on the 20% split and the independent set; then the promotion gate.",
+    "confusion matrices on the 20% split and the independent set; the evidence, then the promotion gate, "
+    "which copies a promoted model into the registry's immutable versions and moves the champion pointer.",
 }
+assert tuple(STEP_DOCS) == STEPS
 TIMEOUTS = {"validate": 30, "sample": 20, "featurize": 90, "train": 30, "evaluate": 20}
+# updated whenever evaluate succeeds (promoted or not): consumers read models/champion.json for the version
+CHAMPION = Asset(name=CHAMPION_ASSET, uri=champion_uri(SETTINGS.bucket))
 
-
-def _param(value, kind, section, title, description, **schema):
-    return Param(value, type=kind, section=section, title=title, description=description, **schema)
-
-
-PARAMS = {
-    "train_input": _param(SETTINGS.train_input, "string", "Data", "Training input",
-                          "NumtaDB folder (CSV beside it), folder per class, or .zip; local path or s3:// URI.",
-                          minLength=1),
-    "eval_input": _param(SETTINGS.eval_input, "string", "Data", "Evaluation input",
-                         "Independent images for evaluation and the gate (same forms as the training input).",
-                         minLength=1),
-    "per_class": _param(SETTINGS.per_class, "integer", "Data", "Images per class",
-                        "Stratified training sample size per digit.", minimum=2, maximum=100000),
-    "eval_per_class": _param(SETTINGS.eval_per_class, "integer", "Data", "Evaluation images per class",
-                             "Size of the independent evaluation set per digit.", minimum=1, maximum=100000),
-    "seed": _param(SETTINGS.seed, "integer", "Data", "Sampling seed", "Same seed and input give the same sample.",
-                   minimum=0),
-    "backbone": _param(SETTINGS.backbone, "string", "Features", "Backbone", "Pretrained Keras CNN used as feature extractor.",
-                       enum=list(BACKBONES)),
-    "image_size": _param(SETTINGS.image_size, "integer", "Features", "Image size",
-                         "Pixels per side fed to the CNN; 0 uses the backbone's recommended size "
-                         "(MobileNetV2: 128; the others: their native 224 or 299).", minimum=0,
-                         maximum=1024),
-    "feature_layers": _param(SETTINGS.feature_layers, "string", "Features", "Feature layers",
-                             "'auto', 'last', or comma-separated layer names to pool and concatenate; "
-                             "'name:2' averages a 2 x 2 grid of cells instead of the whole map."),
-    "lr_preset": _param(SETTINGS.lr_preset, "string", "Training", "Logistic regression preset",
-                        "tuned (default, chosen by CV inside samples), study (maxIter=5, regParam=0.03, "
-                        "elasticNetParam=0.5) or cv (cross-validate inside this run's training split).",
-                        enum=list(LR_PRESETS)),
-    "min_accuracy": _param(SETTINGS.min_accuracy, "number", "Gate", "Gate: minimum accuracy",
-                           "Absolute accuracy the candidate needs on the evaluation set.", minimum=0, maximum=1),
-    "min_f1": _param(SETTINGS.min_f1, "number", "Gate", "Gate: minimum F1", "Absolute weighted F1 needed.",
-                     minimum=0, maximum=1),
-    "max_regression": _param(SETTINGS.max_regression, "number", "Gate", "Gate: tolerance",
-                             "Largest accuracy/F1 drop against the champion that still promotes.",
-                             minimum=0, maximum=1),
-}
+# The trigger form, generated from the run settings' schema. It shows the schema's defaults; only the
+# fields a user changes override the settings of the worker that runs the step (form > NUMTAFLOW_* > default).
+PARAMS = {name: Param(default, description=f"{description} Unchanged: the worker's NUMTAFLOW_{name.upper()} "
+                      "if set, else this default.", **schema)
+          for name, (default, description, schema) in form_fields().items()}
 
 
 def _schedule(settings: Settings):
@@ -94,7 +65,7 @@ def _schedule(settings: Settings):
     from numtaflow.triggers import NewBatchTrigger
 
     new_batches = Asset(
-        name="numtadb_incoming",
+        name=INCOMING_ASSET,
         uri=settings.incoming_input.rstrip("/") + "/",
         watchers=[AssetWatcher(name="numtadb_new_batches",
                                trigger=NewBatchTrigger(settings.incoming_input, settings.incoming_poll_seconds))],
@@ -132,10 +103,10 @@ with DAG(
     },
 ) as dag:
     previous = None
-    for step, doc in STEP_DOCS.items():
+    for step in STEPS:
         task = SparkSubmitOperator(
             task_id=step,
-            doc_md=doc,
+            doc_md=STEP_DOCS[step],
             application=str(JOBS / f"{step}.py"),
             conn_id="spark_default",
             conf=spark_conf(SETTINGS),
@@ -145,13 +116,14 @@ with DAG(
             name=f"numtaflow-{step}",
             application_args=[
                 "--run-id", "{{ run_id }}",
-                "--settings-json", "{{ params | tojson }}",
+                "--form-json", "{{ params | tojson }}",
                 # runs triggered from the UI or API may have no logical date (Airflow 3)
                 "--logical-date", "{{ dag_run.logical_date.isoformat() if dag_run.logical_date else '' }}",
                 "--run-type", "{{ dag_run.run_type }}",
                 "--data-until", "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
             ],
             execution_timeout=timedelta(minutes=TIMEOUTS[step]),
+            outlets=[CHAMPION] if step == "evaluate" else [],
         )
         if previous is not None:
             previous >> task

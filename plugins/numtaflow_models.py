@@ -10,7 +10,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from numtaflow.config import DAG_ID
+from numtaflow.catalog import DAG_ID
 
 URL_PREFIX = "/numtaflow"
 

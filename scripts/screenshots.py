@@ -19,7 +19,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from numtaflow.config import DAG_ID, Settings
+from numtaflow.catalog import DAG_ID
+from numtaflow.config import Settings
 from numtaflow.registry import read_champion
 from numtaflow.storage import Storage
 
@@ -54,7 +55,7 @@ def main(out: Path) -> None:
             browser.save_screenshot(str(out / "trigger-form.png"))
         champion, _ = read_champion(Storage(Settings.from_env()))
         if champion:
-            browser.get(f"{url}/numtaflow/runs/{champion['run_id']}")
+            browser.get(f"{url}/numtaflow/runs/{champion.run_id}")
             time.sleep(3)
             browser.save_screenshot(str(out / "run-page.png"))
     finally:

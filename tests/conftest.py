@@ -212,6 +212,31 @@ def dags_test(env, logical_date, conf=None):
     return process, "".join(output), command_lines
 
 
+def layout(run_id: str):
+    """Where a run's artifacts are in the test bucket (keys come from the catalog, never typed)."""
+    from numtaflow.catalog import RunLayout
+    from numtaflow.storage import safe_run_id
+
+    return RunLayout(TEST_BUCKET, safe_run_id(run_id))
+
+
+def commit(storage, run_id: str, step: str):
+    """The typed commit record of a run's step."""
+    from numtaflow.contracts import parse_commit
+
+    return parse_commit(step, storage.require_step(layout(run_id), step))
+
+
+def read_parquet(storage, run_id: str, artifact):
+    """A run's Parquet artifact, read through boto3 (no Spark)."""
+    import io
+
+    key_prefix = layout(run_id).key(artifact) + "/"
+    parts = [o["Key"] for o in storage.list_objects(key_prefix) if o["Key"].endswith(".parquet")]
+    assert parts, f"no Parquet parts under {key_prefix}"
+    return pd.concat([pd.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in parts], ignore_index=True)
+
+
 def run_for(storage, logical_date):
     from numtaflow.cli import find_run
 

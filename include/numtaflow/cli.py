@@ -8,7 +8,7 @@
     python -m numtaflow drop-batch [--date D]  # land new labelled images under incoming/dt=D/
     python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
     python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
-    python -m numtaflow models promote RUN | rollback [RUN]   # manual, compare-and-set
+    python -m numtaflow models promote RUN | rollback [VERSION]   # manual, compare-and-set
 """
 
 from __future__ import annotations
@@ -23,23 +23,26 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .config import DAG_ID, PROJECT_ROOT, SHARED_DIR, STEPS, Settings
-from .storage import RunLayout, Storage, safe_run_id
+from .catalog import DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, REPORTED, STEPS, RunLayout
+from .config import PROJECT_ROOT, SHARED_DIR, Settings
+from .storage import Storage, safe_run_id
 
 STATE_DIR = Path(os.environ.get("NUMTAFLOW_STATE_DIR", PROJECT_ROOT / ".local"))
-REPORT_FILES = ("evaluate/metrics.json", "evaluate/gate.json", "validate/report.html", "validate/report.json",
-                "evaluate/confusion_eval.png", "evaluate/confusion_split.png", "evaluate/per_class_eval.csv",
-                "evaluate/per_class_split.csv", "train/params.json")
 
 
 def cmd_s3(args: argparse.Namespace) -> None:
-    from .services import ensure_credentials, start_s3, stop_s3
+    """Start (or stop) the embedded S3 server where ``s3_endpoint`` points, so the jobs reach it."""
+    from .services import S3Ports, ensure_credentials, start_s3, stop_s3
 
     if args.action == "start":
-        credentials = ensure_credentials(STATE_DIR / "credentials.env")
-        pid = start_s3(STATE_DIR / "s3", credentials)
-        os.environ.update(credentials)
         settings = Settings.from_env()
+        try:
+            ports = S3Ports.for_endpoint(settings.s3_endpoint)
+        except ValueError as error:
+            raise SystemExit(f"s3 start: {error}") from None
+        credentials = ensure_credentials(STATE_DIR / "credentials.env")
+        pid = start_s3(STATE_DIR / "s3", credentials, ports)
+        os.environ.update(credentials)
         Storage(settings).ensure_bucket()
         print(f"S3 server running (pid {pid}) at {settings.s3_endpoint}, bucket {settings.bucket}; "
               f"data in {STATE_DIR / 's3'}")
@@ -101,6 +104,10 @@ def cmd_load_data(args: argparse.Namespace) -> None:
             continue
         started = time.time()
         storage.put_bytes(f"{prefix}.csv", csv.read_bytes(), "text/csv")
+        # put_object from 16 threads, not boto3's managed transfer: for training-a (19,702 files of 4 KB on
+        # average) into the embedded S3 on 2 cores this took 24-37 s wall and 16-19 s CPU, against 31-44 s and
+        # 23-30 s with upload_file per file or one TransferManager of 16. The managed path sends each file as
+        # a stream with "Expect: 100-continue": a wait for the server and more work per request.
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(lambda p: storage.put_bytes(f"{prefix}/{p.name}", p.read_bytes(), "image/png"), files))
         storage.put_json(marker, {"files": len(files), "source": str(folder)})
@@ -161,16 +168,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     layout = RunLayout(settings.bucket, run_id)
     target = Path(args.reports) / run_id
     target.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:
-        key = f"runs/{run_id}/{name}"
-        if storage.exists(key):
-            (target / name.replace("/", "_", 1).split("_", 1)[1]).write_bytes(storage.get_bytes(key))
-    (target / "run.json").write_bytes(storage.get_bytes(layout.run_record_key))
+    for artifact in REPORTED:
+        if storage.exists(layout.key(artifact)):
+            (target / artifact.name).write_bytes(storage.get_bytes(layout.key(artifact)))
     latest = Path(args.reports) / "latest"
     shutil.rmtree(latest, ignore_errors=True)
     shutil.copytree(target, latest)
-    metrics = json.loads((target / "metrics.json").read_text())
-    record = json.loads((target / "run.json").read_text())
+    metrics = json.loads((target / METRICS.name).read_text())
+    record = json.loads((target / LINEAGE.name).read_text())
     gate = metrics["gate"]
     print(f"\nrun id:      {run_id}")
     print(f"backbone:    {metrics['backbone']}, {metrics['per_class_sample']} images per class, seed {metrics['seed']}, "
@@ -193,32 +198,34 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from .registry import change_champion, history, previous_champion, read_champion, read_index
+    from .registry import RegistryError, history, promote_run, read_champion, read_index, rollback
 
     storage = Storage(Settings.from_env())
-    champion, _ = read_champion(storage)
-    if args.action in ("promote", "rollback"):
-        target = safe_run_id(args.run_id) if args.run_id else previous_champion(storage)
-        if not target:
-            raise SystemExit("nothing to roll back to: the champion has no predecessor (name a run to promote)")
-        if args.action == "promote" and not args.run_id:
-            raise SystemExit("models promote needs a RUN")
-        reason = args.reason or f"manual {args.action} by {os.environ.get('USER', 'an operator')}"
-        pointer = change_champion(storage, target, args.action, reason)
-        print(f"champion is now {pointer['run_id']} (was {pointer['previous_run_id']}): {reason}")
-        return
+    try:
+        if args.action in ("promote", "rollback"):
+            if args.action == "promote" and not args.target:
+                raise SystemExit("models promote needs a RUN")
+            reason = args.reason or f"manual {args.action} by {os.environ.get('USER', 'an operator')}"
+            pointer = (promote_run(storage, safe_run_id(args.target), reason) if args.action == "promote"
+                       else rollback(storage, reason, args.target))
+            print(f"champion is now version {pointer.version} of run {pointer.run_id} (was version "
+                  f"{pointer.previous_version} of run {pointer.previous_run_id}): {reason}")
+            return
+        champion, _ = read_champion(storage)
+    except RegistryError as error:
+        raise SystemExit(f"models {args.action}: {error}") from None
     if args.action == "list":
-        print(f"champion: {champion['run_id'] if champion else 'none'}")
+        print(f"champion: {f'version {champion.version} of run {champion.run_id}' if champion else 'none'}")
         for change in history(storage):
-            print(f"  {change['changed_at']} {change['action']:8s} {change['run_id']} "
-                  f"(was {change.get('previous_run_id')}): {'; '.join(change.get('reasons', []))[:120]}")
+            print(f"  {change['changed_at']} {change['action']:8s} version {change.get('version')} of "
+                  f"{change['run_id']} (was {change.get('previous_version')}): "
+                  f"{'; '.join(change.get('reasons', []))[:120]}")
         for run in sorted(read_index(storage), key=lambda r: r.get("finished_at") or ""):
             m = run["metrics"]
             print(f"{run['run_id']:50s} {run.get('finished_at', ''):26s} {run['backbone']:14s} acc {m['accuracy']:.4f} "
                   f"f1 {m['f1']:.4f} {'promoted' if run['promoted'] else 'rejected'}")
     else:
-        print(json.dumps(storage.get_json(RunLayout(storage.bucket, safe_run_id(args.run_id)).run_record_key),
-                         indent=2))
+        print(json.dumps(storage.get_json(RunLayout(storage.bucket, safe_run_id(args.target)).key(LINEAGE)), indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     cluster.set_defaults(func=cmd_cluster)
     load = commands.add_parser("load-data", help="upload NumtaDB folders into the bucket")
     load.add_argument("--source", default=str(SHARED_DIR / "numtadb"))
-    load.add_argument("--prefix", default="datasets/numtadb")
+    load.add_argument("--prefix", default=DATASETS_PREFIX)
     load.add_argument("folders", nargs="*", default=["training-a", "training-c"])
     load.set_defaults(func=cmd_load_data)
     submit = commands.add_parser("submit", help="run one Spark job with spark-submit")
@@ -262,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     report.set_defaults(func=cmd_report)
     models = commands.add_parser("models", help="runs, metrics and the champion")
     models.add_argument("action", choices=["list", "show", "promote", "rollback"])
-    models.add_argument("run_id", nargs="?", help="the run (show, promote; rollback defaults to the previous champion)")
+    models.add_argument("target", nargs="?", metavar="RUN|VERSION",
+                        help="show and promote: a run; rollback: a version (default: the one before the champion)")
     models.add_argument("--reason", help="recorded in the champion pointer and its history")
     models.set_defaults(func=cmd_models)
     args = parser.parse_args(argv)

@@ -1,20 +1,30 @@
-"""One settings object for the whole workflow.
+"""The settings schema: every setting declared once, with its type, bounds, title and form section.
 
-Every setting has a default here, can be set by an environment variable named
-``NUMTAFLOW_<FIELD>`` (upper case), and the per-run ones can be overridden by the
-DAG's trigger form (``Settings.with_overrides``). Secrets are not settings: S3
-credentials come only from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
+Two audiences, two schemas:
+
+* ``RunSettings``: what defines a run's result (inputs, sampling, features, training, gate). It is
+  recorded with each run; a run's overrides (the trigger form, ``--settings-json``) may set only
+  these, and the DAG's trigger form is generated from the fields that name a ``section``.
+* ``PlatformSettings``: where and how the workflow runs (S3 endpoint, Spark, jars, folders,
+  performance knobs that do not change results). They come only from the environment.
+
+``Settings`` is both. Precedence, lowest first: the defaults here, then ``NUMTAFLOW_<FIELD>``
+environment variables of the process that runs the step, then the run's overrides. Secrets are
+not settings: S3 credentials come only from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .catalog import DATASETS_PREFIX
+from .vocabulary import BACKBONES, LR_PRESET_NAMES, MAX_POOL_GRID
 
 ENV_PREFIX = "NUMTAFLOW_"
 
@@ -31,68 +41,106 @@ def _project_root() -> Path:
 PROJECT_ROOT = _project_root()
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
-BACKBONES = (
-    "MobileNetV2",
-    "EfficientNetB0",
-    "InceptionV3",
-    "Xception",
-    "ResNet50",
-    "VGG16",
-    "VGG19",
-)
-LR_PRESETS = ("tuned", "study", "cv")
-MAX_POOL_GRID = 7
 FEATURE_LAYER = re.compile(rf"[A-Za-z0-9_./-]+(:[1-{MAX_POOL_GRID}])?")
-STEPS = ("validate", "sample", "featurize", "train", "evaluate")
-DAG_ID = "numtadb_transfer_learning"
+JVM_MEMORY = re.compile(r"\d+[kmgt]?")
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True, coerce_numbers_to_str=True)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Effective configuration of one run (or of the services, for the non-run fields)."""
+def _on_form(default: Any, section: str, title: str, description: str, **bounds: Any) -> Any:
+    """A run setting shown on the trigger form, in ``section``."""
+    return Field(default, title=title, description=description, json_schema_extra={"section": section}, **bounds)
+
+
+class RunSettings(BaseModel):
+    """What defines a run's result; recorded in each step's commit marker and in ``run.json``."""
+
+    model_config = _FROZEN
+
+    # --- inputs --------------------------------------------------------------------------
+    train_input: str = _on_form(f"s3://numtaflow/{DATASETS_PREFIX}/training-a", "Data", "Training input",
+                                "NumtaDB folder (CSV beside it), folder per class, or .zip; local path or s3:// URI.",
+                                min_length=1)
+    eval_input: str = _on_form(f"s3://numtaflow/{DATASETS_PREFIX}/training-c", "Data", "Evaluation input",
+                               "Independent images for evaluation and the gate (same forms as the training input).",
+                               min_length=1)
+    # landing prefix for new labelled batches (dt=YYYY-MM-DD/<batch>/); "" to train on train_input only
+    incoming_input: str = "s3://numtaflow/incoming"
+    # --- sampling ------------------------------------------------------------------------
+    per_class: int = _on_form(50, "Data", "Images per class", "Stratified training sample size per digit.",
+                              ge=2, le=100_000)
+    eval_per_class: int = _on_form(200, "Data", "Evaluation images per class",
+                                   "Size of the independent evaluation set per digit.", ge=1, le=100_000)
+    seed: int = _on_form(42, "Data", "Sampling seed", "Same seed and input give the same sample.", ge=0)
+    max_image_pixels: int = Field(4096 * 4096, ge=1)  # larger images are refused (decompression bombs)
+    # --- features ------------------------------------------------------------------------
+    backbone: Literal[tuple(BACKBONES)] = _on_form("MobileNetV2", "Features", "Backbone",
+                                                   "Pretrained Keras CNN used as feature extractor.")
+    image_size: int = _on_form(0, "Features", "Image size",
+                               "Pixels per side fed to the CNN; 0 uses the backbone's recommended size "
+                               "(MobileNetV2: 128; the others: their native 224 or 299).", ge=0, le=1024)
+    # "auto" (the backbone's recommended layers), "last", or comma-separated layer names, each
+    # average-pooled ("name") or averaged over a g x g grid of cells ("name:g"), then concatenated
+    feature_layers: str = _on_form("auto", "Features", "Feature layers",
+                                   "'auto', 'last', or comma-separated layer names to pool and concatenate; "
+                                   "'name:2' averages a 2 x 2 grid of cells instead of the whole map.")
+    crop_to_ink: bool = True
+    train_views: int = Field(12, ge=0, le=20)  # distorted copies added per training image (0: none)
+    test_views: int = Field(4, ge=0, le=20)  # distorted views averaged with each evaluated image (0: none)
+    weights: Literal["imagenet", "random"] = "imagenet"  # "imagenet": from weights_dir (or downloaded if allowed)
+    # --- training ------------------------------------------------------------------------
+    lr_preset: Literal[LR_PRESET_NAMES] = _on_form(
+        "tuned", "Training", "Logistic regression preset",
+        "tuned (default, chosen by CV inside samples), study (maxIter=5, regParam=0.03, elasticNetParam=0.5) "
+        "or cv (cross-validate inside this run's training split).")
+    train_fraction: float = Field(0.8, gt=0, lt=1)
+    split_seed: int = 42
+    # --- gate ----------------------------------------------------------------------------
+    min_accuracy: float = _on_form(0.85, "Gate", "Gate: minimum accuracy",
+                                   "Absolute accuracy the candidate needs on the evaluation set.", ge=0, le=1)
+    min_f1: float = _on_form(0.85, "Gate", "Gate: minimum F1", "Absolute weighted F1 needed.", ge=0, le=1)
+    max_regression: float = _on_form(0.01, "Gate", "Gate: tolerance",
+                                     "Largest accuracy/F1 drop against the champion that still promotes.",
+                                     ge=0, le=1)
+
+    @field_validator("feature_layers")
+    @classmethod
+    def _layer_entries(cls, value: str) -> str:
+        for entry in (part.strip() for part in value.split(",")):
+            if entry and not FEATURE_LAYER.fullmatch(entry):
+                raise ValueError(f"entry {entry!r} must be a layer name, optionally followed by ':' and a grid "
+                                 f"of 1 to {MAX_POOL_GRID}")
+        return value
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, value: int) -> int:
+        if 0 < value < 32:
+            raise ValueError("must be 0 (the backbone's recommended size) or at least 32")
+        return value
+
+
+class PlatformSettings(BaseModel):
+    """Where and how the workflow runs; from the environment only, never from a run's overrides."""
+
+    model_config = _FROZEN
 
     # --- storage -------------------------------------------------------------------------
     s3_endpoint: str = "http://127.0.0.1:8333"
     s3_region: str = "us-east-1"
     bucket: str = "numtaflow"
-    # --- inputs --------------------------------------------------------------------------
-    train_input: str = "s3://numtaflow/datasets/numtadb/training-a"
-    eval_input: str = "s3://numtaflow/datasets/numtadb/training-c"
-    # landing prefix for new labelled batches (dt=YYYY-MM-DD/<batch>/); "" to train on train_input only
-    incoming_input: str = "s3://numtaflow/incoming"
-    incoming_poll_seconds: int = 60  # how often the triggerer looks for newly landed batches
-    # --- sampling ------------------------------------------------------------------------
-    per_class: int = 50
-    eval_per_class: int = 200
-    seed: int = 42
-    max_image_pixels: int = 4096 * 4096
-    # --- features ------------------------------------------------------------------------
-    backbone: str = "MobileNetV2"
-    image_size: int = 0  # 0: the backbone's recommended size (MobileNetV2: 128), else its native one
-    # "auto" (the backbone's recommended layers), "last", or comma-separated layer names, each
-    # average-pooled ("name") or averaged over a g x g grid of cells ("name:g"), then concatenated
-    feature_layers: str = "auto"
-    crop_to_ink: bool = True
-    train_views: int = 12  # distorted copies added per training image (0: none)
-    test_views: int = 4  # distorted views averaged with each evaluated image (0: none)
-    weights: str = "imagenet"  # "imagenet" (from weights_dir, or downloaded if allowed) or "random"
+    incoming_poll_seconds: int = Field(60, ge=1)  # how often the triggerer looks for newly landed batches
+    # --- weights -------------------------------------------------------------------------
     weights_dir: str = str(SHARED_DIR / "models")
     allow_weight_download: bool = False
-    udf_batch_size: int = 16  # against 32: 5% faster, a fifth less memory per worker (make bench)
+    # --- featurizer performance (never changes the features) -----------------------------
+    udf_batch_size: int = Field(16, ge=1)  # against 32: 5% faster, a fifth less memory per worker (make bench)
     # rows per Arrow batch handed to the pandas UDF (spark.sql.execution.arrow.maxRecordsPerBatch); it
     # counts rows, not bytes: a small multiple of udf_batch_size bounds each Python worker's memory
-    arrow_batch_rows: int = 128
-    tf_intra_op_threads: int = 0  # 0: spark.task.cpus
+    arrow_batch_rows: int = Field(128, ge=1)
+    tf_intra_op_threads: int = Field(0, ge=0)  # 0: spark.task.cpus
     # images through the CNN per featurize task: bounds what a lost task redoes on large inputs
-    featurize_task_images: int = 2000
-    # --- training ------------------------------------------------------------------------
-    lr_preset: str = "tuned"
-    train_fraction: float = 0.8
-    split_seed: int = 42
-    # --- gate ----------------------------------------------------------------------------
-    min_accuracy: float = 0.85
-    min_f1: float = 0.85
-    max_regression: float = 0.01
+    featurize_task_images: int = Field(2000, ge=1)
     # --- orchestration -------------------------------------------------------------------
     schedule: str = "@weekly"  # retraining schedule (cron or preset); "none": no time-based runs
     # --- spark ---------------------------------------------------------------------------
@@ -103,7 +151,7 @@ class Settings:
     # images needs more than Spark's 1g) and each cluster executor's
     driver_memory: str = "4g"
     executor_memory: str = "2g"
-    shuffle_partitions: int = 8  # small data: Spark's default of 200 makes each MLlib iteration 20x slower
+    shuffle_partitions: int = Field(8, ge=1)  # small data: Spark's default of 200 makes MLlib 20x slower
     spark_jars: str = str(PROJECT_ROOT / ".cache" / "jars")
     spark_packages: str = ""
     # zip this package at submit time and send it with --py-files, so executors run the submitter's
@@ -111,93 +159,82 @@ class Settings:
     ship_package: bool = True
     executor_python: str = ""  # Python on the workers; empty: the submitting interpreter's path
 
+    @field_validator("driver_memory", "executor_memory")
+    @classmethod
+    def _jvm_memory(cls, value: str) -> str:
+        if not JVM_MEMORY.fullmatch(value.strip().lower()):
+            raise ValueError("must be a JVM memory size such as 4g or 2048m")
+        return value
+
+
+RUN_FIELDS = tuple(RunSettings.model_fields)
+
+
+class Settings(RunSettings, PlatformSettings):
+    """The effective configuration of one run: its run settings and the platform it runs on."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from defaults overlaid with ``NUMTAFLOW_*`` environment variables."""
+        """Defaults overlaid with ``NUMTAFLOW_*`` environment variables (run and platform settings)."""
         environ = os.environ if environ is None else environ
-        values = {
-            f.name: environ[ENV_PREFIX + f.name.upper()]
-            for f in fields(cls)
-            if ENV_PREFIX + f.name.upper() in environ
-        }
-        return cls().with_overrides(values)
+        values = {name: environ[ENV_PREFIX + name.upper()] for name in cls.model_fields
+                  if ENV_PREFIX + name.upper() in environ}
+        return _validated(lambda: cls(**values))
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
-        """Return a copy with ``overrides`` applied, each coerced to the field's type.
+        """A copy with a run's ``overrides`` applied and validated.
 
-        Unknown keys raise: a typo in a trigger form must not silently fall back to a default.
+        Only run settings may be overridden, and unknown keys raise: a typo in a trigger form must
+        not silently fall back to a default.
         """
-        known = {f.name: f for f in fields(self)}
-        unknown = sorted(set(overrides) - set(known))
+        unknown = sorted(set(overrides) - set(RUN_FIELDS))
         if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
-        coerced = {name: _coerce(name, known[name].type, value) for name, value in overrides.items()}
-        updated = dataclasses.replace(self, **coerced)
-        updated.check()
-        return updated
-
-    def check(self) -> None:
-        """Reject values no run could use, naming the setting."""
-        problems = []
-        if self.backbone not in BACKBONES:
-            problems.append(f"backbone={self.backbone!r} is not one of {', '.join(BACKBONES)}")
-        if self.lr_preset not in LR_PRESETS:
-            problems.append(f"lr_preset={self.lr_preset!r} is not one of {', '.join(LR_PRESETS)}")
-        if self.weights not in ("imagenet", "random"):
-            problems.append(f"weights={self.weights!r} must be 'imagenet' or 'random'")
-        if self.per_class < 2:
-            problems.append(f"per_class={self.per_class} must be at least 2")
-        if self.eval_per_class < 1:
-            problems.append(f"eval_per_class={self.eval_per_class} must be at least 1")
-        if not 0.0 < self.train_fraction < 1.0:
-            problems.append(f"train_fraction={self.train_fraction} must be between 0 and 1")
-        for name in ("min_accuracy", "min_f1", "max_regression"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                problems.append(f"{name}={getattr(self, name)} must be between 0 and 1")
-        if not (0 <= self.train_views <= 20 and 0 <= self.test_views <= 20):
-            problems.append("train_views and test_views must be between 0 and 20")
-        if self.featurize_task_images < 1:
-            problems.append(f"featurize_task_images={self.featurize_task_images} must be at least 1")
-        if self.arrow_batch_rows < 1:
-            problems.append(f"arrow_batch_rows={self.arrow_batch_rows} must be at least 1")
-        for entry in self.feature_layers.split(","):
-            if entry.strip() and not FEATURE_LAYER.fullmatch(entry.strip()):
-                problems.append(f"feature_layers entry {entry.strip()!r} must be a layer name, optionally "
-                                f"followed by ':' and a grid of 1 to {MAX_POOL_GRID}")
-        if self.image_size and self.image_size < 32:
-            problems.append(f"image_size={self.image_size} must be 0 (the backbone's recommended size) or at least 32")
-        for name in ("driver_memory", "executor_memory"):
-            if not re.fullmatch(r"\d+[kmgt]?", getattr(self, name).strip().lower()):
-                problems.append(f"{name}={getattr(self, name)!r} must be a JVM memory size such as 4g or 2048m")
-        if problems:
-            raise ValueError("invalid settings: " + "; ".join(problems))
+            platform = [name for name in unknown if name in PlatformSettings.model_fields]
+            raise ValueError(f"unknown run setting(s): {', '.join(unknown)}"
+                             + (f" ({', '.join(platform)}: platform settings come from NUMTAFLOW_* environment "
+                                "variables)" if platform else ""))
+        return _validated(lambda: type(self)(**{**self.model_dump(), **overrides}))
 
     def run_settings(self) -> dict[str, Any]:
-        """Every effective setting as plain JSON values (recorded with each run)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The run settings as plain JSON values (recorded with each run)."""
+        return self.model_dump(include=set(RUN_FIELDS))
+
+    def all_settings(self) -> dict[str, Any]:
+        """Every effective setting, run and platform (no secrets: those are never settings)."""
+        return self.model_dump()
 
     def to_json(self) -> str:
-        return json.dumps(self.run_settings(), sort_keys=True)
+        return json.dumps(self.all_settings(), sort_keys=True)
 
 
-def _coerce(name: str, type_name: Any, value: Any) -> Any:
-    type_name = type_name if isinstance(type_name, str) else type_name.__name__
+def form_fields() -> dict[str, tuple[Any, str, dict[str, Any]]]:
+    """The trigger form: ``{name: (default, description, JSON schema)}`` for each run setting with a
+    section, in declaration order. The DAG turns each into an Airflow ``Param``."""
+    schema = RunSettings.model_json_schema()["properties"]
+    form = {}
+    for name, field in RunSettings.model_fields.items():
+        if not (field.json_schema_extra or {}).get("section"):
+            continue
+        spec = {k: v for k, v in schema[name].items() if k not in ("default", "description")}
+        form[name] = (field.default, field.description, spec)
+    return form
+
+
+def form_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What a user changed on the trigger form: the values that differ from the form's defaults.
+
+    The form shows the schema's defaults; an untouched field must not override the environment of
+    the process that runs the step (form > environment > default).
+    """
+    fields = RunSettings.model_fields
+    return {name: value for name, value in values.items() if name not in fields or value != fields[name].default}
+
+
+def _validated(build):
+    """Build settings, turning pydantic's error into one line that names each setting and value."""
     try:
-        if type_name == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(value)
-        if type_name == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if type_name == "float":
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"setting {name}={value!r} is not a valid {type_name}") from None
+        return build()
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in error.errors()]
+        raise ValueError("invalid settings: " + "; ".join(problems)) from None

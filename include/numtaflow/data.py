@@ -7,7 +7,8 @@ Accepted inputs (local paths or ``s3://`` URIs):
 * a folder per class (``0/`` … ``9/`` holding images);
 * a ``.zip`` holding either of the above (extracted safely into the bucket's ``staging/``).
 
-Listing happens on the driver (names and sizes only); image bytes are read by Spark.
+Listing happens on the driver (names and sizes only), through one ``pyarrow.fs`` interface for local
+folders and ``s3://`` alike; image bytes are read by Spark.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 import pandas as pd
+from pyarrow import fs as pafs
 
 from .storage import Storage, split_uri
 
@@ -160,43 +162,29 @@ def strip_common_folder(paths: list[str]) -> str:
 # --- I/O: listing inputs ---------------------------------------------------------------------
 def list_files(uri: str, storage: Storage | None) -> list[ListedFile]:
     """Every file below ``uri`` (recursively), with sizes; hidden files are skipped."""
-    scheme, bucket, key = split_uri(uri)
-    listed: list[ListedFile] = []
-    if scheme == "s3":
-        prefix = key.rstrip("/") + "/"
-        for obj in _require(storage).list_objects(prefix, bucket=bucket):
-            relative = obj["Key"][len(prefix) :]
-            if relative and not _hidden(relative):
-                listed.append(ListedFile(relative, int(obj["Size"])))
-    else:
-        root = Path(key)
-        if not root.is_dir():
-            raise InputError(f"input folder {uri} does not exist or is not a folder")
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in filenames:
-                path = Path(dirpath) / name
-                relative = path.relative_to(root).as_posix()
-                if not _hidden(relative):
-                    listed.append(ListedFile(relative, path.stat().st_size))
+    fs, root = _filesystem(uri, storage)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        raise InputError(f"input folder {uri} does not exist or is not a folder")
+    prefix = root.rstrip("/") + "/"
+    listed = []
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        relative = info.path[len(prefix) :]
+        if info.type == pafs.FileType.File and not _hidden(relative):
+            listed.append(ListedFile(relative, info.size))
     return sorted(listed, key=lambda f: f.relative_path)
 
 
 def read_bytes(uri: str, storage: Storage | None) -> bytes:
-    scheme, bucket, key = split_uri(uri)
-    if scheme == "s3":
-        return _require(storage).get_bytes(key, bucket=bucket)
-    path = Path(key)
-    if not path.is_file():
+    fs, path = _filesystem(uri, storage)
+    if fs.get_file_info(path).type != pafs.FileType.File:
         raise FileNotFoundError(f"{uri} does not exist")
-    return path.read_bytes()
+    with fs.open_input_stream(path, compression=None) as stream:
+        return stream.read()
 
 
 def exists(uri: str, storage: Storage | None) -> bool:
-    scheme, bucket, key = split_uri(uri)
-    if scheme == "s3":
-        return _require(storage).exists(key, bucket=bucket)
-    return Path(key).is_file()
+    fs, path = _filesystem(uri, storage)
+    return fs.get_file_info(path).type == pafs.FileType.File
 
 
 def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "staging/") -> DatasetInput:
@@ -267,6 +255,14 @@ def _find_csv(uri: str, files: list[ListedFile], storage: Storage | None) -> str
     if len(inside) > 1:
         raise InputError(f"input {uri} holds several CSV files ({', '.join(inside[:5])}); expected one")
     return None
+
+
+def _filesystem(uri: str, storage: Storage | None) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow file system holding ``uri`` and the path in it: one code path for local and S3."""
+    scheme, bucket, key = split_uri(uri)
+    if scheme == "s3":
+        return _require(storage).filesystem(), f"{bucket}/{key}".rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(key)
 
 
 def _hidden(relative: str) -> bool:

@@ -17,42 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from .images import prepare_image, view_rng
-
-
-@dataclass(frozen=True)
-class Backbone:
-    name: str
-    module: str  # keras.applications sub-module holding preprocess_input
-    native_size: int
-    weights_file: str
-    recommended_layers: tuple[str, ...] = ()  # what feature_layers="auto" pools; empty: the last layer
-    recommended_size: int = 0  # what image_size=0 feeds the network; 0: its native size
-
-    @property
-    def default_size(self) -> int:
-        return self.recommended_size or self.native_size
-
-
-BACKBONE_SPECS = {
-    spec.name: spec
-    for spec in (
-        Backbone(
-            "MobileNetV2", "mobilenet_v2", 224, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-            # chosen by cross-validation inside the training samples (README, Model quality):
-            # mid-level strokes (blocks 13, 14, 16) beside the last layer, blocks 13 and 14 on a
-            # 2 x 2 grid, at 128 px, where strokes suit the ImageNet filters better than at 224
-            # (and featurizing is about 3x faster)
-            ("block_13_expand_relu:2", "block_14_expand_relu:2", "block_16_project", "out_relu"),
-            recommended_size=128,
-        ),
-        Backbone("EfficientNetB0", "efficientnet", 224, "efficientnetb0_notop.h5"),
-        Backbone("InceptionV3", "inception_v3", 299, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        Backbone("Xception", "xception", 299, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        Backbone("ResNet50", "resnet50", 224, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        Backbone("VGG16", "vgg16", 224, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        Backbone("VGG19", "vgg19", 224, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    )
-}
+from .vocabulary import BACKBONES, Backbone, eval_view_id
 
 
 class WeightsNotFound(FileNotFoundError):
@@ -79,7 +44,7 @@ class FeaturizerSpec:
 
     @classmethod
     def from_settings(cls, settings, task_cpus: int = 1) -> "FeaturizerSpec":
-        backbone = BACKBONE_SPECS[settings.backbone]
+        backbone = BACKBONES[settings.backbone]
         layers = feature_layer_names(settings.feature_layers, backbone)
         return cls(
             backbone=backbone.name,
@@ -116,7 +81,7 @@ def resolve_weights(settings) -> str:
     """The weights to load: a local file, or "imagenet"/"random" when explicitly allowed."""
     if settings.weights == "random":
         return "random"
-    backbone = BACKBONE_SPECS[settings.backbone]
+    backbone = BACKBONES[settings.backbone]
     candidates = [Path(settings.weights_dir) / backbone.weights_file]
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     candidates.append(keras_home / "models" / backbone.weights_file)
@@ -173,7 +138,7 @@ def load_featurizer(spec: FeaturizerSpec):
     # 1.3 GB per process (batch 32). model.predict in a loop would grow memory (tensorflow#44711).
     infer = tf.function(lambda images: model(images, training=False), input_signature=[
         tf.TensorSpec([None, spec.image_size, spec.image_size, 3], tf.float32)])
-    preprocess = getattr(keras.applications, BACKBONE_SPECS[spec.backbone].module).preprocess_input
+    preprocess = getattr(keras.applications, BACKBONES[spec.backbone].module).preprocess_input
     _MODEL_CACHE[spec.model_key] = (infer, preprocess)
     return _MODEL_CACHE[spec.model_key]
 
@@ -207,7 +172,7 @@ def featurize_contents(contents: list[bytes], spec: FeaturizerSpec, keys: list[s
     """
     keys = keys or [""] * len(contents)
     views = views or [0] * len(contents)
-    passes = [np.asarray(views)] + [np.full(len(contents), 1000 + v) for v in range(1, spec.test_views + 1)]
+    passes = [np.asarray(views)] + [np.full(len(contents), eval_view_id(v)) for v in range(1, spec.test_views + 1)]
     return np.mean([_features(contents, keys, list(p), spec) for p in passes], axis=0, dtype=np.float32)
 
 

@@ -8,6 +8,10 @@ both models are judged on identical images.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# settings that change the evaluation features: a champion is re-scored only if all are equal
+FEATURE_SETTINGS = ("backbone", "image_size", "feature_layers", "crop_to_ink", "weights", "test_views")
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,9 @@ def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds) -
                     f"{thresholds.max_regression:.4f}"
                 )
     return GateDecision(passed, reasons)
+
+
+def feature_signature(settings: dict[str, Any], featurizer) -> dict:
+    """What must match for a model to score another run's evaluation features: the settings that
+    shape them, and the layers they came from (what ``feature_layers=auto`` means can change)."""
+    return {**{k: settings.get(k) for k in FEATURE_SETTINGS}, "layers": list(featurizer.layers)}

@@ -114,7 +114,11 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
     rows = []
     for image_id, label, uri in chosen[["image_id", "label_raw", "uri"]].itertuples(index=False):
         file_name = image_id.rsplit("/", 1)[-1]
-        storage.put_bytes(batch_key + file_name, read_bytes(uri, storage), bucket=bucket)
+        scheme, source_bucket, source_key = split_uri(uri)
+        if scheme == "s3":  # server-side: the image's bytes stay on the server
+            storage.copy(source_bucket, source_key, batch_key + file_name, bucket=bucket)
+        else:
+            storage.put_bytes(batch_key + file_name, read_bytes(uri, storage), bucket=bucket)
         rows.append((file_name, int(label)))
     labels = io.StringIO()
     pd.DataFrame(rows, columns=["filename", "digit"]).to_csv(labels, index=False)

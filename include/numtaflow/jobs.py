@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from .config import Settings
-from .storage import RunLayout, Storage, StorageError, safe_run_id
+from .catalog import Artifact, RunLayout
+from .config import Settings, form_overrides
+from .contracts import Contract, ContractError, StepCommit, parse_commit
+from .storage import Storage, StorageError, safe_run_id
 
 log = logging.getLogger("numtaflow")
 
@@ -38,17 +40,24 @@ class StepContext:
     data_until: str | None = None  # ISO time bounding which landed batches the run sees
     spark: object = None
 
-    def uri(self, name: str, step: str | None = None) -> str:
-        return self.layout.uri(step or self.step, name)
+    def uri(self, artifact: Artifact) -> str:
+        return self.layout.uri(artifact)
 
-    def s3a(self, name: str, step: str | None = None) -> str:
-        return f"s3a://{self.layout.bucket}/{self.layout.key(step or self.step, name)}"
+    def s3a(self, artifact: Artifact) -> str:
+        return self.layout.s3a(artifact)
+
+    def require(self, step: str) -> StepCommit:
+        """The typed commit record of an earlier step of this run, or a clear error."""
+        record = self.storage.require_step(self.layout, step)
+        return parse_commit(step, record, f"(s3://{self.layout.bucket}/{self.layout.marker_key(step)})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run one step of the NumtaDB transfer-learning workflow.")
     parser.add_argument("--run-id", required=True, help="Airflow run id (made safe for S3 keys)")
-    parser.add_argument("--settings-json", default="{}", help="per-run setting overrides, as a JSON object")
+    parser.add_argument("--settings-json", default="{}", help="run setting overrides, as a JSON object")
+    parser.add_argument("--form-json", default="{}",
+                        help="the trigger form's values: only those changed from the form's defaults apply")
     parser.add_argument("--logical-date", default=None)
     parser.add_argument("--run-type", default="manual", help="manual, scheduled, backfill or asset_triggered")
     parser.add_argument("--data-until", default=None,
@@ -57,10 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def context_from_args(step: str, args: argparse.Namespace, spark: object = None) -> StepContext:
-    overrides = json.loads(args.settings_json or "{}")
-    if not isinstance(overrides, dict):
-        raise StepFailed("--settings-json must be a JSON object")
-    settings = Settings.from_env().with_overrides({k: v for k, v in overrides.items() if v is not None})
+    overrides = {}
+    for option, text, pick in (("--form-json", args.form_json, form_overrides),
+                               ("--settings-json", args.settings_json, dict)):
+        values = json.loads(text or "{}")
+        if not isinstance(values, dict):
+            raise StepFailed(f"{option} must be a JSON object")
+        overrides.update(pick({k: v for k, v in values.items() if v is not None}))
+    settings = Settings.from_env().with_overrides(overrides)
     run_id = safe_run_id(args.run_id)
     return StepContext(
         step=step,
@@ -75,7 +88,7 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
     )
 
 
-def run_step(step: str, body: Callable[[StepContext], dict], argv: list[str] | None = None) -> None:
+def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str] | None = None) -> None:
     """Entry point of ``spark_jobs/<step>.py``: run ``body`` and commit, or exit 1 with the reason."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars would flood the task log
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -88,6 +101,7 @@ def run_step(step: str, body: Callable[[StepContext], dict], argv: list[str] | N
         from .spark import build_session, spark_jars
 
         spark_jars(context.settings)  # a clear error now rather than a ClassNotFound for s3a later
+        context.storage.check_bucket()  # wrong keys or a missing bucket: one sentence, not a traceback
         context.storage.begin_step(context.layout, step)
         context.spark = build_session(f"numtaflow-{step}-{context.run_id}")
         summary = body(context)
@@ -102,12 +116,12 @@ def run_step(step: str, body: Callable[[StepContext], dict], argv: list[str] | N
                 "settings": context.settings.run_settings(),
                 "logical_date": context.logical_date,
                 "run_type": context.run_type,
-                "summary": summary,
+                "summary": summary.model_dump(),
             },
         )
         log.info("step %s of run %s committed in %.1f s: %s", step, context.run_id, finished - started,
-                 json.dumps(summary, default=str)[:2000])
-    except (StepFailed, StorageError, ValueError, FileNotFoundError) as error:
+                 summary.model_dump_json()[:2000])
+    except (StepFailed, StorageError, ContractError, ValueError, FileNotFoundError) as error:
         log.error("step %s FAILED: %s", step, error)
         print(f"\nnumtaflow step '{step}' failed:\n{error}\n", file=sys.stderr, flush=True)
         sys.exit(1)

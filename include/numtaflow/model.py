@@ -10,20 +10,10 @@ Presets:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
+from .vocabulary import LR_CROSS_VALIDATED, LR_PRESETS, LrParams
 
-@dataclass(frozen=True)
-class LrParams:
-    max_iter: int
-    reg_param: float
-    elastic_net_param: float
-
-
-PRESETS = {
-    "study": LrParams(max_iter=5, reg_param=0.03, elastic_net_param=0.5),
-    "tuned": LrParams(max_iter=100, reg_param=0.01, elastic_net_param=0.0),
-}
 CV_GRID = {
     "max_iter": [100],
     "reg_param": [0.001, 0.01, 0.03, 0.1],
@@ -58,12 +48,12 @@ def fit(train_frame, preset: str, seed: int):
     For ``cv`` the frame needs a ``fold`` column (0..CV_FOLDS-1) assigned per original image,
     so that an image and its distorted copies always fall in the same fold.
     """
-    if preset != "cv":
-        params = PRESETS[preset]
+    if preset != LR_CROSS_VALIDATED:
+        params = LR_PRESETS[preset]
         return make_estimator(params).fit(train_frame), {"preset": preset, **asdict(params)}, []
     model, table = cross_validate(train_frame, CV_GRID, seed)
     best = max(table, key=lambda row: row["cv_accuracy"])
-    params = {"preset": "cv", "max_iter": best["max_iter"], "reg_param": best["reg_param"],
+    params = {"preset": LR_CROSS_VALIDATED, "max_iter": best["max_iter"], "reg_param": best["reg_param"],
               "elastic_net_param": best["elastic_net_param"]}
     return model, params, table
 
@@ -74,7 +64,7 @@ def cross_validate(train_frame, grid: dict[str, list], seed: int):
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
-    estimator = make_estimator(PRESETS["tuned"])
+    estimator = make_estimator(LR_PRESETS["tuned"])
     points = (
         ParamGridBuilder()
         .addGrid(estimator.maxIter, grid["max_iter"])

@@ -1,74 +1,109 @@
-"""The model registry in the bucket: a champion pointer, its history, and an index of runs.
+"""The model registry in the bucket: immutable model versions, the champion pointer, its history.
 
-* ``models/champion.json``: the one small object that says which model is served; changed only
-  by compare-and-set (``If-Match`` on its ETag, ``If-None-Match: *`` for the first), so two
-  runs finishing together cannot both win, and a lost race is re-judged against the winner.
-* ``models/history/<time>__<run>.json``: one object per promotion or rollback, never rewritten.
-* ``models/index.json``: one summary per run (metrics, gate decision), for fast listing.
+* ``models/versions/<version>/``: a promoted model, copied out of its run (whose prefix any re-run
+  rewrites) into a folder named by the model's content hash, with ``version.json`` beside it. A
+  version is written once and never deleted or rewritten.
+* ``models/champion.json``: which version serves. It changes only by compare-and-set (``If-Match``
+  on its ETag, ``If-None-Match: *`` for the first), so two promotions cannot both win; a lost race
+  is re-judged against the winner.
+* ``models/history/<time>__<version>.json``: one object per change of the pointer.
+* ``models/index.json``: one summary per evaluated run, for fast listing.
+
+The promotion rule is a function passed in (``judge``), so this module needs no Spark.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
-from .storage import PreconditionFailed, Storage
+from pydantic import AliasChoices, Field, ValidationError
 
-CHAMPION_KEY = "models/champion.json"
-HISTORY_PREFIX = "models/history/"
-INDEX_KEY = "models/index.json"
+from .catalog import CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS, MODEL, VERSIONS_PREFIX, RunLayout
+from .contracts import Contract, Featurizer
+from .storage import PreconditionFailed, Storage, StorageError, split_uri
+
 CAS_ATTEMPTS = 8
+HEADLINE_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc")
+
+
+class RegistryError(StorageError):
+    """The registry holds something it cannot act on; the message names the object and the fix."""
+
+
+class Metrics(Contract):
+    accuracy: float
+    f1: float
+    precision: float | None = None
+    recall: float | None = None
+    roc_auc: float | None = None
+
+
+class ModelVersion(Contract):
+    """An evaluated model: where it is, what it scored, what it needs (``version.json``)."""
+
+    run_id: str
+    model_uri: str
+    metrics: Metrics
+    settings: dict[str, Any]
+    featurizer: Featurizer = Field(validation_alias=AliasChoices("featurizer", "backbone"))
+    eval_ids_sha256: str
+    model_sha256: str | None = None  # None: a champion recorded before models were versioned
+    version: str | None = None
+    registered_at: str | None = None
+
+
+class Champion(ModelVersion):
+    """The pointer: the serving version, how it got there, and what served before it."""
+
+    action: str
+    changed_at: str
+    reasons: list[str]
+    previous_run_id: str | None = None
+    previous_version: str | None = None
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def read_champion(storage: Storage) -> tuple[dict | None, str | None]:
-    return storage.read_with_etag(CHAMPION_KEY)
+def version_prefix(version: str) -> str:
+    return f"{VERSIONS_PREFIX}{version}/"
 
 
-def set_champion(storage: Storage, record: dict, expected_etag: str | None, action: str) -> dict:
-    """Point the champion at ``record`` if it is still ``expected_etag``; log it in the history."""
-    pointer = {**record, "action": action, "changed_at": now_iso()}
-    storage.compare_and_set(CHAMPION_KEY, pointer, expected_etag)
-    stamp = pointer["changed_at"].replace(":", "").replace("-", "")
-    storage.put_json(f"{HISTORY_PREFIX}{stamp}__{record['run_id']}.json", pointer)
-    return pointer
+def version_key(version: str) -> str:
+    return version_prefix(version) + "version.json"
 
 
-def champion_record(storage: Storage, run_id: str) -> dict:
-    """What the champion pointer says about a run, rebuilt from the run's own artifacts."""
-    from .storage import RunLayout, StorageError
+# --- reading ---------------------------------------------------------------------------------
+def read_champion(storage: Storage) -> tuple[Champion | None, str | None]:
+    """The champion and the pointer's ETag; ``(None, None)`` only when no model was ever promoted.
 
-    layout = RunLayout(storage.bucket, run_id)
+    A pointer that does not parse, or lacks what the gate needs, is an error naming the object:
+    taking it for "no champion yet" would let any candidate through without the regression check.
+    """
     try:
-        metrics = storage.get_json(layout.key("evaluate", "metrics.json"))
-        record = storage.get_json(layout.run_record_key)
+        value, etag = storage.read_with_etag(CHAMPION_KEY)
+    except ValueError as error:  # not JSON
+        raise RegistryError(f"s3://{storage.bucket}/{CHAMPION_KEY} is not valid JSON ({error}); nothing is "
+                            "promoted until it is repaired: `python -m numtaflow models promote RUN`") from None
+    if value is None:
+        return None, None
+    try:
+        return Champion.model_validate(value), etag
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
+        raise RegistryError(f"s3://{storage.bucket}/{CHAMPION_KEY} is not a usable champion record ({problems}); "
+                            "nothing is promoted until it is repaired: `python -m numtaflow models promote RUN` "
+                            "or `models rollback VERSION`") from None
+
+
+def read_version(storage: Storage, version: str) -> ModelVersion:
+    try:
+        return ModelVersion.model_validate(storage.get_json(version_key(version)))
     except FileNotFoundError:
-        raise StorageError(f"run {run_id} has no completed evaluation; only evaluated runs can serve") from None
-    return {
-        "run_id": run_id,
-        "model_uri": layout.uri("train", "model"),
-        "metrics": {k: metrics[k] for k in ("accuracy", "f1", "precision", "recall", "roc_auc")},
-        "settings": record["settings"],
-        "backbone": record["backbone"],
-        "eval_ids_sha256": record["sample"]["eval"]["ids_sha256"],
-    }
-
-
-def change_champion(storage: Storage, run_id: str, action: str, reason: str) -> dict:
-    """Manually point the champion at an evaluated run (promote or roll back), compare-and-set."""
-    current, etag = read_champion(storage)
-    record = {**champion_record(storage, run_id), "previous_run_id": current.get("run_id") if current else None,
-              "reasons": [reason]}
-    return set_champion(storage, record, etag, action=action)
-
-
-def previous_champion(storage: Storage) -> str | None:
-    """The run that served before the current champion (for a rollback)."""
-    current, _ = read_champion(storage)
-    return current.get("previous_run_id") if current else None
+        raise RegistryError(f"model version {version} does not exist ({VERSIONS_PREFIX})") from None
 
 
 def history(storage: Storage) -> list[dict]:
@@ -76,23 +111,138 @@ def history(storage: Storage) -> list[dict]:
     return [storage.get_json(key) for key in keys]
 
 
-def update_index(storage: Storage, run_id: str, summary: dict) -> None:
-    """Insert or replace this run's summary in the index (retries on concurrent updates)."""
-    _update(storage, INDEX_KEY, lambda runs: [r for r in runs if r.get("run_id") != run_id] + [summary])
-
-
 def read_index(storage: Storage) -> list[dict]:
     value, _ = storage.read_with_etag(INDEX_KEY)
     return (value or {}).get("runs", [])
 
 
-def _update(storage: Storage, key: str, change: Callable[[list], list]) -> None:
+# --- versions --------------------------------------------------------------------------------
+def model_digest(storage: Storage, model_uri: str) -> str:
+    """sha256 over the saved model's files (names and bytes): the model's identity."""
+    prefix = split_uri(model_uri)[2].rstrip("/") + "/"
+    digest = hashlib.sha256()
+    for key in sorted(obj["Key"] for obj in storage.list_objects(prefix) if not obj["Key"].endswith("/")):
+        digest.update(key[len(prefix):].encode() + b"\0" + hashlib.sha256(storage.get_bytes(key)).digest())
+    return digest.hexdigest()
+
+
+def candidate_version(storage: Storage, layout: RunLayout, metrics: dict, settings: dict,
+                      featurizer: Featurizer, eval_ids_sha256: str) -> ModelVersion:
+    """A run's trained model as a version-to-be (still under the run's prefix)."""
+    model_uri = layout.uri(MODEL)
+    digest = model_digest(storage, model_uri)
+    return ModelVersion(run_id=layout.run_id, model_uri=model_uri, metrics=Metrics(**{k: metrics.get(k) for k in HEADLINE_METRICS}),
+                        settings=settings, featurizer=featurizer, eval_ids_sha256=eval_ids_sha256,
+                        model_sha256=digest, version=digest[:16])
+
+
+def register(storage: Storage, candidate: ModelVersion) -> ModelVersion:
+    """Copy the candidate's model into its immutable version folder (once); returns the version
+    as served from there. Registering the same model again changes nothing."""
+    version = candidate.version
+    registered = candidate.model_copy(update={"model_uri": f"s3://{storage.bucket}/{version_prefix(version)}model",
+                                              "registered_at": now_iso()})
+    if storage.exists(version_key(version)):
+        return read_version(storage, version)
+    source = split_uri(candidate.model_uri)[2].rstrip("/") + "/"
+    storage.copy_prefix(source, version_prefix(version) + "model/")
+    if model_digest(storage, registered.model_uri) != candidate.model_sha256:
+        raise RegistryError(f"the model under {candidate.model_uri} changed while it was being registered")
+    storage.put_if_absent(version_key(version), registered.model_dump(mode="json"))
+    return registered
+
+
+def version_of_run(storage: Storage, run_id: str) -> ModelVersion:
+    """An evaluated run's model as a version-to-be, from the run's own evidence."""
+    layout = RunLayout(storage.bucket, run_id)
+    try:
+        metrics = storage.get_json(layout.key(METRICS))
+        record = storage.get_json(layout.key(LINEAGE))
+    except FileNotFoundError:
+        raise RegistryError(f"run {run_id} has no completed evaluation; only evaluated runs can serve") from None
+    return candidate_version(storage, layout, metrics, record["settings"], Featurizer(**record["featurizer"]),
+                             record["sample"]["eval"]["ids_sha256"])
+
+
+# --- changing the pointer --------------------------------------------------------------------
+def cas_update(storage: Storage, key: str, change: Callable[[Any], Any], what: str,
+               read: Callable[[], tuple[Any, str | None]] | None = None) -> Any:
+    """Read ``key``, compute its new value with ``change(value)`` and write it by compare-and-set; on
+    a lost race read again and recompute. ``change`` returning None writes nothing. Returns the value
+    written (or None). ``read`` replaces the plain JSON read (the champion is read validated)."""
+    read = read or (lambda: storage.read_with_etag(key))
     for _ in range(CAS_ATTEMPTS):
-        value, etag = storage.read_with_etag(key)
-        runs = change((value or {}).get("runs", []))
+        value, etag = read()
+        updated = change(value)
+        if updated is None:
+            return None
         try:
-            storage.compare_and_set(key, {"runs": runs, "updated_at": now_iso()}, etag)
-            return
+            storage.compare_and_set(key, updated, etag)
+            return updated
         except PreconditionFailed:
             continue
-    raise PreconditionFailed(f"could not update {key} after {CAS_ATTEMPTS} attempts")
+    raise RegistryError(f"{what}: s3://{storage.bucket}/{key} kept changing; gave up after {CAS_ATTEMPTS} "
+                        "attempts and changed nothing; try again")
+
+
+Choice = tuple[ModelVersion, str, list[str]]  # the version to serve, the action, the reasons
+
+
+def switch_champion(storage: Storage, choose: Callable[[Champion | None], Choice | None], what: str,
+                    repair: bool = False) -> Champion | None:
+    """Point the champion at the registered version ``choose(current)`` names, by compare-and-set,
+    choosing again on the pointer as it is after a lost race; ``choose`` returning None keeps the
+    champion. With ``repair``, a broken pointer counts as none (to replace it); otherwise it is an
+    error. Each change is logged in the history."""
+    def read():
+        try:
+            return read_champion(storage)
+        except RegistryError:
+            if not repair:
+                raise
+            return None, storage.etag(CHAMPION_KEY)
+
+    def change(current: Champion | None):
+        chosen = choose(current)
+        if chosen is None:
+            return None
+        version, action, reasons = chosen
+        return Champion(**version.model_dump(by_alias=False), action=action, changed_at=now_iso(), reasons=reasons,
+                        previous_run_id=current.run_id if current else None,
+                        previous_version=current.version if current else None).model_dump(mode="json")
+
+    pointer = cas_update(storage, CHAMPION_KEY, change, what, read)
+    if pointer is None:
+        return None
+    stamp = pointer["changed_at"].replace(":", "").replace("-", "")
+    storage.put_json(f"{HISTORY_PREFIX}{stamp}__{pointer['version'] or pointer['run_id']}.json", pointer)
+    return Champion.model_validate(pointer)
+
+
+def promote_run(storage: Storage, run_id: str, reason: str) -> Champion:
+    """Manual promotion of an evaluated run's model (registered as a version first); also repairs a
+    broken pointer."""
+    version = register(storage, version_of_run(storage, run_id))
+    return switch_champion(storage, lambda current: (version, "promote", [reason]), "models promote", repair=True)
+
+
+def rollback(storage: Storage, reason: str, version: str | None = None) -> Champion:
+    """Point the champion at ``version``, or back at the version that served before the current one,
+    decided on the pointer as it is when the compare-and-set succeeds (a promotion landing meanwhile
+    is what gets rolled back, never overwritten unseen). Naming a version also repairs a broken pointer."""
+    def previous(current: Champion | None) -> Choice:
+        target = version or (current.previous_version if current else None)
+        if not target:
+            raise RegistryError("nothing to roll back to: the champion has no earlier version "
+                                "(name one: `models rollback VERSION`, or a run: `models promote RUN`)")
+        return read_version(storage, target), "rollback", [reason]
+
+    return switch_champion(storage, previous, "models rollback", repair=version is not None)
+
+
+def update_index(storage: Storage, run_id: str, summary: dict) -> None:
+    """Insert or replace this run's summary in the index."""
+    cas_update(storage, INDEX_KEY,
+               lambda value: {"runs": [r for r in (value or {}).get("runs", []) if r.get("run_id") != run_id]
+                              + [summary], "updated_at": now_iso()},
+               "index update")

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Iterator
 
+from .catalog import RunLayout
 from .config import Settings
 
-COMMIT_MARKER = "_COMMITTED.json"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -63,30 +62,6 @@ def spark_path(uri: str) -> str:
     return Path(key).resolve().as_uri()
 
 
-@dataclass(frozen=True)
-class RunLayout:
-    """Where each step of a run keeps its outputs: ``runs/<run id>/<step>/...``."""
-
-    bucket: str
-    run_id: str
-
-    def prefix(self, step: str) -> str:
-        return f"runs/{self.run_id}/{step}/"
-
-    def key(self, step: str, name: str) -> str:
-        return self.prefix(step) + name
-
-    def uri(self, step: str, name: str = "") -> str:
-        return f"s3://{self.bucket}/{self.key(step, name)}"
-
-    def marker_key(self, step: str) -> str:
-        return self.key(step, COMMIT_MARKER)
-
-    @property
-    def run_record_key(self) -> str:
-        return f"runs/{self.run_id}/run.json"
-
-
 class Storage:
     """A bucket on an S3-compatible server, with the few operations the workflow needs."""
 
@@ -114,15 +89,7 @@ class Storage:
         return json.loads(self.get_bytes(key))
 
     def exists(self, key: str, bucket: str | None = None) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=bucket or self.bucket, Key=key)
-            return True
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        return self.etag(key, bucket) is not None
 
     def list_objects(self, prefix: str, bucket: str | None = None) -> Iterator[dict]:
         """Every object under ``prefix`` (key, size, etag), following pagination."""
@@ -147,6 +114,22 @@ class Storage:
             self.client.delete_object(Bucket=self.bucket, Key=folder)
         return len(keys)
 
+    def copy_prefix(self, source: str, target: str) -> list[str]:
+        """Server-side copy of every object under ``source`` to the same relative key under ``target``;
+        returns the relative keys, sorted."""
+        relative = sorted(obj["Key"][len(source):] for obj in self.list_objects(source))
+        for name in relative:
+            self.copy(self.bucket, source + name, target + name)
+        return relative
+
+    def put_if_absent(self, key: str, value: Any) -> bool:
+        """Create ``key`` with ``value`` unless it exists (never overwrites); True if this call created it."""
+        try:
+            self.compare_and_set(key, value, None)
+            return True
+        except PreconditionFailed:
+            return False
+
     def _folders(self, prefix: str) -> list[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         found = []
@@ -163,6 +146,15 @@ class Storage:
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
 
+    def check_bucket(self) -> None:
+        """Fail fast, and clearly, when S3 cannot be reached, refuses the credentials or lacks the bucket."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError(describe_s3_error(error, self.settings.s3_endpoint, self.bucket)) from None
+
     # --- conditional writes (atomic pointers) --------------------------------------------
     def read_with_etag(self, key: str) -> tuple[Any | None, str | None]:
         """The JSON value at ``key`` and its ETag, or ``(None, None)`` when absent."""
@@ -171,6 +163,17 @@ class Storage:
         except self.client.exceptions.NoSuchKey:
             return None, None
         return json.loads(response["Body"].read()), response["ETag"]
+
+    def etag(self, key: str, bucket: str | None = None) -> str | None:
+        """The object's current ETag, or None when absent (whatever its content)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=bucket or self.bucket, Key=key)["ETag"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
 
     def compare_and_set(self, key: str, value: Any, expected_etag: str | None) -> str:
         """Write ``value`` only if ``key`` still has ``expected_etag`` (or is still absent).
@@ -212,6 +215,61 @@ class Storage:
                 f"(s3://{self.bucket}/{layout.marker_key(step)}): its output is missing or incomplete; "
                 f"re-run '{step}' first"
             ) from None
+
+    # --- copies and file-system access -----------------------------------------------------
+    def copy(self, source_bucket: str, source_key: str, key: str, bucket: str | None = None) -> str:
+        """Copy an object server-side: its bytes never pass through this process.
+
+        One CopyObject request (objects up to 5 GB; images are far smaller), where ``client.copy``
+        would first send a HEAD to choose between that and a multipart copy.
+        """
+        response = self.client.copy_object(Bucket=bucket or self.bucket, Key=key,
+                                           CopySource={"Bucket": source_bucket, "Key": source_key})
+        return response["CopyObjectResult"]["ETag"]
+
+    def filesystem(self):
+        """A ``pyarrow.fs.S3FileSystem`` on the client's endpoint and region, with the same timeouts
+        and retries, so that local and S3 inputs are listed and read through one interface.
+
+        Credentials come from the environment, as the client's do (absent: pyarrow's default chain).
+        """
+        import os
+        from urllib.parse import urlsplit
+
+        from pyarrow import fs
+
+        endpoint = self.settings.s3_endpoint
+        return fs.S3FileSystem(
+            access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=os.environ.get("AWS_SESSION_TOKEN"),
+            region=self.settings.s3_region,
+            endpoint_override=endpoint or None,
+            scheme=urlsplit(endpoint).scheme or "https",
+            connect_timeout=5,
+            request_timeout=60,
+            retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=5),
+        )
+
+
+def describe_s3_error(error: Exception, endpoint: str, bucket: str) -> str:
+    """One sentence naming the endpoint, the bucket and what was refused (never a credential)."""
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    where = f"S3 at {endpoint or 'the AWS default endpoint'}, bucket {bucket!r}"
+    if isinstance(error, EndpointConnectionError):
+        return f"cannot reach {where}: is the server running? (`make s3-start` for the embedded one)"
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = error.response.get("Error", {}).get("Code") or status
+        operation = getattr(error, "operation_name", "a request")
+        if status == 404 or code in ("NoSuchBucket", "404"):
+            return f"{where}: the bucket does not exist ({operation} answered {code}); create it or set NUMTAFLOW_BUCKET"
+        if status == 403 or code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403"):
+            return (f"{where} refused the credentials ({operation} answered {code}): check AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY in the environment of the process that runs the step")
+        return f"{where}: {operation} failed with {code}"
+    return f"{where}: {type(error).__name__}: {error}"
 
 
 def make_client(settings: Settings):

@@ -8,7 +8,8 @@ import zipfile
 import pytest
 from PIL import Image
 
-from tests.conftest import make_numtadb, run_job
+from numtaflow.catalog import VALIDATED_IMAGES, VALIDATION_REPORT
+from tests.conftest import commit, layout, make_numtadb, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -52,10 +53,12 @@ def test_broken_input_fails_with_named_files_and_rules(broken_input, storage, s3
     ):
         assert expected in output, expected
     assert "rgb_big.png: cannot decode" not in output
-    report = storage.get_json("runs/manual__broken/validate/report.json")
+    broken = layout("manual__broken")
+    report = storage.get_json(broken.key(VALIDATION_REPORT))
     assert report["success"] is False
-    assert not storage.exists("runs/manual__broken/validate/_COMMITTED.json")
-    assert not any("_images.parquet" in o["Key"] for o in storage.list_objects("runs/manual__broken/"))
+    assert not storage.exists(broken.marker_key("validate"))
+    assert not any(o["Key"].startswith(broken.key(images)) for images in VALIDATED_IMAGES.values()
+                   for o in storage.list_objects(broken.root))
 
 
 def test_missing_columns_and_escaping_zip_are_reported(tmp_path, storage, s3_env, featurizer_env):
@@ -73,7 +76,7 @@ def test_missing_columns_and_escaping_zip_are_reported(tmp_path, storage, s3_env
     assert result.returncode == 1
     assert "CSV is missing column(s) filename, digit; found: name, label" in output
     assert "zip member '../../escape.png' escapes the archive's folder" in output
-    assert not storage.exists("runs/manual__structure/validate/_COMMITTED.json")
+    assert not storage.exists(layout("manual__structure").marker_key("validate"))
 
 
 def test_zip_of_class_folders_validates(tmp_path, storage, s3_env, featurizer_env):
@@ -87,6 +90,6 @@ def test_zip_of_class_folders_validates(tmp_path, storage, s3_env, featurizer_en
            "NUMTAFLOW_EVAL_INPUT": str(archive), "NUMTAFLOW_PER_CLASS": "2", "NUMTAFLOW_EVAL_PER_CLASS": "1"}
     result = run_job("validate", "manual__zip", env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    marker = storage.get_json("runs/manual__zip/validate/_COMMITTED.json")
-    assert marker["summary"]["inputs"]["train"]["layout"] == "class_folders"
-    assert marker["summary"]["class_counts"]["train"] == {str(d): 2 for d in range(10)}
+    summary = commit(storage, "manual__zip", "validate").summary
+    assert summary.inputs["train"].layout == "class_folders"
+    assert summary.class_counts["train"] == {str(d): 2 for d in range(10)}

@@ -19,7 +19,8 @@ import venv
 
 import pytest
 
-from tests.conftest import dags_test, make_numtadb, migrated_airflow, run_for, upload_folder
+from numtaflow.catalog import FEATURES, METRICS
+from tests.conftest import commit, dags_test, layout, make_numtadb, migrated_airflow, run_for, upload_folder
 
 pytestmark = pytest.mark.integration
 LOGICAL_DATE = "2026-03-01T00:00:00+00:00"
@@ -139,7 +140,7 @@ def test_the_dag_runs_on_the_cluster_with_the_package_shipped(cluster, dag_run, 
 
     state, master = cluster
     run_id, command_lines, record = dag_run
-    assert storage.get_json(f"runs/{run_id}/evaluate/metrics.json")["n_eval"] == 20
+    assert storage.get_json(layout(run_id).key(METRICS))["n_eval"] == 20
     submits = [line for line in command_lines if "org.apache.spark.deploy.SparkSubmit" in line and master in line]
     assert submits and all(f"--py-files {package_archive()}" in line for line in submits), submits
 
@@ -170,13 +171,13 @@ def test_a_worker_lost_mid_featurize_is_replaced_and_the_step_commits_once(dag_r
     assert record["app_id"] == our_apps(run_id)["featurize"][0]["id"]  # Spark re-ran the tasks, not Airflow
 
     # committed once, after the loss, and completely: every image and view exactly once
-    prefix = f"runs/{run_id}/featurize/"
-    marker = storage.get_json(prefix + "_COMMITTED.json")
-    assert marker["finished_at"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record["killed_at"]))
-    keys = [item["Key"] for item in storage.list_objects(prefix)]
+    run = layout(run_id)
+    featurize = commit(storage, run_id, "featurize")
+    assert featurize.finished_at >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record["killed_at"]))
+    keys = [item["Key"] for item in storage.list_objects(run.prefix("featurize"))]
     assert not any("_temporary" in key for key in keys)
     for part, expected in (("train", 5 * 10 * 2), ("eval", 2 * 10)):  # train: each image and 1 distorted view
         frame = pd.concat(pq.read_table(io.BytesIO(storage.get_bytes(key)), columns=["image_id", "view"]).to_pandas()
-                          for key in keys if key.startswith(f"{prefix}{part}.parquet/") and key.endswith(".parquet"))
-        assert len(frame) == expected == marker["summary"][part]["rows"]
+                          for key in keys if key.startswith(run.key(FEATURES[part]) + "/") and key.endswith(".parquet"))
+        assert len(frame) == expected == getattr(featurize.summary, part).rows
         assert not frame.duplicated(["image_id", "view"]).any()

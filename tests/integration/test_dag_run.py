@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from tests.conftest import dags_test, make_numtadb, migrated_airflow, run_for, upload_folder
+from numtaflow.catalog import CHAMPION_KEY, LINEAGE, METRICS
+from tests.conftest import commit, dags_test, layout, make_numtadb, migrated_airflow, run_for, upload_folder
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +30,10 @@ def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
     assert first.returncode == 0, log[-5000:]
     assert "state=success" in log
     run_id = run_for(storage, "2026-02-01T00:00:00+00:00")
-    metrics = storage.get_json(f"runs/{run_id}/evaluate/metrics.json")
+    metrics = storage.get_json(layout(run_id).key(METRICS))
     assert metrics["gate"]["promoted"] is True
-    assert storage.get_json("models/champion.json")["run_id"] == run_id
-    record = storage.get_json(f"runs/{run_id}/run.json")
+    assert storage.get_json(CHAMPION_KEY)["run_id"] == run_id
+    record = storage.get_json(layout(run_id).key(LINEAGE))
     assert set(record["steps"]) == {"validate", "sample", "featurize", "train"}
     for secret in (airflow_env["AWS_SECRET_ACCESS_KEY"], airflow_env["AWS_ACCESS_KEY_ID"]):
         assert secret not in log  # task logs, spark-submit's "cmd" line included
@@ -42,12 +43,14 @@ def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
     second, log, _ = dags_test(airflow_env, "2026-02-02T00:00:00+00:00", {"min_accuracy": 1.0, "seed": 7})
     assert second.returncode == 0, log[-5000:]
     rejected = run_for(storage, "2026-02-02T00:00:00+00:00")
-    gate = storage.get_json(f"runs/{rejected}/evaluate/metrics.json")["gate"]
+    second_metrics = storage.get_json(layout(rejected).key(METRICS))
+    assert second_metrics["accuracy"] < 1.0  # so the gate's minimum of 1.0 must reject it
+    gate = second_metrics["gate"]
     assert gate["promoted"] is False and gate["champion_after"] == run_id
-    assert any("below the minimum 1.0000" in reason for reason in gate["reasons"]) or metrics["accuracy"] == 1.0
-    assert storage.get_json("models/champion.json")["run_id"] == run_id
-    sample_first = storage.get_json(f"runs/{run_id}/sample/_COMMITTED.json")["summary"]["train"]["ids_sha256"]
-    sample_second = storage.get_json(f"runs/{rejected}/sample/_COMMITTED.json")["summary"]["train"]["ids_sha256"]
+    assert any("below the minimum 1.0000" in reason for reason in gate["reasons"])
+    assert storage.get_json(CHAMPION_KEY)["run_id"] == run_id
+    sample_first = commit(storage, run_id, "sample").summary.train.ids_sha256
+    sample_second = commit(storage, rejected, "sample").summary.train.ids_sha256
     assert sample_first != sample_second  # the form's seed reached the job
 
 
@@ -57,6 +60,7 @@ def test_airflow_commands_wait_for_a_busy_metadata_database(airflow_env):
     import sqlite3
     import subprocess
     import threading
+    import time
     from pathlib import Path
 
     database = sqlite3.connect(Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db", isolation_level=None,
@@ -64,13 +68,16 @@ def test_airflow_commands_wait_for_a_busy_metadata_database(airflow_env):
     database.execute("BEGIN EXCLUSIVE")
     release = threading.Timer(20, database.execute, ["COMMIT"])
     release.start()
+    started = time.monotonic()
     try:
         command = subprocess.run(["airflow", "variables", "set", "lock_probe", "waited"], env=airflow_env,
                                  capture_output=True, text=True, timeout=120)
     finally:
+        waited = time.monotonic() - started
         release.join()
         database.close()
     assert command.returncode == 0, command.stderr[-2000:]
+    assert waited >= 15, f"the command finished after {waited:.1f} s: it never met the 20 s lock"
     read = subprocess.run(["airflow", "variables", "get", "lock_probe"], env=airflow_env, capture_output=True,
                           text=True, timeout=120)
     assert read.stdout.strip() == "waited"

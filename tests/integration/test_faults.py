@@ -15,12 +15,14 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, make_numtadb, run_job, upload_folder
+from numtaflow.catalog import FEATURES, SAMPLED_IMAGES
+from tests.conftest import ROOT, commit, layout, make_numtadb, read_parquet, run_job, upload_folder
 
 pytestmark = pytest.mark.integration
 RUN_ID = "manual__faults"
 PER_CLASS = 4
-MARKER = f"runs/{RUN_ID}/featurize/_COMMITTED.json"
+RUN = layout(RUN_ID)
+MARKER = RUN.marker_key("featurize")
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +49,18 @@ def wait_until_writing(storage, job: subprocess.Popen, timeout: float = 300) -> 
     """Until Spark has started writing the step's Parquet output (temporary files included)."""
     deadline = time.time() + timeout
     while not any(o["Key"].endswith(".parquet") or "_temporary" in o["Key"]
-                  for o in storage.list_objects(f"runs/{RUN_ID}/featurize/")):
+                  for o in storage.list_objects(RUN.prefix("featurize"))):
         assert job.poll() is None, job.stdout.read()[-3000:]
         assert time.time() < deadline, "featurize never started writing"
         time.sleep(0.2)
 
 
 def assert_complete_features(storage) -> None:
-    from tests.integration.test_jobs import read_parquet
-
-    marker = storage.get_json(MARKER)
-    features = read_parquet(storage, f"runs/{RUN_ID}/featurize/train.parquet/")
-    assert len(features) == marker["summary"]["train"]["rows"]
+    summary = commit(storage, RUN_ID, "featurize").summary
+    features = read_parquet(storage, RUN_ID, FEATURES["train"])
+    assert len(features) == summary.train.rows
     assert not features.duplicated(["image_id", "view"]).any()
-    assert set(features["image_id"]) == set(read_parquet(storage, f"runs/{RUN_ID}/sample/train.parquet/")["image_id"])
+    assert set(features["image_id"]) == set(read_parquet(storage, RUN_ID, SAMPLED_IMAGES["train"])["image_id"])
 
 
 def test_a_job_killed_mid_write_leaves_nothing_trusted_and_a_retry_completes(sampled, storage):
@@ -78,7 +78,7 @@ def test_a_job_killed_mid_write_leaves_nothing_trusted_and_a_retry_completes(sam
 
 
 def test_s3_stopped_mid_step_fails_cleanly_and_a_retry_after_it_is_back_succeeds(sampled, storage, s3_server):
-    storage.delete_prefix(f"runs/{RUN_ID}/featurize/")  # so the earlier test's output is not taken for this one's
+    storage.delete_prefix(RUN.prefix("featurize"))  # so the earlier test's output is not taken for this one's
     job = start_featurize(sampled)
     wait_until_writing(storage, job)
     s3_server.stop()

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.conftest import make_numtadb, run_job, upload_folder
+from numtaflow.catalog import VALIDATED_IMAGES
+from tests.conftest import commit, make_numtadb, read_parquet, run_job, upload_folder
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +41,16 @@ def test_a_drop_lands_new_images_and_commits_last(landed, storage):
 
 
 def test_validate_uses_the_batches_landed_by_its_day(landed, storage, tmp_path, featurizer_env):
-    from tests.integration.test_jobs import read_parquet
-
     train = upload_folder(storage, make_numtadb(tmp_path / "training-a", 3), "datasets/incoming")
     evaluation = make_numtadb(tmp_path / "eval", 2, source="training-c")
     settings = {"train_input": train, "eval_input": str(evaluation), "per_class": 4, "eval_per_class": 2,
                 "incoming_input": landed["uri"]}
     result = run_job("validate", "backfill__2026-11-03", featurizer_env, settings, data_until="2026-11-03T00:00:00+00:00")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    summary = storage.get_json("runs/backfill__2026-11-03/validate/_COMMITTED.json")["summary"]
-    assert summary["data_until"] == "2026-11-03"
-    assert [b["uri"] for b in summary["inputs"]["train"]["batches"]] == [landed["early"].uri]
-    images = read_parquet(storage, "runs/backfill__2026-11-03/validate/train_images.parquet/")
+    summary = commit(storage, "backfill__2026-11-03", "validate").summary
+    assert summary.data_until == "2026-11-03"
+    assert [b.uri for b in summary.inputs["train"].batches] == [landed["early"].uri]
+    images = read_parquet(storage, "backfill__2026-11-03", VALIDATED_IMAGES["train"])
     assert len(images) == 30 + 20  # 3 per class from the base input, 2 per class from the early batch
     assert images["image_id"].str.startswith("dt=2026-11-02/early/").sum() == 20
 

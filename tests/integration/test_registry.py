@@ -1,53 +1,122 @@
-"""Promotion is compare-and-set on the real S3 server: of concurrent writers exactly one wins."""
+"""The model registry on the real S3 server: compare-and-set promotion, immutable versions, and a
+broken pointer that stops promotion instead of being taken for "no champion"."""
 
 from __future__ import annotations
 
+import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from numtaflow.registry import read_champion, read_index, set_champion, update_index
+from numtaflow.catalog import CHAMPION_KEY, MODEL, REGISTRY_PREFIX, RUNS_PREFIX, RunLayout
+from numtaflow.contracts import Featurizer
+from numtaflow.registry import (RegistryError, candidate_version, history, read_champion, read_index, read_version,
+                                register, rollback, switch_champion, update_index, version_prefix)
 from numtaflow.storage import PreconditionFailed
 
 pytestmark = pytest.mark.integration
+FEATURIZER = Featurizer(backbone="MobileNetV2", image_size=96, layers=["out_relu"], weights="random",
+                        weights_sha256=None)
 
 
 @pytest.fixture
 def storage(s3_env):
-    """A bucket of its own: these tests rewrite the registry, which other tests read."""
+    """A bucket of its own, emptied for each test: these tests rewrite the registry."""
     from numtaflow.config import Settings
     from numtaflow.storage import Storage
 
-    registry = Storage(Settings.from_env().with_overrides({"bucket": "numtaflow-registry-test"}))
+    registry = Storage(Settings.from_env({**os.environ, "NUMTAFLOW_BUCKET": "numtaflow-registry-test"}))
     registry.ensure_bucket()
+    for prefix in (REGISTRY_PREFIX, RUNS_PREFIX):
+        registry.delete_prefix(prefix)
     return registry
 
 
-def test_concurrent_promotions_one_winner(storage):
-    storage.delete_prefix("models/")
-    _, etag = read_champion(storage)
-    assert etag is None
+def trained(storage, run_id: str, accuracy: float, weights: bytes | None = None):
+    """A run whose train step saved a (stand-in) model, as a candidate version."""
+    layout = RunLayout(storage.bucket, run_id)
+    weights = weights or run_id.encode()
+    for name in ("metadata/part-00000", "data/part-00000.parquet"):
+        storage.put_bytes(f"{layout.key(MODEL)}/{name}", weights + name.encode())
+    return candidate_version(storage, layout, {"accuracy": accuracy, "f1": accuracy}, {"seed": 1}, FEATURIZER,
+                             "ids")
 
-    def promote(index):
+
+def promote_if_better(storage, candidate):
+    """The gate's shape: judge against the champion as read, register, then compare-and-set."""
+    def choose(current):
+        if current and current.metrics.accuracy >= candidate.metrics.accuracy:
+            return None
+        return register(storage, candidate), "promote", [f"accuracy {candidate.metrics.accuracy}"]
+
+    return switch_champion(storage, choose, f"promotion of {candidate.run_id}")
+
+
+def test_first_promotions_race_one_winner_at_the_storage_level(storage):
+    def create(index):
         try:
-            set_champion(storage, {"run_id": f"race_{index}"}, etag, action="promote")
+            storage.compare_and_set(CHAMPION_KEY, {"run_id": f"race_{index}"}, None)
             return True
         except PreconditionFailed:
             return False
 
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(promote, range(8)))
+        outcomes = list(pool.map(create, range(8)))
     assert outcomes.count(True) == 1
-    champion, new_etag = read_champion(storage)
-    assert champion["run_id"] == f"race_{outcomes.index(True)}"
-    with pytest.raises(PreconditionFailed):  # a stale ETag cannot overwrite the winner
-        set_champion(storage, {"run_id": "late"}, "\"0000\"", action="promote")
-    set_champion(storage, {"run_id": "next"}, new_etag, action="promote")
-    assert read_champion(storage)[0]["run_id"] == "next"
+
+
+def test_eight_promotions_from_an_existing_champion_are_rejudged_against_each_winner(storage):
+    promote_if_better(storage, trained(storage, "base", 0.50))
+    candidates = [trained(storage, f"race_{i}", 0.60 + i / 100) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda c: promote_if_better(storage, c), candidates))
+    champion, _ = read_champion(storage)
+    assert champion.run_id == "race_7" and champion.metrics.accuracy == pytest.approx(0.67)
+    changes = history(storage)
+    # every change was made against the pointer it replaced: the versions form one chain, none lost
+    assert [c["previous_version"] for c in changes[1:]] == [c["version"] for c in changes[:-1]]
+    assert all(b["metrics"]["accuracy"] > a["metrics"]["accuracy"] for a, b in zip(changes, changes[1:]))
+
+
+def test_a_rerun_of_the_champions_run_does_not_change_what_serves(storage):
+    candidate = trained(storage, "champion_run", 0.9)
+    served = promote_if_better(storage, candidate)
+    assert served.model_uri.startswith(f"s3://{storage.bucket}/{version_prefix(served.version)}")
+    before = {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served.version))}
+    storage.delete_prefix(RunLayout(storage.bucket, "champion_run").prefix("train"))
+    rerun = trained(storage, "champion_run", 0.9, weights=b"other settings")  # the same run, retrained
+    assert rerun.model_sha256 != served.model_sha256  # so evaluate judges it instead of "already the champion"
+    assert {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served.version))} == before
+    assert read_champion(storage)[0].version == served.version
+    assert register(storage, candidate).version == served.version  # registering again rewrites nothing
+    assert {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served.version))} == before
+
+
+def test_rollback_points_at_the_earlier_version_which_is_still_there(storage):
+    first = promote_if_better(storage, trained(storage, "first", 0.8))
+    second = promote_if_better(storage, trained(storage, "second", 0.9))
+    back = rollback(storage, "bad outputs")
+    assert (back.version, back.previous_version, back.action) == (first.version, second.version, "rollback")
+    assert read_version(storage, second.version).run_id == "second"  # versions are never deleted
+    with pytest.raises(RegistryError, match="does not exist"):
+        rollback(storage, "typo", version="0123456789abcdef")
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"run_id": "x", "model_uri": "s3://b/k"}'])
+def test_a_broken_champion_record_stops_promotion_and_can_be_repaired(storage, content):
+    good = promote_if_better(storage, trained(storage, "good", 0.8))
+    storage.put_bytes(CHAMPION_KEY, content)
+    with pytest.raises(RegistryError, match=re.escape(CHAMPION_KEY)):
+        read_champion(storage)
+    with pytest.raises(RegistryError, match="nothing is promoted until it is repaired"):
+        promote_if_better(storage, trained(storage, "candidate", 0.99))
+    assert storage.get_bytes(CHAMPION_KEY) == content  # untouched
+    repaired = rollback(storage, "repair", version=good.version)
+    assert read_champion(storage)[0].version == repaired.version == good.version
 
 
 def test_index_updates_are_not_lost_under_concurrency(storage):
-    storage.delete_prefix("models/")
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(lambda i: update_index(storage, f"run_{i}", {"run_id": f"run_{i}"}), range(6)))
     update_index(storage, "run_3", {"run_id": "run_3", "note": "replaced"})

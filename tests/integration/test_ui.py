@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from numtaflow.catalog import CONFUSION, LINEAGE, METRICS, VALIDATION_HTML
+from tests.conftest import ROOT, layout
 
 pytestmark = pytest.mark.integration
 UI_PORT = 8790
@@ -116,8 +117,8 @@ def test_embedded_services_listen_on_loopback_only(airflow_ui, s3_env):
 
 
 def test_anonymous_requests_are_refused(airflow_ui, finished_run):
-    for path in ("/numtaflow/", f"/numtaflow/runs/{finished_run}", f"/numtaflow/runs/{finished_run}/confusion_eval.png",
-                 "/numtaflow/api/runs"):
+    for path in ("/numtaflow/", f"/numtaflow/runs/{finished_run}",
+                 f"/numtaflow/runs/{finished_run}/{CONFUSION['eval'].served_as}", "/numtaflow/api/runs"):
         status, _ = get(airflow_ui["url"] + path)
         assert status == 401, path
     status, _ = get(airflow_ui["url"] + "/numtaflow/", token="not-a-token")
@@ -129,16 +130,16 @@ def test_logged_in_user_sees_runs_and_evidence(airflow_ui, finished_run, storage
     status, page = get(airflow_ui["url"] + "/numtaflow/", bearer)
     assert status == 200 and finished_run.encode() in page
     status, page = get(f"{airflow_ui['url']}/numtaflow/runs/{finished_run}", bearer)
-    accuracy = storage.get_json(f"runs/{finished_run}/evaluate/metrics.json")["accuracy"]
+    accuracy = storage.get_json(layout(finished_run).key(METRICS))["accuracy"]
     assert status == 200 and f"{accuracy:.4f}".encode() in page
-    status, image = get(f"{airflow_ui['url']}/numtaflow/runs/{finished_run}/confusion_eval.png", bearer)
+    status, image = get(f"{airflow_ui['url']}/numtaflow/runs/{finished_run}/{CONFUSION['eval'].served_as}", bearer)
     assert status == 200 and image.startswith(b"\x89PNG")
-    status, report = get(f"{airflow_ui['url']}/numtaflow/runs/{finished_run}/validation.html", bearer)
+    status, report = get(f"{airflow_ui['url']}/numtaflow/runs/{finished_run}/{VALIDATION_HTML.served_as}", bearer)
     assert status == 200 and b"Input validation" in report
     links = re.findall(rb"(?:href|src)='([^']*)'", page)
     assert links and all(link.startswith(b"/numtaflow/") for link in links), links  # served by the app only
     assert b"X-Amz-" not in page
-    status, _ = get(f"{airflow_ui['url']}/numtaflow/runs/..%2Fetc/run.json", bearer)
+    status, _ = get(f"{airflow_ui['url']}/numtaflow/runs/..%2Fetc/{LINEAGE.served_as}", bearer)
     assert status in (400, 404)
 
 
@@ -186,7 +187,7 @@ def test_run_page_in_chromium(airflow_ui, browser, finished_run, storage):
     image = browser.find_element(By.TAG_NAME, "img")
     wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
     assert browser.execute_script("return arguments[0].naturalWidth", image) > 300
-    accuracy = storage.get_json(f"runs/{finished_run}/evaluate/metrics.json")["accuracy"]
+    accuracy = storage.get_json(layout(finished_run).key(METRICS))["accuracy"]
     assert f"{accuracy:.4f}" in browser.page_source
     assert "Gate:" in browser.page_source
     browser.save_screenshot(str(SCREENSHOTS / "run-page.png"))
@@ -234,9 +235,7 @@ def wait_for_runs(ui, select, count, minutes=15):
 
 
 def run_record(storage, run):
-    from numtaflow.storage import safe_run_id
-
-    return storage.get_json(f"runs/{safe_run_id(run['dag_run_id'])}/run.json")
+    return storage.get_json(layout(run["dag_run_id"]).key(LINEAGE))
 
 
 def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
@@ -267,9 +266,7 @@ def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
     (run,) = wait_for_runs(airflow_ui, lambda r: r["dag_run_id"] not in before and r["run_type"] == "manual", 1)
     assert run["conf"]["per_class"] == 3 and run["conf"]["seed"] == 11 and run["conf"]["min_accuracy"] == 0.05
     assert run["state"] == "success"
-    from numtaflow.storage import safe_run_id
-
-    metrics = storage.get_json(f"runs/{safe_run_id(run['dag_run_id'])}/evaluate/metrics.json")
+    metrics = storage.get_json(layout(run["dag_run_id"]).key(METRICS))
     assert metrics["per_class_sample"] == 3 and metrics["seed"] == 11 and metrics["n_eval"] == 20
 
 
@@ -314,35 +311,31 @@ def test_backfill_runs_each_date_on_the_data_landed_by_then(airflow_ui, storage)
 
     assert {safe_run_id(r["dag_run_id"]) for r in runs} <= index  # concurrent index updates lost nothing
     champion, _ = read_champion(storage)
-    assert champion["run_id"] in index
+    assert champion.run_id in index
 
 
 def test_rerunning_a_date_reproduces_it_and_touches_nothing_else(airflow_ui, storage):
     """The same date, data and settings give the same sample and metrics; other runs stay as they were."""
-    from numtaflow.storage import safe_run_id
-
     first, second = sorted(wait_for_runs(airflow_ui, lambda r: r["run_type"] == "backfill", 2),
                            key=lambda r: r["logical_date"])
-    first_id, second_id = safe_run_id(first["dag_run_id"]), safe_run_id(second["dag_run_id"])
-    before = {key: storage.get_json(key) for key in (f"runs/{first_id}/evaluate/metrics.json",
-                                                     f"runs/{first_id}/sample/_COMMITTED.json",
-                                                     f"runs/{second_id}/evaluate/_COMMITTED.json")}
+    first_run, second_run = layout(first["dag_run_id"]), layout(second["dag_run_id"])
+    first_metrics, first_sample = first_run.key(METRICS), first_run.marker_key("sample")
+    first_evaluate, second_evaluate = first_run.marker_key("evaluate"), second_run.marker_key("evaluate")
+    before = {key: storage.get_json(key) for key in (first_metrics, first_sample, second_evaluate)}
     backfill(airflow_ui, "--from-date", BATCH_DAYS[0], "--to-date", BATCH_DAYS[0], "--reprocess-behavior",
              "completed")
-    done_before = storage.get_json(f"runs/{first_id}/evaluate/_COMMITTED.json")["finished_at"]
+    done_before = storage.get_json(first_evaluate)["finished_at"]
     deadline = time.time() + 900
-    while not (storage.exists(f"runs/{first_id}/evaluate/_COMMITTED.json")
-               and storage.get_json(f"runs/{first_id}/evaluate/_COMMITTED.json")["finished_at"] > done_before):
+    while not (storage.exists(first_evaluate) and storage.get_json(first_evaluate)["finished_at"] > done_before):
         assert time.time() < deadline, "the re-run did not finish in 15 minutes"
         time.sleep(5)
-    rerun_sample = storage.get_json(f"runs/{first_id}/sample/_COMMITTED.json")
-    assert rerun_sample["started_at"] >= before[f"runs/{first_id}/sample/_COMMITTED.json"]["finished_at"]
-    assert rerun_sample["summary"] == before[f"runs/{first_id}/sample/_COMMITTED.json"]["summary"]
-    metrics = storage.get_json(f"runs/{first_id}/evaluate/metrics.json")
+    rerun_sample = storage.get_json(first_sample)
+    assert rerun_sample["started_at"] >= before[first_sample]["finished_at"]
+    assert rerun_sample["summary"] == before[first_sample]["summary"]
+    metrics = storage.get_json(first_metrics)
     for key in ("accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix"):
-        assert metrics[key] == before[f"runs/{first_id}/evaluate/metrics.json"][key], key
-    assert storage.get_json(f"runs/{second_id}/evaluate/_COMMITTED.json") == before[
-        f"runs/{second_id}/evaluate/_COMMITTED.json"]
+        assert metrics[key] == before[first_metrics][key], key
+    assert storage.get_json(second_evaluate) == before[second_evaluate]
 
 
 def test_task_logs_of_scheduled_runs_never_show_the_secret(airflow_ui):

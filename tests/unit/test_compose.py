@@ -50,7 +50,7 @@ def test_every_variable_is_documented_or_defaulted():
 
 def test_settings_and_paths_exist(compose):
     env = compose["x-numtaflow-env"]
-    fields = set(Settings().run_settings())
+    fields = set(Settings().all_settings())
     for key in env:
         if key.startswith(ENV_PREFIX):
             assert key[len(ENV_PREFIX):].lower() in fields, key

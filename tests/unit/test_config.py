@@ -13,22 +13,53 @@ def test_env_overrides_are_coerced_to_field_types():
 
 
 def test_unknown_override_is_rejected_by_name():
-    with pytest.raises(ValueError, match="unknown setting.*per_klass"):
+    with pytest.raises(ValueError, match="unknown run setting.*per_klass"):
         Settings().with_overrides({"per_klass": 3})
+
+
+def test_platform_settings_come_only_from_the_environment():
+    with pytest.raises(ValueError, match="s3_endpoint: platform settings come from NUMTAFLOW_"):
+        Settings().with_overrides({"s3_endpoint": "http://elsewhere:9000"})
+    assert Settings.from_env({"NUMTAFLOW_S3_ENDPOINT": "http://elsewhere:9000"}).s3_endpoint == "http://elsewhere:9000"
+    with pytest.raises(ValueError, match="driver_memory='lots': must be a JVM memory size"):
+        Settings.from_env({"NUMTAFLOW_DRIVER_MEMORY": "lots"})
+
+
+def test_form_values_override_the_environment_only_where_changed():
+    """form > environment > default: an untouched form field leaves the worker's setting alone."""
+    from numtaflow.config import form_fields, form_overrides
+
+    form = {name: default for name, (default, _, _) in form_fields().items()}
+    worker = Settings.from_env({"NUMTAFLOW_PER_CLASS": "80", "NUMTAFLOW_SEED": "5"})
+    untouched = worker.with_overrides(form_overrides(form))
+    assert (untouched.per_class, untouched.seed, untouched.backbone) == (80, 5, "MobileNetV2")
+    changed = worker.with_overrides(form_overrides({**form, "per_class": 30}))
+    assert (changed.per_class, changed.seed) == (30, 5)
+    assert Settings.from_env({}).with_overrides(form_overrides(form)).per_class == 50
+
+
+def test_the_form_is_generated_from_the_schema_with_its_bounds():
+    from numtaflow.config import RunSettings, form_fields
+
+    form = form_fields()
+    assert set(form) <= set(RunSettings.model_fields)
+    default, description, schema = form["per_class"]
+    assert (default, schema["minimum"], schema["maximum"], schema["section"]) == (50, 2, 100_000, "Data")
+    assert schema["type"] == "integer" and description
+    assert "VGG16" in form["backbone"][2]["enum"] and form["min_accuracy"][2]["type"] == "number"
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"backbone": "AlexNet"}, "backbone='AlexNet' is not one of"),
-        ({"per_class": 1}, "per_class=1 must be at least 2"),
-        ({"per_class": "ten"}, "per_class='ten' is not a valid int"),
-        ({"per_class": 2.5}, "is not a valid int"),
-        ({"min_accuracy": 1.5}, "min_accuracy=1.5 must be between 0 and 1"),
+        ({"backbone": "AlexNet"}, "backbone='AlexNet': Input should be 'MobileNetV2'"),
+        ({"per_class": 1}, "per_class=1: Input should be greater than or equal to 2"),
+        ({"per_class": "ten"}, "per_class='ten': Input should be a valid integer"),
+        ({"per_class": 2.5}, "per_class=2.5: Input should be a valid integer"),
+        ({"min_accuracy": 1.5}, "min_accuracy=1.5: Input should be less than or equal to 1"),
         ({"lr_preset": "fast"}, "lr_preset='fast'"),
-        ({"image_size": 16}, "image_size=16"),
-        ({"driver_memory": "lots"}, "driver_memory='lots' must be a JVM memory size"),
-        ({"feature_layers": "out_relu:0"}, "feature_layers entry 'out_relu:0' must be a layer name"),
+        ({"image_size": 16}, "image_size=16: must be 0"),
+        ({"feature_layers": "out_relu:0"}, "feature_layers='out_relu:0': entry 'out_relu:0' must be a layer name"),
         ({"feature_layers": "block_13_expand_relu:2, out_relu:x"}, "entry 'out_relu:x'"),
         ({"feature_layers": "a:2:2"}, "entry 'a:2:2'"),
     ],
@@ -53,5 +84,5 @@ def test_every_setting_is_documented_in_the_readme():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [name for name in Settings().run_settings() if f"| `{name}` |" not in readme]
+    missing = [name for name in Settings().all_settings() if f"| `{name}` |" not in readme]
     assert missing == []

@@ -119,3 +119,45 @@ def test_resolve_local_numtadb_folder(tmp_path):
 def test_resolve_reports_missing_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         resolve_input(str(tmp_path / "nope"), None)
+
+
+def test_list_files_walks_subfolders_with_sizes_and_skips_hidden_files(tmp_path, monkeypatch):
+    from numtaflow.data import list_files
+
+    for relative, size in (("3/a.png", 3), ("3/deep/b.png", 5), ("7/c.jpg", 1), ("3/.DS_Store", 2),
+                           (".git/x.png", 4), ("_tmp/y.png", 4), ("7/_part.png", 4)):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"x" * size)
+    expected = [ListedFile("3/a.png", 3), ListedFile("3/deep/b.png", 5), ListedFile("7/c.jpg", 1)]
+    assert list_files(str(tmp_path), None) == expected
+    assert list_files(f"file://{tmp_path}/", None) == expected
+    monkeypatch.chdir(tmp_path.parent)
+    assert list_files(tmp_path.name, None) == expected
+
+
+def test_list_files_refuses_a_file_as_the_input_folder(tmp_path):
+    from numtaflow.data import list_files
+
+    (tmp_path / "a.png").write_bytes(b"1")
+    with pytest.raises(InputError, match="does not exist or is not a folder"):
+        list_files(str(tmp_path / "a.png"), None)
+
+
+def test_read_bytes_and_exists_on_local_files(tmp_path):
+    from numtaflow.data import exists, read_bytes
+
+    (tmp_path / "labels.csv.gz").write_bytes(b"not gzip")  # read as stored, never decompressed
+    assert read_bytes(str(tmp_path / "labels.csv.gz"), None) == b"not gzip"
+    assert exists(str(tmp_path / "labels.csv.gz"), None) and not exists(str(tmp_path), None)
+    assert not exists(str(tmp_path / "nope.csv"), None)
+    with pytest.raises(FileNotFoundError, match="nope.csv does not exist"):
+        read_bytes(str(tmp_path / "nope.csv"), None)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_bytes(str(tmp_path), None)
+
+
+def test_s3_inputs_need_storage_settings():
+    from numtaflow.data import list_files
+
+    with pytest.raises(InputError, match="needs S3 settings"):
+        list_files("s3://bucket/training-a", None)

@@ -6,12 +6,13 @@ import pytest
 from PIL import Image
 
 from numtaflow.config import Settings
-from numtaflow.features import BACKBONE_SPECS, FeaturizerSpec, WeightsNotFound, featurize_contents, resolve_weights
+from numtaflow.features import FeaturizerSpec, WeightsNotFound, featurize_contents, resolve_weights
+from numtaflow.vocabulary import BACKBONES
 
 
 def test_every_backbone_has_a_keras_constructor_and_preprocess():
     keras = pytest.importorskip("keras")
-    for spec in BACKBONE_SPECS.values():
+    for spec in BACKBONES.values():
         assert callable(getattr(keras.applications, spec.name))
         assert callable(getattr(keras.applications, spec.module).preprocess_input)
 
@@ -25,14 +26,14 @@ def test_missing_weights_name_the_file_and_folder(tmp_path, monkeypatch):
 
 
 def test_weights_file_in_weights_dir_is_used(tmp_path):
-    path = tmp_path / BACKBONE_SPECS["VGG16"].weights_file
+    path = tmp_path / BACKBONES["VGG16"].weights_file
     path.write_bytes(b"h5")
     assert resolve_weights(Settings(backbone="VGG16", weights_dir=str(tmp_path))) == str(path)
 
 
 def test_feature_layers_setting():
     auto = FeaturizerSpec.from_settings(Settings(weights="random"))
-    assert auto.layers == BACKBONE_SPECS["MobileNetV2"].recommended_layers and auto.image_size == 128
+    assert auto.layers == BACKBONES["MobileNetV2"].recommended_layers and auto.image_size == 128
     assert FeaturizerSpec.from_settings(Settings(weights="random", backbone="InceptionV3")).image_size == 299
     assert FeaturizerSpec.from_settings(Settings(weights="random", image_size=224)).image_size == 224
     assert FeaturizerSpec.from_settings(Settings(weights="random", feature_layers="last")).layers == ()

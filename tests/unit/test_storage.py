@@ -1,6 +1,7 @@
 import pytest
 
-from numtaflow.storage import RunLayout, safe_run_id, spark_path, split_uri
+from numtaflow.catalog import ARTIFACTS, LINEAGE, METRICS, MODEL, SERVED, STEPS, RunLayout
+from numtaflow.storage import safe_run_id, spark_path, split_uri
 
 
 def test_safe_run_id_is_deterministic_and_key_safe():
@@ -28,7 +29,66 @@ def test_spark_path_uses_s3a_and_absolute_files(tmp_path):
 
 def test_run_layout_keys_are_run_and_step_scoped():
     layout = RunLayout("bucket", "run1")
-    assert layout.key("train", "model") == "runs/run1/train/model"
-    assert layout.uri("evaluate", "metrics.json") == "s3://bucket/runs/run1/evaluate/metrics.json"
+    assert layout.key(MODEL) == "runs/run1/train/model"
+    assert layout.uri(METRICS) == "s3://bucket/runs/run1/evaluate/metrics.json"
+    assert layout.s3a(METRICS) == "s3a://bucket/runs/run1/evaluate/metrics.json"
     assert layout.marker_key("sample") == "runs/run1/sample/_COMMITTED.json"
-    assert layout.run_record_key == "runs/run1/run.json"
+    assert layout.key(LINEAGE) == "runs/run1/run.json"
+
+
+def test_the_catalog_declares_each_artifact_once_and_serves_only_declared_names():
+    keys = [RunLayout("b", "r").key(artifact) for artifact in ARTIFACTS]
+    assert len(keys) == len(set(keys))
+    assert all(artifact.step in (*STEPS, "") for artifact in ARTIFACTS)
+    assert set(SERVED) == {"confusion_eval.png", "confusion_split.png", "validation.html", "metrics.json", "run.json"}
+
+
+def test_s3_errors_name_the_endpoint_the_bucket_and_what_was_refused():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from numtaflow.storage import describe_s3_error
+
+    def refused(code, status):
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadBucket")
+
+    text = describe_s3_error(refused("SignatureDoesNotMatch", 403), "http://127.0.0.1:8333", "numtaflow")
+    assert "http://127.0.0.1:8333" in text and "'numtaflow'" in text and "refused the credentials" in text
+    assert "does not exist" in describe_s3_error(refused("NoSuchBucket", 404), "http://s3:9000", "nope")
+    assert "cannot reach" in describe_s3_error(EndpointConnectionError(endpoint_url="http://x:1"), "http://x:1", "b")
+
+
+def stubbed_storage(**settings):
+    """A Storage whose boto3 client answers from a Stubber: any request not expected fails the test."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from numtaflow.config import Settings
+    from numtaflow.storage import Storage
+
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url="http://127.0.0.1:1",
+                          aws_access_key_id="key", aws_secret_access_key="secret")
+    return Storage(Settings(bucket="landing", **settings), client=client), Stubber(client)
+
+
+def test_copy_is_one_server_side_request():
+    storage, stub = stubbed_storage()
+    stub.add_response("copy_object", {"CopyObjectResult": {"ETag": '"e1"'}},
+                      {"Bucket": "landing", "Key": "incoming/b/a.png",
+                       "CopySource": {"Bucket": "datasets", "Key": "training-a/a.png"}})
+    with stub:
+        assert storage.copy("datasets", "training-a/a.png", "incoming/b/a.png") == '"e1"'
+    stub.assert_no_pending_responses()
+
+
+def test_filesystem_uses_the_client_endpoint_region_and_environment_credentials(monkeypatch):
+    from pyarrow import fs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    storage, _ = stubbed_storage(s3_endpoint="http://127.0.0.1:8633", s3_region="eu-west-1")
+    expected = dict(access_key="env-key", secret_key="env-secret", region="eu-west-1",
+                    endpoint_override="http://127.0.0.1:8633", scheme="http", connect_timeout=5, request_timeout=60)
+    assert storage.filesystem() == fs.S3FileSystem(**expected)
+    assert storage.filesystem() != fs.S3FileSystem(**{**expected, "secret_key": "other"})
+    assert "env-secret" not in repr(storage.filesystem())

@@ -14,6 +14,8 @@ from typing import Iterator, Tuple
 
 import pandas as pd
 
+from ..catalog import FEATURES, SAMPLED_IMAGES
+from ..contracts import FeaturizedSet, FeaturizeSummary
 from ..features import FeaturizerSpec, featurize_batches, weights_sha256
 from ..jobs import StepContext, StepFailed
 from ..spark import task_count
@@ -39,9 +41,9 @@ def featurize_frame(frame, spec: FeaturizerSpec, partitions: int, views: int, se
     )
 
 
-def run(context: StepContext) -> dict:
+def run(context: StepContext) -> FeaturizeSummary:
     spark, settings = context.spark, context.settings
-    context.storage.require_step(context.layout, "sample")
+    context.require("sample")
     task_cpus = int(spark.conf.get("spark.task.cpus", "1"))
     spec = FeaturizerSpec.from_settings(settings, task_cpus)
     summary = {
@@ -55,23 +57,23 @@ def run(context: StepContext) -> dict:
     passes = {"train": (replace(spec, test_views=0), settings.train_views), "eval": (spec, 0)}
     for name, (name_spec, views) in passes.items():
         started = time.time()
-        images = spark.read.parquet(context.s3a(f"{name}.parquet", step="sample"))
+        images = spark.read.parquet(context.s3a(SAMPLED_IMAGES[name]))
         expected = images.count() * (1 + views)
         # cores read after that first job: a cluster's executors register after the session
         # starts, and defaultParallelism counts only those registered
         partitions = task_count(expected * (1 + name_spec.test_views), spark.sparkContext.defaultParallelism,
                                 settings.featurize_task_images)
         featurize_frame(images, name_spec, partitions, views, settings.seed).write.mode("overwrite").parquet(
-            context.s3a(f"{name}.parquet")
+            context.s3a(FEATURES[name])
         )
-        written = spark.read.parquet(context.s3a(f"{name}.parquet"))
+        written = spark.read.parquet(context.s3a(FEATURES[name]))
         rows = written.count()
         if rows != expected:  # whatever happened to the executors, a short or doubled output is never committed
             raise StepFailed(f"featurize wrote {rows} {name} rows, expected {expected}")
         dimension = len(written.select("features").first()["features"]) if rows else 0
         seconds = time.time() - started
         images_run = rows * (1 + name_spec.test_views)
-        summary[name] = {"rows": rows, "partitions": partitions, "dimension": dimension,
-                         "seconds": round(seconds, 2), "images_through_cnn": images_run,
-                         "images_per_second": round(images_run / seconds, 1) if seconds else None}
-    return summary
+        summary[name] = FeaturizedSet(rows=rows, partitions=partitions, dimension=dimension, seconds=round(seconds, 2),
+                                      images_through_cnn=images_run,
+                                      images_per_second=round(images_run / seconds, 1) if seconds else None)
+    return FeaturizeSummary(**summary)

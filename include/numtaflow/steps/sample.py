@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from pyspark.sql import functions as F
 
+from ..catalog import SAMPLED_IMAGES, VALIDATED_IMAGES
+from ..contracts import SampledSet, SampleSummary
 from ..jobs import StepContext
 from ..sampling import ids_hash, stratified_sample
 
 
-def run(context: StepContext) -> dict:
+def run(context: StepContext) -> SampleSummary:
     settings, spark = context.settings, context.spark
-    context.storage.require_step(context.layout, "validate")
-    train_images = spark.read.parquet(context.s3a("train_images.parquet", step="validate"))
-    eval_images = spark.read.parquet(context.s3a("eval_images.parquet", step="validate"))
+    context.require("validate")
+    train_images = spark.read.parquet(context.s3a(VALIDATED_IMAGES["train"]))
+    eval_images = spark.read.parquet(context.s3a(VALIDATED_IMAGES["eval"]))
     train = stratified_sample(train_images, settings.per_class, settings.seed)
     # no image of the training sample (same bytes, whatever its name or input) is ever evaluated
     sampled = train.select(F.sha2("content", 256).alias("content_sha256"))
@@ -30,9 +32,9 @@ def run(context: StepContext) -> dict:
         frame = frame.select("image_id", "label", "source", "content").repartition(
             max(2, spark.sparkContext.defaultParallelism), "image_id"
         )
-        frame.write.mode("overwrite").parquet(context.s3a(f"{name}.parquet"))
-        written = spark.read.parquet(context.s3a(f"{name}.parquet"))
+        frame.write.mode("overwrite").parquet(context.s3a(SAMPLED_IMAGES[name]))
+        written = spark.read.parquet(context.s3a(SAMPLED_IMAGES[name]))
         counts = {str(r["label"]): r["count"] for r in written.groupBy("label").count().collect()}
         ids = [r["image_id"] for r in written.select("image_id").collect()]
-        summary[name] = {"rows": len(ids), "per_class": dict(sorted(counts.items())), "ids_sha256": ids_hash(ids)}
-    return summary
+        summary[name] = SampledSet(rows=len(ids), per_class=dict(sorted(counts.items())), ids_sha256=ids_hash(ids))
+    return SampleSummary(**summary)

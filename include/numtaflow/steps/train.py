@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pyspark.sql import functions as F
 
+from ..catalog import FEATURES, HOLDOUT, MODEL, TRAIN_PARAMS
+from ..contracts import TrainSummary
 from ..jobs import StepContext
 from ..model import CV_FOLDS, fit, with_vector
 from ..sampling import stratified_split
@@ -46,24 +48,24 @@ def training_rows(split, settings, partitions: int):
     return with_vector(split.where("is_train").select("image_id", "label", "features", fold.alias("fold"))).coalesce(partitions)
 
 
-def run(context: StepContext) -> dict:
+def run(context: StepContext) -> TrainSummary:
     spark, settings = context.spark, context.settings
-    featurized = context.storage.require_step(context.layout, "featurize")["summary"]["train"]
-    features = spark.read.parquet(context.s3a("train.parquet", step="featurize"))
+    featurized = context.require("featurize").summary.train
+    features = spark.read.parquet(context.s3a(FEATURES["train"]))
     split = split_sample(features, settings)
-    partitions = training_partitions(featurized["rows"], featurized["dimension"], spark.sparkContext.defaultParallelism)
+    partitions = training_partitions(featurized.rows, featurized.dimension, spark.sparkContext.defaultParallelism)
     train = training_rows(split, settings, partitions)
     model, params, cv_table = fit(train, settings.lr_preset, settings.split_seed)
-    model.write().overwrite().save(context.s3a("model"))
+    model.write().overwrite().save(context.s3a(MODEL))
     holdout = split.where(~F.col("is_train") & (F.col("view") == 0)).select("image_id", "label", "features")
-    holdout.write.mode("overwrite").parquet(context.s3a("holdout.parquet"))
-    summary = {
-        "params": params,
-        "cv": cv_table,
-        "n_train": split.where(F.col("is_train") & (F.col("view") == 0)).count(),
-        "n_train_rows": split.where("is_train").count(),
-        "n_holdout": holdout.count(),
-        "training_accuracy": round(float(model.summary.accuracy), 4) if model.hasSummary else None,
-    }
-    context.storage.put_json(context.layout.key("train", "params.json"), summary)
+    holdout.write.mode("overwrite").parquet(context.s3a(HOLDOUT))
+    summary = TrainSummary(
+        params=params,
+        cv=cv_table,
+        n_train=split.where(F.col("is_train") & (F.col("view") == 0)).count(),
+        n_train_rows=split.where("is_train").count(),
+        n_holdout=holdout.count(),
+        training_accuracy=round(float(model.summary.accuracy), 4) if model.hasSummary else None,
+    )
+    context.storage.put_json(context.layout.key(TRAIN_PARAMS), summary.model_dump())
     return summary

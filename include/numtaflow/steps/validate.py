@@ -11,6 +11,8 @@ import re
 
 import pandas as pd
 
+from ..catalog import STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
+from ..contracts import InputRecord, ValidateSummary
 from ..data import InputError, build_manifest, manifest_hash, resolve_input
 from ..incoming import batches_until, data_cutoff, list_batches
 from ..jobs import StepContext, StepFailed
@@ -69,7 +71,7 @@ def read_sources(context: StepContext, sources: list[tuple[str, str]]):
     manifests, decoded, records, layouts = [], [], [], set()
     for id_prefix, uri in sources:
         try:
-            dataset = resolve_input(uri, context.storage, staging_prefix="staging/")
+            dataset = resolve_input(uri, context.storage, staging_prefix=STAGING_PREFIX)
             manifest = build_manifest(dataset)
         except InputError as error:
             raise InputError(f"{uri}: {error}") from None
@@ -84,7 +86,7 @@ def read_sources(context: StepContext, sources: list[tuple[str, str]]):
 
 
 def validate_input(context: StepContext, name: str, sources: list[tuple[str, str]], per_class: int
-                   ) -> tuple[dict, dict | None]:
+                   ) -> tuple[dict, InputRecord | None]:
     """Validate one input (a base dataset plus any landed batches) as a whole.
 
     Returns (suite record, lineage record or None when unreadable).
@@ -106,7 +108,7 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
     )
     metadata = images.drop("content").toPandas()
     suite = validate_manifest(name, metadata, per_class, require_csv_rows="numtadb" in layouts)
-    lineage = {**records[0], "manifest_sha256": manifest_hash(manifest), "batches": records[1:]}
+    lineage = InputRecord(**{**records[0], "manifest_sha256": manifest_hash(manifest), "batches": records[1:]})
     if suite["success"]:
         (
             images.where(F.col("has_file") & F.col("decode_error").isNull())
@@ -114,7 +116,7 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
             .withColumn("source", F.lit(name))
             .select("image_id", "label", "source", "width", "height", "mode", "size", "content")
             .write.mode("overwrite")
-            .parquet(context.s3a(f"{name}_images.parquet"))
+            .parquet(context.s3a(VALIDATED_IMAGES[name]))
         )
     decoded.unpersist()
     return suite, lineage
@@ -131,7 +133,7 @@ def training_sources(context: StepContext) -> list[tuple[str, str]]:
     return sources
 
 
-def run(context: StepContext) -> dict:
+def run(context: StepContext) -> ValidateSummary:
     settings = context.settings
     inputs = {"train": (training_sources(context), settings.per_class),
               "eval": ([("", settings.eval_input)], settings.eval_per_class)}
@@ -143,13 +145,10 @@ def run(context: StepContext) -> dict:
             lineage[name] = record
     report = ValidationReport(all(s["success"] for s in suites), suites)
     storage, layout = context.storage, context.layout
-    storage.put_json(layout.key("validate", "report.json"), report.to_json())
-    storage.put_bytes(
-        layout.key("validate", "report.html"),
-        render_html(report, f"Input validation, run {context.run_id}").encode(),
-        "text/html; charset=utf-8",
-    )
+    storage.put_json(layout.key(VALIDATION_REPORT), report.to_json())
+    storage.put_bytes(layout.key(VALIDATION_HTML), render_html(report, f"Input validation, run {context.run_id}").encode(),
+                      VALIDATION_HTML.media_type)
     if not report.success:
-        raise StepFailed(f"{report.summary()}\nfull report: {context.uri('report.html')}")
-    return {"inputs": lineage, "data_until": data_cutoff(context.data_until).isoformat(),
-            "class_counts": {s["name"]: s["class_counts"] for s in suites}}
+        raise StepFailed(f"{report.summary()}\nfull report: {context.uri(VALIDATION_HTML)}")
+    return ValidateSummary(inputs=lineage, data_until=data_cutoff(context.data_until).isoformat(),
+                           class_counts={s["name"]: s["class_counts"] for s in suites})

@@ -1,0 +1,137 @@
+"""What each step promises the next: its commit record and summary, one typed model per step.
+
+A step returns its summary model; ``jobs.run_step`` writes it into ``_COMMITTED.json``; a later
+step reads it back with ``read_commit``, which validates it, so a changed contract fails loudly at
+the reader (naming the object and the field) instead of as a ``KeyError`` three steps later.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- validate ------------------------------------------------------------------------------
+class SourceRecord(Contract):
+    """One source of an input (the base dataset or a landed batch) as validated."""
+
+    uri: str
+    resolved_uri: str
+    csv_uri: str | None
+    layout: str
+    files: int
+    manifest_sha256: str
+
+
+class InputRecord(SourceRecord):
+    """An input as a whole: its base source, the manifest hash over all sources, its batches."""
+
+    batches: list[SourceRecord] = []
+
+
+class ValidateSummary(Contract):
+    inputs: dict[str, InputRecord]
+    data_until: str
+    class_counts: dict[str, dict[str, int]]
+
+
+# --- sample --------------------------------------------------------------------------------
+class SampledSet(Contract):
+    rows: int
+    per_class: dict[str, int]
+    ids_sha256: str
+
+
+class SampleSummary(Contract):
+    train: SampledSet
+    eval: SampledSet
+
+
+# --- featurize -----------------------------------------------------------------------------
+class FeaturizedSet(Contract):
+    rows: int
+    partitions: int
+    dimension: int
+    seconds: float
+    images_through_cnn: int
+    images_per_second: float | None
+
+
+class Featurizer(Contract):
+    """What defines the features: a model is comparable only on features of the same featurizer."""
+
+    backbone: str
+    image_size: int
+    layers: list[str]
+    weights: str
+    weights_sha256: str | None
+
+
+class FeaturizeSummary(Featurizer):
+    train_views: int
+    test_views: int
+    train: FeaturizedSet
+    eval: FeaturizedSet
+
+    def featurizer(self) -> Featurizer:
+        return Featurizer(**self.model_dump(include=set(Featurizer.model_fields)))
+
+
+# --- train ---------------------------------------------------------------------------------
+class TrainSummary(Contract):
+    params: dict[str, Any]
+    cv: list[dict[str, Any]]
+    n_train: int
+    n_train_rows: int
+    n_holdout: int
+    training_accuracy: float | None
+
+
+# --- evaluate ------------------------------------------------------------------------------
+class EvaluateSummary(Contract):
+    accuracy: float
+    f1: float
+    promoted: bool
+
+
+SUMMARIES: dict[str, type[Contract]] = {
+    "validate": ValidateSummary,
+    "sample": SampleSummary,
+    "featurize": FeaturizeSummary,
+    "train": TrainSummary,
+    "evaluate": EvaluateSummary,
+}
+Summary = TypeVar("Summary", bound=Contract)
+
+
+class StepCommit(Contract, Generic[Summary]):
+    """The content of a step's ``_COMMITTED.json``."""
+
+    run_id: str
+    step: str
+    started_at: str
+    finished_at: str
+    seconds: float
+    settings: dict[str, Any]
+    logical_date: str | None
+    run_type: str
+    summary: Summary
+
+
+class ContractError(ValueError):
+    """A commit record that does not hold what its step promises."""
+
+
+def parse_commit(step: str, record: dict, where: str = "") -> StepCommit:
+    """The commit record of ``step`` as its typed model; ``where`` names the object in errors."""
+    try:
+        return StepCommit[SUMMARIES[step]].model_validate(record)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:5])
+        raise ContractError(f"commit record of step '{step}' {where} does not match its contract: {problems}"
+                            ) from None

@@ -1,0 +1,114 @@
+"""One listing for local and S3 inputs: a folder and its upload to the real S3 server read alike."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import digit_png, make_numtadb
+
+pytestmark = pytest.mark.integration
+
+
+def upload_tree(storage, root: Path, prefix: str) -> str:
+    """Every file below ``root`` (hidden ones too) under ``prefix``; returns the prefix's URI."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        storage.put_bytes(f"{prefix}/{path.relative_to(root).as_posix()}", path.read_bytes())
+    return f"s3://{storage.bucket}/{prefix}"
+
+
+def numtadb_tree(root: Path) -> str:
+    """A NumtaDB folder with its CSV beside it, plus hidden files; returns the folder's relative path."""
+    folder = make_numtadb(root / "training-x", 2)
+    (folder / ".DS_Store").write_bytes(b"finder")
+    (folder / "_SUCCESS").write_bytes(b"")
+    return "training-x"
+
+
+def class_folder_tree(root: Path) -> str:
+    """Images in a folder per class, one nested deeper, plus hidden files and folders."""
+    for relative in ("digits/0/a.png", "digits/0/more/b.png", "digits/1/c.png", "digits/1/.cache/d.png",
+                     "digits/_tmp/e.png", "digits/.git/f.png"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(digit_png(len(relative)))
+    return "digits"
+
+
+@pytest.mark.parametrize("make_tree", [numtadb_tree, class_folder_tree])
+def test_a_local_folder_and_its_upload_list_and_resolve_alike(tmp_path, storage, make_tree):
+    from numtaflow.data import build_manifest, list_files, manifest_hash, resolve_input
+
+    name = make_tree(tmp_path)
+    s3_root = upload_tree(storage, tmp_path, f"listing/{make_tree.__name__}")
+    local_uri, s3_uri = str(tmp_path / name), f"{s3_root}/{name}"
+
+    listed = list_files(local_uri, None)
+    assert listed and list_files(s3_uri, storage) == listed
+    assert all(not part.startswith((".", "_")) for f in listed for part in f.relative_path.split("/"))
+    local, remote = resolve_input(local_uri, None), resolve_input(s3_uri, storage)
+    assert (remote.layout, remote.files) == (local.layout, local.files)
+    assert (remote.csv_uri is None) == (local.csv_uri is None)
+    if local.csv_frame is not None:
+        assert remote.csv_frame.equals(local.csv_frame)
+    assert manifest_hash(build_manifest(remote)) == manifest_hash(build_manifest(local))
+
+
+def test_reads_existence_and_missing_folders_agree(tmp_path, storage):
+    from numtaflow.data import InputError, exists, list_files, read_bytes
+
+    name = numtadb_tree(tmp_path)
+    s3_root = upload_tree(storage, tmp_path, "listing/reads")
+    for root, store in ((str(tmp_path), None), (s3_root, storage)):
+        assert read_bytes(f"{root}/{name}.csv", store) == (tmp_path / f"{name}.csv").read_bytes()
+        assert exists(f"{root}/{name}.csv", store)
+        assert not exists(f"{root}/{name}", store) and not exists(f"{root}/nope.csv", store)
+        with pytest.raises(FileNotFoundError, match="nope.csv does not exist"):
+            read_bytes(f"{root}/nope.csv", store)
+        for missing in (f"{root}/nope", f"{root}/{name}.csv"):
+            with pytest.raises(InputError, match="does not exist or is not a folder"):
+                list_files(missing, store)
+
+
+def test_a_zip_resolves_to_the_same_extraction_from_disk_or_s3(tmp_path, storage):
+    from numtaflow.data import resolve_input
+
+    archive = tmp_path / "digits.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for digit in range(3):
+            handle.writestr(f"set/{digit}/{digit}.png", digit_png(digit))
+    storage.put_bytes("listing/zips/digits.zip", archive.read_bytes())
+    local = resolve_input(str(archive), storage)
+    assert resolve_input(f"s3://{storage.bucket}/listing/zips/digits.zip", storage) == local
+    assert [f.relative_path for f in local.files] == ["0/0.png", "1/1.png", "2/2.png"]
+
+
+def test_refused_credentials_never_appear_in_the_error(storage, s3_env, monkeypatch):
+    from numtaflow.data import list_files
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
+    with pytest.raises(OSError) as error:
+        list_files(f"s3://{storage.bucket}/listing", storage)
+    for secret in ("wrong-secret-value", s3_env["AWS_SECRET_ACCESS_KEY"]):
+        assert secret not in str(error.value)
+
+
+def test_a_batch_from_an_s3_input_is_copied_server_side(tmp_path, storage, monkeypatch):
+    from numtaflow.incoming import drop_batch
+    from numtaflow.storage import Storage
+
+    name = numtadb_tree(tmp_path)
+    source = f"{upload_tree(storage, tmp_path, 'listing/batch-source')}/{name}"
+    copies = []
+
+    def copy(*args, **kwargs):
+        copies.append(args)
+        return Storage.copy(storage, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "copy", copy)
+    _, count = drop_batch(storage, source, f"s3://{storage.bucket}/listing-incoming", "2026-11-02", "b", 1)
+    assert count == len(copies) == 10
+    for _, source_key, key in copies:
+        assert storage.get_bytes(key) == (tmp_path / name / source_key.rsplit("/", 1)[-1]).read_bytes()
+    assert storage.exists("listing-incoming/dt=2026-11-02/b/_BATCH.json")
