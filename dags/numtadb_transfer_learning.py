@@ -18,7 +18,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param
 
@@ -88,7 +87,8 @@ with DAG(
     description="Validate, sample, featurize (Keras CNN), train (MLlib LR), evaluate and gate NumtaDB digits",
     doc_md=__doc__,
     schedule=_schedule(SETTINGS),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # no start_date: with catchup off, unpausing the DAG waits for the schedule's next slot instead of
+    # running the latest past one at once (the timetable's run_immediately=False needs no start date)
     catchup=False,
     max_active_runs=2,
     params=PARAMS,

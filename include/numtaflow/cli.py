@@ -70,6 +70,10 @@ def cmd_ui(args: argparse.Namespace) -> None:
         time.sleep(3)
     print(f"Airflow UI: http://127.0.0.1:{port}/  (user admin; password in {passwords})")
     print(f"DAG {DAG_ID} is unpaused; models page: http://127.0.0.1:{port}/numtaflow/")
+    schedule = Settings.from_env().schedule
+    if schedule.lower() != "none":
+        print(f"time-based runs ({schedule}) start at the schedule's next slot, not now (NUMTAFLOW_SCHEDULE=none: "
+              "none at all); landed batches start runs by themselves")
     print(f"logs: {STATE_DIR}/airflow-*.log; stop with `make ui-stop`")
 
 

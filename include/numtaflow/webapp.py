@@ -12,7 +12,7 @@ import re
 
 from .catalog import LINEAGE, METRICS, SERVED, RunLayout
 from .config import Settings
-from .registry import read_champion, read_index
+from .registry import RegistryError, read_champion, read_index
 from .storage import Storage
 from .templates import render
 
@@ -20,9 +20,13 @@ RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
 def models_page(storage: Storage, base: str) -> str:
-    champion, _ = read_champion(storage)
+    try:
+        champion, error = read_champion(storage)[0], None
+    except RegistryError as broken:  # say so on the page: promotion is stopped until it is repaired
+        champion, error = None, str(broken)
     runs = sorted(read_index(storage), key=lambda r: r.get("finished_at") or "", reverse=True)
-    return render("models.html", title="NumtaDB models", base=base, champion=champion, runs=runs)
+    return render("models.html", title="NumtaDB models", base=base, champion=champion, champion_error=error,
+                  runs=runs)
 
 
 def run_page(storage: Storage, run_id: str, base: str) -> str:

@@ -78,3 +78,31 @@ def test_dag_file_does_not_import_heavy_libraries():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_unpausing_waits_for_the_next_slot_of_the_schedule(dagbag):
+    """No start date and catchup off: the first time-based run is the schedule's next slot, never a run
+    of the latest past slot the moment the DAG is unpaused (a full run nobody asked for)."""
+    import datetime
+
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import TimeRestriction
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags[DAG_ID]))
+    assert dag.start_date is None and not dag.catchup
+    first = dag.timetable.next_dagrun_info(last_automated_data_interval=None,
+                                           restriction=TimeRestriction(earliest=None, latest=None, catchup=False))
+    assert first.run_after > datetime.datetime.now(datetime.timezone.utc)
+
+
+def test_the_failure_callback_names_the_task_the_run_and_the_retry(capsys):
+    import runpy
+
+    on_failure = runpy.run_path(str(ROOT / "dags" / f"{DAG_ID}.py"))["_on_failure"]
+
+    class TaskInstance:
+        task_id, try_number = "featurize", 2
+
+    on_failure({"task_instance": TaskInstance(), "run_id": "manual__2026-01-01"})
+    line = capsys.readouterr().out
+    assert "task 'featurize' of run manual__2026-01-01 failed (try 2)" in line and "not committed" in line

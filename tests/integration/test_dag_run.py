@@ -81,3 +81,27 @@ def test_airflow_commands_wait_for_a_busy_metadata_database(airflow_env):
     read = subprocess.run(["airflow", "variables", "get", "lock_probe"], env=airflow_env, capture_output=True,
                           text=True, timeout=120)
     assert read.stdout.strip() == "waited"
+
+
+def test_generated_keys_reach_no_tracked_file_nor_a_report(airflow_env, storage, tmp_path):
+    """The keys are generated per install into the git-ignored state folder; nothing the project writes
+    into the work tree (a run's report copied by ``numtaflow report``) or tracks in git holds them."""
+    import subprocess
+    from pathlib import Path
+
+    from numtaflow.registry import read_index
+
+    run_id = max(read_index(storage), key=lambda r: r.get("finished_at") or "")["run_id"]
+    report = subprocess.run(["python", "-m", "numtaflow", "report", "--run-id", run_id, "--reports", str(tmp_path)],
+                            env=airflow_env, capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr[-2000:]
+    root = Path(__file__).resolve().parents[2]
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True).stdout.split("\0")
+    files = [root / name for name in tracked if name and (root / name).is_file()]
+    files += [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(files) > 50 and any(path.name == "metrics.json" for path in files)
+    for secret in (airflow_env["AWS_SECRET_ACCESS_KEY"], airflow_env["AWS_ACCESS_KEY_ID"]):
+        assert secret not in report.stdout
+        assert not [str(path) for path in files if secret.encode() in path.read_bytes()]
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".local/credentials.env"], cwd=root)
+    assert ignored.returncode == 0, "the state folder holding the keys is not git-ignored"

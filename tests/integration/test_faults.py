@@ -91,6 +91,9 @@ def test_s3_stopped_mid_step_fails_cleanly_and_a_retry_after_it_is_back_succeeds
     assert job.returncode != 0
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in output
     assert not storage.exists(MARKER)
+    refused = run_job("train", RUN_ID, sampled)  # the next step will not read what the failed one left
+    assert refused.returncode == 1 and "step 'featurize' of run manual__faults has no commit marker" in (
+        refused.stdout + refused.stderr)
     retry = run_job("featurize", RUN_ID, sampled)
     assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]
     assert_complete_features(storage)

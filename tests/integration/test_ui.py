@@ -299,6 +299,7 @@ def test_backfill_runs_each_date_on_the_data_landed_by_then(airflow_ui, storage)
     runs = wait_for_runs(airflow_ui, lambda r: r["run_type"] == "backfill", 2)
     assert sorted(r["logical_date"][:10] for r in runs) == list(BATCH_DAYS)
     assert {r["state"] for r in runs} == {"success"}
+    assert max(r["start_date"] for r in runs) < min(r["end_date"] for r in runs), "the two runs never overlapped"
     for run in runs:
         record = run_record(storage, run)
         landed = [b.uri for b in airflow_ui["batches"] if b.day <= run["logical_date"][:10]]

@@ -103,3 +103,10 @@ def test_app_serves_pages_and_refuses_bad_run_ids():
     assert client.get("/runs/other").status_code == 404
     assert client.get("/runs/bad%3Cid%3E").status_code == 400
     assert json.loads(client.get("/api/runs").text)["champion"]["run_id"] == "older"
+
+
+def test_a_broken_champion_record_is_shown_not_a_server_error():
+    broken = storage()
+    broken.objects[CHAMPION_KEY] = {"run_id": "older"}  # parses, but has nothing the gate needs
+    page = models_page(broken, "/numtaflow")
+    assert "is not a usable champion record" in page and "manual__1" in page
