@@ -61,6 +61,8 @@ FEATURES = {
 }
 # --- train ---------------------------------------------------------------------------------
 MODEL = Artifact("train", "model", SPARK_MODEL, "the fitted MLlib logistic regression")
+PIPELINE = Artifact("train", "pipeline", SPARK_MODEL,
+                    "image bytes to digit: the featurizer stage, the logistic regression, the digit (ml.py)")
 HOLDOUT = Artifact("train", "holdout.parquet", PARQUET, "features of the 20% split held out from training")
 TRAIN_PARAMS = Artifact("train", "params.json", JSON, "LR parameters, cross-validation table, row counts",
                         in_report=True)
@@ -82,10 +84,13 @@ PER_CLASS = {
 # --- the run as a whole --------------------------------------------------------------------
 LINEAGE = Artifact("", "run.json", JSON, "lineage: inputs, sample, settings, versions, step times, artifacts",
                    served_as="run.json", in_report=True)
+BATCH_SELECTION = Artifact("", "batches.json", JSON, "the landed batches the run trains on and those it refused: "
+                           "written once by its first validate, read back by retries and re-runs", in_report=True)
 
 ARTIFACTS: tuple[Artifact, ...] = (
     VALIDATION_REPORT, VALIDATION_HTML, *VALIDATED_IMAGES.values(), *SAMPLED_IMAGES.values(), *FEATURES.values(),
-    MODEL, HOLDOUT, TRAIN_PARAMS, METRICS, GATE, *CONFUSION.values(), *PER_CLASS.values(), LINEAGE,
+    MODEL, PIPELINE, HOLDOUT, TRAIN_PARAMS, METRICS, GATE, *CONFUSION.values(), *PER_CLASS.values(), LINEAGE,
+    BATCH_SELECTION,
 )
 SERVED = {artifact.served_as: artifact for artifact in ARTIFACTS if artifact.served_as}
 REPORTED = tuple(artifact for artifact in ARTIFACTS if artifact.in_report)
@@ -101,6 +106,9 @@ CHAMPION_ASSET = "numtadb_champion"  # the Airflow Asset a promotion updates; ot
 DATASETS_PREFIX = "datasets/numtadb"  # where ``numtaflow load-data`` puts NumtaDB folders
 STAGING_PREFIX = "staging/"  # zips unpacked for Spark
 INCOMING_ASSET = "numtadb_incoming"  # the Airflow Asset of the landing prefix
+# names under the landing prefix (``incoming_input``), beside its ``dt=YYYY-MM-DD/<batch>/`` folders
+BATCH_MARKER = "_BATCH.json"  # in a batch's folder, written last: the batch is committed
+ANNOUNCED = "_ANNOUNCED.json"  # the batches that started a run (the watcher's ledger, compare-and-set)
 
 
 def champion_uri(bucket: str) -> str:

@@ -20,6 +20,9 @@ from .images import prepare_image, view_rng
 from .vocabulary import BACKBONES, Backbone, eval_view_id
 
 
+RANDOM_WEIGHTS_SEED = 0  # "random" weights (tests) are drawn from this seed
+
+
 class WeightsNotFound(FileNotFoundError):
     """The backbone's ImageNet weights are not available offline."""
 
@@ -127,6 +130,8 @@ def load_featurizer(spec: FeaturizerSpec):
 
     constructor = getattr(keras.applications, spec.backbone)
     weights = None if spec.weights == "random" else spec.weights
+    if weights is None:  # the same untrained network in every process, so features of one run agree
+        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)
     base = constructor(include_top=False, weights=weights, input_shape=(spec.image_size, spec.image_size, 3))
     outputs = [(base.get_layer(name).output, grid) for name, grid in map(layer_grid, spec.layers)]
     pooled = [grid_average(output, grid) for output, grid in outputs or [(base.output, 1)]]

@@ -6,7 +6,7 @@
 * ``models/champion.json``: which version serves. It changes only by compare-and-set (``If-Match``
   on its ETag, ``If-None-Match: *`` for the first), so two promotions cannot both win; a lost race
   is re-judged against the winner.
-* ``models/history/<time>__<version>.json``: one object per change of the pointer.
+* ``models/history/<sequence>__<version>.json``: one object per change of the pointer, numbered.
 * ``models/index.json``: one summary per evaluated run, for fast listing.
 
 The promotion rule is a function passed in (``judge``), so this module needs no Spark.
@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from pydantic import AliasChoices, Field, ValidationError
 
-from .catalog import CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS, MODEL, VERSIONS_PREFIX, RunLayout
+from .catalog import (CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS, MODEL, PIPELINE, VERSIONS_PREFIX,
+                      RunLayout)
 from .contracts import Contract, Featurizer
 from .storage import PreconditionFailed, Storage, StorageError, split_uri
 
@@ -44,7 +45,8 @@ class ModelVersion(Contract):
     """An evaluated model: where it is, what it scored, what it needs (``version.json``)."""
 
     run_id: str
-    model_uri: str
+    model_uri: str  # the MLlib classifier, which evaluate re-scores on features
+    pipeline_uri: str | None = None  # image bytes in, digit out (ml.digit_pipeline); None before pipelines
     metrics: Metrics
     settings: dict[str, Any]
     featurizer: Featurizer = Field(validation_alias=AliasChoices("featurizer", "backbone"))
@@ -62,6 +64,7 @@ class Champion(ModelVersion):
     reasons: list[str]
     previous_run_id: str | None = None
     previous_version: str | None = None
+    sequence: int = 0  # 1 for the first champion, +1 per change: orders the history
 
 
 def now_iso() -> str:
@@ -117,38 +120,46 @@ def read_index(storage: Storage) -> list[dict]:
 
 
 # --- versions --------------------------------------------------------------------------------
-def model_digest(storage: Storage, model_uri: str) -> str:
-    """sha256 over the saved model's files (names and bytes): the model's identity."""
-    prefix = split_uri(model_uri)[2].rstrip("/") + "/"
+def _prefix(uri: str) -> str:
+    return split_uri(uri)[2].rstrip("/") + "/"
+
+
+def model_digest(storage: Storage, *uris: str | None) -> str:
+    """sha256 over the saved folders' files (names and bytes): the model's identity."""
     digest = hashlib.sha256()
-    for key in sorted(obj["Key"] for obj in storage.list_objects(prefix) if not obj["Key"].endswith("/")):
-        digest.update(key[len(prefix):].encode() + b"\0" + hashlib.sha256(storage.get_bytes(key)).digest())
+    for prefix in (_prefix(uri) for uri in uris if uri):
+        for key in sorted(obj["Key"] for obj in storage.list_objects(prefix) if not obj["Key"].endswith("/")):
+            digest.update(key[len(prefix):].encode() + b"\0" + hashlib.sha256(storage.get_bytes(key)).digest())
     return digest.hexdigest()
 
 
 def candidate_version(storage: Storage, layout: RunLayout, metrics: dict, settings: dict,
                       featurizer: Featurizer, eval_ids_sha256: str) -> ModelVersion:
-    """A run's trained model as a version-to-be (still under the run's prefix)."""
+    """A run's trained model (and its pipeline, where train saved one) as a version-to-be, still
+    under the run's prefix."""
     model_uri = layout.uri(MODEL)
-    digest = model_digest(storage, model_uri)
-    return ModelVersion(run_id=layout.run_id, model_uri=model_uri, metrics=Metrics(**{k: metrics.get(k) for k in HEADLINE_METRICS}),
-                        settings=settings, featurizer=featurizer, eval_ids_sha256=eval_ids_sha256,
-                        model_sha256=digest, version=digest[:16])
+    pipeline_uri = layout.uri(PIPELINE) if any(storage.list_objects(_prefix(layout.uri(PIPELINE)))) else None
+    digest = model_digest(storage, model_uri, pipeline_uri)
+    return ModelVersion(run_id=layout.run_id, model_uri=model_uri, pipeline_uri=pipeline_uri,
+                        metrics=Metrics(**{k: metrics.get(k) for k in HEADLINE_METRICS}), settings=settings,
+                        featurizer=featurizer, eval_ids_sha256=eval_ids_sha256, model_sha256=digest,
+                        version=digest[:16])
 
 
 def register(storage: Storage, candidate: ModelVersion) -> ModelVersion:
-    """Copy the candidate's model into its immutable version folder (once); returns the version
-    as served from there. Registering the same model again changes nothing."""
-    version = candidate.version
-    registered = candidate.model_copy(update={"model_uri": f"s3://{storage.bucket}/{version_prefix(version)}model",
-                                              "registered_at": now_iso()})
-    if storage.exists(version_key(version)):
-        return read_version(storage, version)
-    source = split_uri(candidate.model_uri)[2].rstrip("/") + "/"
-    storage.copy_prefix(source, version_prefix(version) + "model/")
-    if model_digest(storage, registered.model_uri) != candidate.model_sha256:
+    """Copy the candidate's model and pipeline into its immutable version folder (once); returns the
+    version as served from there. Registering the same model again changes nothing."""
+    if storage.exists(version_key(candidate.version)):
+        return read_version(storage, candidate.version)
+    target = f"s3://{storage.bucket}/{version_prefix(candidate.version)}"
+    moved = {field: target + folder for field, folder in (("model_uri", "model"), ("pipeline_uri", "pipeline"))
+             if getattr(candidate, field)}
+    for field, uri in moved.items():
+        storage.copy_prefix(_prefix(getattr(candidate, field)), _prefix(uri))
+    registered = candidate.model_copy(update={**moved, "registered_at": now_iso()})
+    if model_digest(storage, registered.model_uri, registered.pipeline_uri) != candidate.model_sha256:
         raise RegistryError(f"the model under {candidate.model_uri} changed while it was being registered")
-    storage.put_if_absent(version_key(version), registered.model_dump(mode="json"))
+    storage.put_if_absent(version_key(candidate.version), registered.model_dump(mode="json"))
     return registered
 
 
@@ -209,13 +220,14 @@ def switch_champion(storage: Storage, choose: Callable[[Champion | None], Choice
         version, action, reasons = chosen
         return Champion(**version.model_dump(by_alias=False), action=action, changed_at=now_iso(), reasons=reasons,
                         previous_run_id=current.run_id if current else None,
-                        previous_version=current.version if current else None).model_dump(mode="json")
+                        previous_version=current.version if current else None,
+                        sequence=(current.sequence if current else 0) + 1).model_dump(mode="json")
 
     pointer = cas_update(storage, CHAMPION_KEY, change, what, read)
     if pointer is None:
         return None
-    stamp = pointer["changed_at"].replace(":", "").replace("-", "")
-    storage.put_json(f"{HISTORY_PREFIX}{stamp}__{pointer['version'] or pointer['run_id']}.json", pointer)
+    storage.put_json(f"{HISTORY_PREFIX}{pointer['sequence']:08d}__{pointer['version'] or pointer['run_id']}.json",
+                     pointer)
     return Champion.model_validate(pointer)
 
 

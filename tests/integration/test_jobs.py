@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from numtaflow import catalog
-from numtaflow.catalog import CHAMPION_KEY, CONFUSION, FEATURES, LINEAGE, METRICS, MODEL, SAMPLED_IMAGES, TRAIN_PARAMS
+from numtaflow.catalog import (CHAMPION_KEY, CONFUSION, FEATURES, LINEAGE, METRICS, MODEL, PIPELINE, SAMPLED_IMAGES,
+                               TRAIN_PARAMS)
 from numtaflow.registry import version_prefix
 from tests.conftest import commit, layout, make_numtadb, read_parquet, run_job, upload_folder
 
@@ -86,6 +87,10 @@ def test_train_saves_model_and_exact_holdout(pipeline, storage):
     assert params["params"]["preset"] == "tuned"
     assert params["n_train"] + params["n_holdout"] == 10 * PER_CLASS
     assert any(storage.list_objects(layout(RUN_ID).key(MODEL) + "/metadata/"))
+    stages = {o["Key"].split("/stages/")[1].split("/")[0] for o in storage.list_objects(layout(RUN_ID).key(PIPELINE))
+              if "/stages/" in o["Key"]}
+    assert sorted(stage.split("_")[1] for stage in stages) == ["ImageFeaturizer", "LogisticRegressionModel",
+                                                               "SQLTransformer"]
 
 
 def test_evaluate_writes_metrics_and_promotes_first_champion(pipeline, storage):

@@ -1,17 +1,20 @@
 """train: exact per-class 80/20 split of the sample (seed 42), logistic regression on the 80%.
 
 The split is made on the original images; a training image's distorted copies go with it,
-and the 20% hold-out holds originals only. Outputs ``model/`` (MLlib), ``holdout.parquet``
-(for evaluate) and ``params.json``.
+and the 20% hold-out holds originals only. Outputs ``model/`` (MLlib), ``pipeline/`` (the same
+model behind the featurizer: image bytes in, digit out), ``holdout.parquet`` (for evaluate) and
+``params.json``.
 """
 
 from __future__ import annotations
 
 from pyspark.sql import functions as F
 
-from ..catalog import FEATURES, HOLDOUT, MODEL, TRAIN_PARAMS
-from ..contracts import TrainSummary
+from ..catalog import FEATURES, HOLDOUT, MODEL, PIPELINE, TRAIN_PARAMS
+from ..contracts import FeaturizeSummary, TrainSummary
+from ..features import FeaturizerSpec
 from ..jobs import StepContext
+from ..ml import ImageFeaturizer, digit_pipeline
 from ..model import CV_FOLDS, fit, with_vector
 from ..sampling import stratified_split
 from ..spark import task_count
@@ -48,15 +51,33 @@ def training_rows(split, settings, partitions: int):
     return with_vector(split.where("is_train").select("image_id", "label", "features", fold.alias("fold"))).coalesce(partitions)
 
 
+def featurizer_stage(featurized: FeaturizeSummary, settings) -> ImageFeaturizer:
+    """The featurize step's featurizer, as recorded in its commit, as a pipeline stage (the
+    evaluation pass's: each image averaged with its test views)."""
+    spec = FeaturizerSpec(
+        backbone=featurized.backbone,
+        image_size=featurized.image_size,
+        layers=tuple(layer for layer in featurized.layers if layer != "last"),
+        weights=featurized.weights,
+        batch_size=settings.udf_batch_size,
+        intra_op_threads=settings.tf_intra_op_threads,
+        crop=settings.crop_to_ink,
+        test_views=featurized.test_views,
+    )
+    return ImageFeaturizer.from_spec(spec, featurized.weights_sha256)
+
+
 def run(context: StepContext) -> TrainSummary:
     spark, settings = context.spark, context.settings
-    featurized = context.require("featurize").summary.train
+    featurize = context.require("featurize").summary
+    featurized = featurize.train
     features = spark.read.parquet(context.s3a(FEATURES["train"]))
     split = split_sample(features, settings)
     partitions = training_partitions(featurized.rows, featurized.dimension, spark.sparkContext.defaultParallelism)
     train = training_rows(split, settings, partitions)
     model, params, cv_table = fit(train, settings.lr_preset, settings.split_seed)
     model.write().overwrite().save(context.s3a(MODEL))
+    digit_pipeline(featurizer_stage(featurize, settings), model).write().overwrite().save(context.s3a(PIPELINE))
     holdout = split.where(~F.col("is_train") & (F.col("view") == 0)).select("image_id", "label", "features")
     holdout.write.mode("overwrite").parquet(context.s3a(HOLDOUT))
     summary = TrainSummary(

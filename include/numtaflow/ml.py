@@ -1,0 +1,135 @@
+"""The trained model as one Spark ML pipeline: image bytes in, digit out.
+
+``ImageFeaturizer`` is the CNN featurizer as a pipeline stage, so that ``PipelineModel.load(uri)
+.transform(images)`` in any PySpark session gives the digit without this workflow's steps. It runs
+the featurize step's own pandas UDF code (``features.featurize_batches``), so served features are
+the features the model was trained on. Its Params are everything that defines those features; the
+weights are named by file and sha256, never by a machine's path, and are found and checked where
+the pipeline runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import pandas as pd
+from pyspark.ml import PipelineModel, Transformer
+from pyspark.ml.feature import SQLTransformer
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+
+from .config import Settings
+from .features import FeaturizerSpec, WeightsNotFound, feature_layer_names, featurize_batches, weights_sha256
+from .vocabulary import BACKBONES
+
+RANDOM = "random"
+
+
+class WeightsMismatch(ValueError):
+    """The weights file found is not the one the pipeline was trained with."""
+
+
+class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
+    """Encoded image bytes (``inputCol``) -> the CNN feature vector (``outputCol``, an MLlib Vector)."""
+
+    backbone = Param(Params._dummy(), "backbone", "Keras backbone name", TypeConverters.toString)
+    imageSize = Param(Params._dummy(), "imageSize", "side in pixels the images are resized to", TypeConverters.toInt)
+    layers = Param(Params._dummy(), "layers", "pooled layers, each name or name:grid; ['last']: the output",
+                   TypeConverters.toListString)
+    cropToInk = Param(Params._dummy(), "cropToInk", "crop each image to its ink before resizing",
+                      TypeConverters.toBoolean)
+    testViews = Param(Params._dummy(), "testViews", "distorted views averaged with the image", TypeConverters.toInt)
+    batchSize = Param(Params._dummy(), "batchSize", "images per network call", TypeConverters.toInt)
+    weightsFile = Param(Params._dummy(), "weightsFile", "the weights file name, or 'random'", TypeConverters.toString)
+    weightsSha256 = Param(Params._dummy(), "weightsSha256", "sha256 of the weights file ('' for random)",
+                          TypeConverters.toString)
+
+    def __init__(self, *, inputCol: str = "content", outputCol: str = "features", backbone: str = "MobileNetV2",
+                 imageSize: int = 128, layers: list[str] | None = None, cropToInk: bool = True, testViews: int = 0,
+                 batchSize: int = 16, weightsFile: str = RANDOM, weightsSha256: str = ""):
+        super().__init__()
+        self._set(inputCol=inputCol, outputCol=outputCol, backbone=backbone, imageSize=imageSize,
+                  layers=layers or ["last"], cropToInk=cropToInk, testViews=testViews, batchSize=batchSize,
+                  weightsFile=weightsFile, weightsSha256=weightsSha256)
+
+    @classmethod
+    def from_spec(cls, spec: FeaturizerSpec, sha256: str | None, **columns) -> "ImageFeaturizer":
+        """The stage computing ``spec``'s features, its weights identified by file name and ``sha256``."""
+        if spec.weights == "imagenet" and not sha256:  # downloaded by Keras into its cache
+            cached = keras_cache() / BACKBONES[spec.backbone].weights_file
+            sha256 = weights_sha256(str(cached)) if cached.is_file() else None
+        if spec.weights == RANDOM:
+            name, sha256 = RANDOM, ""
+        elif not sha256:
+            raise ValueError(f"the weights {spec.weights} have no recorded sha256: a pipeline names its weights by "
+                             f"file and hash; put {BACKBONES[spec.backbone].weights_file} in the weights folder")
+        else:  # "imagenet": Keras cached the backbone's usual file
+            name = BACKBONES[spec.backbone].weights_file if spec.weights == "imagenet" else Path(spec.weights).name
+        return cls(backbone=spec.backbone, imageSize=spec.image_size, layers=list(spec.layers), cropToInk=spec.crop,
+                   testViews=spec.test_views, batchSize=spec.batch_size, weightsFile=name, weightsSha256=sha256,
+                   **columns)
+
+    def spec(self, weights: str, intra_op_threads: int) -> FeaturizerSpec:
+        backbone = self.getOrDefault(self.backbone)
+        return FeaturizerSpec(
+            backbone=backbone,
+            image_size=self.getOrDefault(self.imageSize),
+            layers=feature_layer_names(",".join(self.getOrDefault(self.layers)), BACKBONES[backbone]),
+            weights=weights,
+            batch_size=self.getOrDefault(self.batchSize),
+            intra_op_threads=intra_op_threads,
+            crop=self.getOrDefault(self.cropToInk),
+            test_views=self.getOrDefault(self.testViews),
+        )
+
+    def _transform(self, dataset):
+        from pyspark.ml.functions import array_to_vector
+        from pyspark.sql import functions as F
+        from pyspark.sql.functions import pandas_udf
+        from pyspark.sql.types import ArrayType, FloatType
+
+        settings = Settings.from_env()
+        weights = locate_weights(self.getOrDefault(self.weightsFile), self.getOrDefault(self.weightsSha256),
+                                 settings.weights_dir)
+        task_cpus = int(dataset.sparkSession.conf.get("spark.task.cpus", "1"))
+        spec = self.spec(weights, settings.tf_intra_op_threads or task_cpus)
+
+        @pandas_udf(ArrayType(FloatType()))
+        def features(batches: Iterator[Tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+            yield from featurize_batches(batches, spec)
+
+        # key "" and view 0: each image itself; test views are drawn as featurize_contents draws them
+        vectors = features(F.col(self.getInputCol()), F.lit(""), F.lit(0))
+        return dataset.withColumn(self.getOutputCol(), array_to_vector(vectors))
+
+
+def locate_weights(name: str, sha256: str, weights_dir: str) -> str:
+    """The local path of the weights file ``name``, checked against ``sha256``: in ``weights_dir``
+    (NUMTAFLOW_WEIGHTS_DIR) or Keras's cache, as ``features.resolve_weights`` looks."""
+    if name == RANDOM:
+        return RANDOM
+    candidates = [Path(weights_dir) / name, keras_cache() / name]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise WeightsNotFound(f"the pipeline's weights {name} (sha256 {sha256}) are not in "
+                              f"{' or '.join(str(p.parent) for p in candidates)}: put that file there or set "
+                              "NUMTAFLOW_WEIGHTS_DIR to its folder")
+    found = weights_sha256(str(path))
+    if found != sha256:
+        raise WeightsMismatch(f"weights file {path} has sha256 {found}, but the pipeline was trained with {name} "
+                              f"of sha256 {sha256}: use that file")
+    return str(path)
+
+
+def keras_cache() -> Path:
+    """Where Keras keeps the weights it downloaded."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def digit_pipeline(featurizer: ImageFeaturizer, classifier) -> PipelineModel:
+    """Image bytes -> ``prediction``, ``probability`` and ``digit`` (the label, which is the digit itself)."""
+    digit = SQLTransformer(statement="SELECT *, CAST(prediction AS INT) AS digit FROM __THIS__")
+    return PipelineModel(stages=[featurizer, classifier, digit])

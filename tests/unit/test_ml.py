@@ -1,0 +1,63 @@
+"""The featurizer pipeline stage: its Params survive save and load, it computes the featurize
+step's features, and it refuses weights other than those it was trained with."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from numtaflow import features as features_module  # noqa: E402
+from numtaflow.config import Settings  # noqa: E402
+from numtaflow.features import FeaturizerSpec, featurize_contents  # noqa: E402
+from numtaflow.ml import ImageFeaturizer, WeightsMismatch  # noqa: E402
+from numtaflow.vocabulary import BACKBONES  # noqa: E402
+from tests.conftest import digit_png  # noqa: E402
+
+SPEC = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, feature_layers="block_13_expand_relu:2",
+                                             udf_batch_size=3, test_views=1))
+
+
+def test_save_and_load_keep_every_param(spark, tmp_path):
+    stage = ImageFeaturizer.from_spec(SPEC, None)
+    stage.write().overwrite().save(str(tmp_path / "stage"))
+    loaded = ImageFeaturizer.load(str(tmp_path / "stage"))
+    assert loaded.uid == stage.uid
+    params = lambda s: {p.name: s.getOrDefault(p) for p in s.params}  # noqa: E731
+    assert params(loaded) == params(stage)
+    assert params(loaded)["layers"] == ["block_13_expand_relu:2"] and params(loaded)["weightsFile"] == "random"
+    assert loaded.spec("random", 1) == SPEC
+
+
+def test_transform_gives_the_featurize_steps_vectors(spark):
+    contents = [digit_png(label, seed=label) for label in range(5)]
+    frame = spark.createDataFrame([(c,) for c in contents], "content binary")
+    vectors = ImageFeaturizer.from_spec(SPEC, None).transform(frame).select("features").collect()
+    features_module._MODEL_CACHE.clear()  # this process builds its random network as the workers build theirs
+    expected = featurize_contents(contents, SPEC)
+    got = np.array([row["features"].toArray() for row in vectors])
+    assert got.shape == expected.shape == (5, 4 * 576)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_other_weights_are_refused_naming_the_file_and_hash(spark, tmp_path, monkeypatch):
+    name = BACKBONES["MobileNetV2"].weights_file
+    (tmp_path / name).write_bytes(b"other weights")
+    monkeypatch.setenv("NUMTAFLOW_WEIGHTS_DIR", str(tmp_path))
+    expected = "ab" * 32
+    stage = ImageFeaturizer.from_spec(replace(SPEC, weights=str(tmp_path / name)), expected)
+    assert stage.getOrDefault(stage.weightsFile) == name  # the name, never the machine's path
+    frame = spark.createDataFrame([(digit_png(1),)], "content binary")
+    with pytest.raises(WeightsMismatch, match=f"{name} of sha256 {expected}"):
+        stage.transform(frame)
+    (tmp_path / name).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{name} \\(sha256 {expected}\\)"):
+        stage.transform(frame)
+
+
+def test_weights_without_a_hash_cannot_make_a_stage():
+    with pytest.raises(ValueError, match="no recorded sha256"):
+        ImageFeaturizer.from_spec(replace(SPEC, weights="imagenet"), None)
