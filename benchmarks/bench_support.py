@@ -9,9 +9,6 @@ from pathlib import Path
 
 import psutil
 
-from numtaflow.config import Settings
-from numtaflow.spark import py_files, spark_conf, spark_jars
-
 
 class PeakMemory:
     """Samples the resident memory of a process and all its descendants until stopped."""
@@ -48,18 +45,6 @@ class PeakMemory:
         return {"peak_rss_gb_all": round(self.peak_total / 2**30, 2),
                 "peak_rss_gb_jvm": round(self.peak_jvm / 2**30, 2),
                 "peak_rss_gb_one_python_worker": round(self.peak_python_worker / 2**30, 2)}
-
-
-def spark_session(settings: Settings, app_name: str, master: str | None = None):
-    """A session with the jobs' Spark configuration, s3a jars and shipped package."""
-    from pyspark.sql import SparkSession
-
-    builder = (SparkSession.builder.master(master or settings.spark_master).appName(app_name)
-               .config("spark.ui.enabled", "false").config("spark.jars", ",".join(spark_jars(settings)))
-               .config("spark.submit.pyFiles", ",".join(py_files(settings))))
-    for key, value in spark_conf(settings).items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
 
 
 def write_results(out: str, stem: str, result: dict, markdown: str) -> None:

@@ -29,12 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from numtaflow.config import SHARED_DIR, Settings
 from numtaflow.features import grid_cells, resolve_weights
-from numtaflow.vocabulary import BACKBONES
 from numtaflow.images import prepare_image, view_rng
-from numtaflow.vocabulary import LR_PRESETS
+from numtaflow.vocabulary import BACKBONES, LR_PRESETS
 
 NUMTADB = SHARED_DIR / "numtadb"
 LAYERS = ("block_10_project", "block_12_expand_relu", "block_13_expand_relu", "block_14_expand_relu",

@@ -30,14 +30,20 @@ import time
 from dataclasses import replace
 
 import pandas as pd
-from bench_support import PeakMemory, spark_session, write_results
-
+from bench_support import PeakMemory, write_results
 from numtaflow.catalog import METRICS, RunLayout
 from numtaflow.cli import STATE_DIR
 from numtaflow.config import SHARED_DIR, Settings
-from numtaflow.features import (BACKBONES, FeaturizerSpec, WeightsNotFound, featurize_contents,
-                                load_featurizer, resolve_weights)
+from numtaflow.features import (
+    BACKBONES,
+    FeaturizerSpec,
+    WeightsNotFound,
+    featurize_contents,
+    load_featurizer,
+    resolve_weights,
+)
 from numtaflow.services import running_pid, start_spark_cluster, stop_spark_cluster
+from numtaflow.spark import interactive_session
 
 
 def load_images(count: int) -> pd.DataFrame:
@@ -61,7 +67,7 @@ def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, ma
     """Images/s through the featurize step's UDF, with the jobs' Spark configuration and package."""
     from numtaflow.steps.featurize import featurize_frame
 
-    spark = spark_session(settings, "numtaflow-bench", master)
+    spark = interactive_session(settings, "numtaflow-bench", master)
     frame = spark.createDataFrame(images).cache()
     frame.count()
     partitions = spark.sparkContext.defaultParallelism

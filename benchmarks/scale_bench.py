@@ -21,11 +21,11 @@ import sys
 import time
 
 import psutil
-from bench_support import PeakMemory, spark_session, write_results
-
+from bench_support import PeakMemory, write_results
 from numtaflow.catalog import SAMPLED_IMAGES, RunLayout
 from numtaflow.config import Settings
 from numtaflow.contracts import parse_commit
+from numtaflow.spark import interactive_session
 from numtaflow.storage import Storage, spark_path
 
 JOB_SETTINGS = {"train_views": 0, "test_views": 0}
@@ -37,10 +37,9 @@ def all_images(spark, settings: Settings, storage: Storage):
     folder name), label, source, content (read by Spark)."""
     from functools import reduce
 
-    from pyspark.sql import functions as F
-
     from numtaflow.data import build_manifest, resolve_input
     from numtaflow.steps.validate import relative_path_pattern
+    from pyspark.sql import functions as F
 
     frames = []
     for uri in (settings.train_input, settings.eval_input):
@@ -59,7 +58,7 @@ def commit_samples(settings: Settings, storage: Storage, sizes: list[int]) -> di
     """Commit a ``sample`` step for each size; returns the images each run actually holds."""
     from numtaflow.sampling import stratified_sample
 
-    spark = spark_session(settings, "numtaflow-scale-samples")
+    spark = interactive_session(settings, "numtaflow-scale-samples")
     images = all_images(spark, settings, storage).cache()
     total = images.count()
     held = {}

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from numtaflow.catalog import LINEAGE, METRICS, STEPS, RunLayout
 from numtaflow.config import Settings
-from numtaflow.vocabulary import LR_PRESETS
 from numtaflow.storage import Storage
+from numtaflow.vocabulary import LR_PRESETS
 
 
 def run_seed(seed: int, steps: tuple[str, ...]) -> dict:

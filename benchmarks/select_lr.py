@@ -16,13 +16,13 @@ import argparse
 import statistics
 import time
 
-from bench_support import spark_session, write_results
-
+from bench_support import write_results
+from numtaflow.catalog import FEATURES, RunLayout
 from numtaflow.config import Settings
 from numtaflow.model import cross_validate
-from numtaflow.vocabulary import LR_PRESETS
+from numtaflow.spark import interactive_session
 from numtaflow.steps.train import split_sample, training_rows
-from numtaflow.catalog import FEATURES, RunLayout
+from numtaflow.vocabulary import LR_PRESETS
 
 GRID = {"max_iter": [5, 100], "reg_param": [0.003, 0.01, 0.03, 0.1], "elastic_net_param": [0.0, 0.5]}
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     settings = Settings.from_env()
-    spark = spark_session(settings, "numtaflow-select-lr")
+    spark = interactive_session(settings, "numtaflow-select-lr")
     cores = spark.sparkContext.defaultParallelism
     per_run = {}
     for run_id in args.runs:

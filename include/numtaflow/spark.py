@@ -148,3 +148,16 @@ def build_session(app_name: str):
     session = SparkSession.builder.appName(app_name).getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def interactive_session(settings: Settings, app_name: str, master: str | None = None):
+    """A session outside spark-submit (a notebook, a benchmark) configured as the jobs' are: their
+    Spark settings, the s3a jars and the shipped package."""
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master(master or settings.spark_master).appName(app_name)
+               .config("spark.ui.enabled", "false").config("spark.jars", ",".join(spark_jars(settings)))
+               .config("spark.submit.pyFiles", ",".join(py_files(settings))))
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
