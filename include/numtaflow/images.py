@@ -1,7 +1,7 @@
 """Decoding and preparing digit images: any size, any colour mode, dark or light ink.
 
-Pure functions over bytes and arrays, shared by validation (can it be decoded?) and
-featurization (what does the CNN see?).
+Pure functions over bytes and arrays, shared by validation (does it decode and prepare, does it
+hold a digit?) and featurization (what does the CNN see?): both run the same preparation.
 """
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .vocabulary import MIN_IMAGE_SIDE, MIN_INK_CONTRAST
 
 
 @dataclass(frozen=True)
@@ -20,29 +23,62 @@ class ImageInfo:
     height: int | None
     mode: str | None
     error: str | None
+    frames: int | None = None  # of a GIF or TIFF with several, the first is used
+    excluded: str | None = None  # why a prepared image holds no digit (blank, too small), or None
+    sha256: str | None = None  # of the bytes: copies under other names are found by it
+
+
+CHECK_SIZE = 32  # validation prepares every image as featurize does, resized to this size only
 
 
 def inspect_image(content: bytes | None, max_pixels: int) -> ImageInfo:
-    """Decode fully (truncation shows only on load) and report size, mode or the reason it fails.
+    """Decode fully (truncation shows only on load), then run featurize's own preparation on it.
 
-    Images above ``max_pixels`` are refused before their pixels are decoded, so that a
+    Reports size, mode, frames, content hash and, for an image that fails, the reason: so every
+    image that passes can be featurized. Images whose prepared square (the longer side
+    squared) is above ``max_pixels`` are refused before their pixels are decoded, so that a
     decompression bomb costs nothing.
     """
     if not content:
         return ImageInfo(None, None, None, "empty file (0 bytes)")
+    digest = hashlib.sha256(content).hexdigest()
     try:
         with Image.open(io.BytesIO(content)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                return ImageInfo(width, height, image.mode, f"image too large: {width}x{height} > {max_pixels} pixels")
+            (width, height), mode, frames = image.size, image.mode, getattr(image, "n_frames", 1)
+            found = partial(ImageInfo, width, height, mode, frames=frames, sha256=digest)
+            side = max(width, height)
+            if side * side > max_pixels:
+                square = "" if width * height > max_pixels else f" (prepared as a {side}x{side} square)"
+                return found(f"image too large: {width}x{height}{square} > {max_pixels} pixels")
             image.load()
-            return ImageInfo(width, height, image.mode, None)
+            try:
+                gray = luminance(image)
+                prepare_gray(gray, CHECK_SIZE)
+            except Exception as error:  # whatever would stop featurize, named here with its file
+                return found(f"cannot prepare: {error}")
+            return found(None, excluded=unusable(gray))
     except UnidentifiedImageError:
-        return ImageInfo(None, None, None, "not an image (unrecognised format)")
+        return ImageInfo(None, None, None, "not an image (unrecognised format)", sha256=digest)
     except Image.DecompressionBombError as error:
-        return ImageInfo(None, None, None, f"image too large: {error}")
+        return ImageInfo(None, None, None, f"image too large: {error}", sha256=digest)
     except (OSError, SyntaxError, ValueError) as error:
-        return ImageInfo(None, None, None, f"cannot decode: {error}")
+        return ImageInfo(None, None, None, f"cannot decode: {error}", sha256=digest)
+
+
+def unusable(gray: np.ndarray) -> str | None:
+    """Why a decoded image holds no digit to learn from (too small, no ink), or None."""
+    height, width = gray.shape
+    if min(width, height) < MIN_IMAGE_SIDE:
+        return f"too small: {width}x{height} < {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels"
+    low, high = float(gray.min()), float(gray.max())
+    if high - low < MIN_INK_CONTRAST:
+        return f"no ink: grey levels {low:.0f} to {high:.0f}, fewer than {MIN_INK_CONTRAST} apart"
+    return None
+
+
+def luminance(image: Image.Image) -> np.ndarray:
+    """The image as featurize sees it before preparation: EXIF orientation applied, then grey."""
+    return to_grayscale(ImageOps.exif_transpose(image))
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -53,6 +89,8 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(background, rgba)
     if image.mode in ("I;16", "I", "F"):
         array = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError("pixel values are not finite (NaN or infinity)")
         span = float(array.max() - array.min()) or 1.0
         return (array - array.min()) * (255.0 / span)
     return np.asarray(image.convert("L"), dtype=np.float32)
@@ -98,7 +136,12 @@ def prepare_image(content: bytes, size: int, crop: bool = True, rng: np.random.G
     of the views averaged at test time.
     """
     with Image.open(io.BytesIO(content)) as image:
-        gray = to_grayscale(ImageOps.exif_transpose(image))
+        gray = luminance(image)
+    return prepare_gray(gray, size, crop, rng)
+
+
+def prepare_gray(gray: np.ndarray, size: int, crop: bool = True, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The preparation itself, from ``luminance``: polarity, contrast, crop, distortion, resize."""
     gray = stretch_contrast(ink_on_white(gray))
     if crop:
         gray = crop_to_ink(gray)

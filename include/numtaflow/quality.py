@@ -1,9 +1,11 @@
 """Great Expectations suites over an input's manifest (one row per image, no pixels).
 
-Validating the small metadata table (name, label, file present, decoded size/mode or decode
-error) is cheap; the pixels were decoded once, in Spark, to fill it. The result is kept as
-JSON and rendered as an HTML page before the step fails, so a failed run always leaves its
-report behind.
+Validating the small metadata table (name, label, file present, decoded size/mode/frames,
+content hash, decode or preparation error, why an image is excluded) is cheap; the pixels were
+decoded and prepared once, in Spark, to fill it. Expectations of severity "warning" report
+images without failing the input (copies counted once, blank or tiny images excluded,
+multi-frame images). The result is kept as JSON and rendered as an HTML page before the step
+fails, so a failed run always leaves its report behind.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .templates import render
-from .vocabulary import DIGIT_LABELS
+from .vocabulary import DIGIT_LABELS, MIN_IMAGE_SIDE, MIN_INK_CONTRAST
 
 DIGITS = list(DIGIT_LABELS)
 MAX_EXAMPLES = 10
@@ -31,14 +33,17 @@ class ValidationReport:
     def failures(self) -> list[dict[str, Any]]:
         return [e for s in self.suites for e in s["expectations"] if not e["success"]]
 
+    def warnings(self) -> list[dict[str, Any]]:
+        return [e for s in self.suites for e in s["expectations"] if e.get("warning")]
+
     def summary(self) -> str:
-        """A few lines naming each failing expectation with examples (for logs and errors)."""
-        if self.success:
-            return "all expectations passed"
-        lines = [f"{len(self.failures())} expectation(s) failed:"]
-        for suite in self.suites:
-            for item in suite["expectations"]:
-                if not item["success"]:
+        """A few lines naming each failing expectation, then each warning, with examples (for logs and errors)."""
+        warned = f", with {len(self.warnings())} warning(s)" if self.warnings() else ""
+        lines = ["all expectations passed" + warned] if self.success else [
+            f"{len(self.failures())} expectation(s) failed{warned}:"]
+        for shown in (lambda item: not item["success"], lambda item: item.get("warning")):
+            for suite in self.suites:
+                for item in filter(shown, suite["expectations"]):
                     examples = "; ".join(map(str, item["examples"][:MAX_EXAMPLES]))
                     lines.append(f"- [{suite['name']}] {item['description']}: {item['observed']}"
                                  + (f" (e.g. {examples})" if examples else ""))
@@ -49,7 +54,7 @@ class ValidationReport:
 
 
 def _expectations(per_class: int, require_csv_rows: bool):
-    """The manifest suite: (expectation, human description, column naming examples)."""
+    """The manifest suite: (expectation, human description); severity "warning" reports without failing."""
     import great_expectations.expectations as gxe
 
     items = [
@@ -58,7 +63,18 @@ def _expectations(per_class: int, require_csv_rows: bool):
         (gxe.ExpectColumnValuesToBeInSet(column="has_file", value_set=[True]), "every CSV row has an image file"),
         (gxe.ExpectColumnValuesToNotBeNull(column="label_raw"), "every image has a label"),
         (gxe.ExpectColumnValuesToBeInSet(column="label_raw", value_set=DIGITS), "labels are digits 0-9"),
-        (gxe.ExpectColumnValuesToBeNull(column="decode_error"), "every image decodes"),
+        (gxe.ExpectColumnValuesToBeNull(column="decode_error"),
+         "every image decodes and goes through featurize's preparation (orientation, grey, contrast, crop, resize)"),
+        (gxe.ExpectColumnValuesToBeNull(column="label_conflict"),
+         "images with the same bytes (sha256) have the same label"),
+        (gxe.ExpectColumnValuesToBeNull(column="duplicate_of", severity="warning"),
+         "each image's bytes appear once (a copy with the same label is counted once, as its first name)"),
+        (gxe.ExpectColumnValuesToBeNull(column="excluded", severity="warning"),
+         (f"every image shows ink and is at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels (an image smaller than "
+          f"that, or blank: its darkest and lightest pixels fewer than {MIN_INK_CONTRAST} of 255 grey levels apart, "
+          "is excluded from sampling)")),
+        (gxe.ExpectColumnValuesToBeBetween(column="frames", max_value=1, severity="warning"),
+         "every image has one frame (of a multi-frame GIF or TIFF, the first frame is used)"),
     ]
     if require_csv_rows:
         items.insert(3, (gxe.ExpectColumnValuesToBeInSet(column="in_csv", value_set=[True]),
@@ -70,9 +86,29 @@ def _expectations(per_class: int, require_csv_rows: bool):
     return items, class_items
 
 
+def content_checks(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Add ``label_conflict`` (other names with the same bytes and another label) and ``duplicate_of``
+    (for a copy with the same label, the first name, which alone is counted). A name listed twice is
+    "image names are unique"'s to report, not a copy."""
+    frame = manifest.assign(label_conflict=None, duplicate_of=None)
+    hashed = frame[frame["content_sha256"].notna()]
+    copies = hashed[hashed["content_sha256"].duplicated(keep=False)].sort_values("image_id")
+    for _, group in copies.groupby("content_sha256"):
+        rows = list(zip(group.index, group["image_id"], group["label_raw"].astype(str)))
+        for index, name, label in rows:
+            others = [f"{other} (label {other_label!r})" for _, other, other_label in rows
+                      if other != name and other_label != label]
+            if others:
+                frame.loc[index, "label_conflict"] = "same bytes as " + ", ".join(others[:3])
+            elif name != rows[0][1] and len(set(group["label_raw"].astype(str))) == 1:
+                frame.loc[index, "duplicate_of"] = rows[0][1]
+    return frame
+
+
 def class_counts(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Valid images per label (rows with a file, a digit label and no decode error)."""
-    valid = manifest[manifest["has_file"] & manifest["decode_error"].isna() & manifest["label_raw"].isin(DIGITS)]
+    """Valid images per label: with a file, a digit label, decoded and prepared, not excluded, copies once."""
+    valid = manifest[manifest["has_file"] & manifest["label_raw"].isin(DIGITS) & manifest["decode_error"].isna()
+                     & manifest["excluded"].isna() & manifest["label_conflict"].isna() & manifest["duplicate_of"].isna()]
     counts = valid.groupby("label_raw").size().reindex(DIGITS, fill_value=0)
     return pd.DataFrame({"label": counts.index.astype(str), "images": counts.values.astype("int64")})
 
@@ -97,14 +133,16 @@ def structure_failure(name: str, problem: str) -> dict:
     }
 
 
-def validate_manifest(name: str, manifest: pd.DataFrame, per_class: int, require_csv_rows: bool) -> dict:
-    """Run the suites on one input's manifest; returns a JSON-ready suite record."""
+def validate_manifest(name: str, manifest: pd.DataFrame, per_class: int, require_csv_rows: bool,
+                      source: str = "") -> dict:
+    """Run the suites on one input's manifest (``source`` names the input); returns a JSON-ready suite record."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
-    source = context.data_sources.add_pandas(f"{name}_source")
+    data_source = context.data_sources.add_pandas(f"{name}_source")
     items, class_items = _expectations(per_class, require_csv_rows)
+    manifest = content_checks(manifest)
     counts = class_counts(manifest)
     records = []
     for table_name, frame, suite_items, index_column in (
@@ -112,7 +150,7 @@ def validate_manifest(name: str, manifest: pd.DataFrame, per_class: int, require
         ("class_counts", counts, class_items, "label"),
     ):
         batch = (
-            source.add_dataframe_asset(f"{name}_{table_name}")
+            data_source.add_dataframe_asset(f"{name}_{table_name}")
             .add_batch_definition_whole_dataframe("all")
             .get_batch(batch_parameters={"dataframe": frame})
         )
@@ -121,7 +159,7 @@ def validate_manifest(name: str, manifest: pd.DataFrame, per_class: int, require
                 expectation,
                 result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [index_column]},
             )
-            records.append(_record(expectation, description, result, frame, index_column))
+            records.append(_record(expectation, description, result, frame, index_column, source))
     return {
         "name": name,
         "rows": int(len(manifest)),
@@ -131,7 +169,7 @@ def validate_manifest(name: str, manifest: pd.DataFrame, per_class: int, require
     }
 
 
-def _record(expectation, description: str, result, frame: pd.DataFrame, index_column: str) -> dict:
+def _record(expectation, description: str, result, frame: pd.DataFrame, index_column: str, source: str) -> dict:
     body = result.to_json_dict()
     details = body.get("result") or {}
     examples = []
@@ -139,17 +177,25 @@ def _record(expectation, description: str, result, frame: pd.DataFrame, index_co
     for key in list(dict.fromkeys(keys))[:MAX_EXAMPLES]:
         detail = _detail(frame, index_column, key, expectation)
         examples.append(f"{key}: {detail}" if detail else str(key))
+    warning = expectation.severity.value == "warning"
     if "unexpected_count" in details:
-        observed = f"{details['unexpected_count']} of {details.get('element_count', len(frame))} rows fail"
+        count = f"{details['unexpected_count']} of {details.get('element_count', len(frame))} rows"
+        observed = f"{count} fail" if not warning else f"warning: {count}" if details["unexpected_count"] else count
+    elif getattr(expectation, "column", None) is None and source:
+        observed = f"{details.get('observed_value')!r} rows in {source}"
     else:
         observed = f"observed {details.get('observed_value')!r}"
     if not examples and body.get("exception_info", {}).get("raised_exception"):
         observed = f"could not be evaluated: {body['exception_info'].get('exception_message')}"
+    success = bool(body.get("success"))
     return {
         "expectation": expectation.expectation_type,
-        "kwargs": {k: getattr(expectation, k) for k in ("column", "value_set", "min_value") if getattr(expectation, k, None) is not None},
+        "kwargs": {k: getattr(expectation, k) for k in ("column", "value_set", "min_value", "max_value")
+                   if getattr(expectation, k, None) is not None},
         "description": description,
-        "success": bool(body.get("success")),
+        "severity": expectation.severity.value,
+        "success": success or warning,  # a warning never fails the input
+        "warning": warning and not success,
         "observed": observed,
         "examples": examples,
     }
@@ -166,8 +212,12 @@ def _detail(frame: pd.DataFrame, index_column: str, key: Any, expectation) -> st
     if rows.empty:
         return ""
     value = rows.iloc[0][column]
-    if column == "decode_error":
+    if column in ("decode_error", "excluded", "label_conflict"):
         return str(value)
+    if column == "duplicate_of":
+        return f"same bytes as {value}, counted once"
+    if column == "frames":
+        return f"{int(value)} frames, the first is used"
     if column == "has_file":
         return "listed in the CSV but no such file"
     if column == "in_csv":

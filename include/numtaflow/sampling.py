@@ -22,6 +22,13 @@ def with_class_rank(df: DataFrame, seed: int, label_col: str = "label", id_col: 
     )
 
 
+def distinct_content(df: DataFrame, hash_col: str = "content_sha256", id_col: str = "image_id") -> DataFrame:
+    """One row per content: copies of the same bytes under several names (validation refuses
+    copies with different labels) count once, as their first name."""
+    first = Window.partitionBy(hash_col).orderBy(F.col(id_col))
+    return df.withColumn("copy_rank", F.row_number().over(first)).where(F.col("copy_rank") == 1).drop("copy_rank")
+
+
 def stratified_sample(df: DataFrame, per_class: int, seed: int, label_col: str = "label") -> DataFrame:
     """Exactly ``per_class`` rows of every label (validation guarantees enough rows)."""
     ranked = with_class_rank(df, seed, label_col)

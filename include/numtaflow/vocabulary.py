@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 DIGITS = tuple(range(10))  # the classes: Bengali digits 0-9, labelled by their value
 DIGIT_LABELS = tuple(str(digit) for digit in DIGITS)  # the labels as CSVs and class folders write them
+# an image holds a digit to learn from when both sides have at least MIN_IMAGE_SIDE pixels and its darkest and
+# lightest pixels are at least MIN_INK_CONTRAST of 255 grey levels apart; validation excludes the others
+MIN_IMAGE_SIDE = 8
+MIN_INK_CONTRAST = 32
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,4 @@
+import hashlib
 import io
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 from PIL import Image
 
 from numtaflow.images import crop_to_ink, ink_on_white, inspect_image, prepare_image
+from numtaflow.vocabulary import MIN_IMAGE_SIDE, MIN_INK_CONTRAST
 
 
 def encode(image, fmt="PNG"):
@@ -41,6 +43,49 @@ def test_inspect_refuses_decompression_bombs_before_decoding():
     assert len(huge) < 100_000
     info = inspect_image(huge, max_pixels=1_000_000)
     assert info.error == "image too large: 5000x5000 > 1000000 pixels"
+    # featurize pads the ink to a square of the longer side: a 20000x10 strip would need 20000x20000
+    strip = encode(digit(size=(20_000, 10)))
+    assert inspect_image(strip, 1_000_000).error == (
+        "image too large: 20000x10 (prepared as a 20000x20000 square) > 1000000 pixels")
+
+
+def float_tiff(value):
+    array = np.full((20, 20), 100.0, dtype=np.float32)
+    array[5:15, 8:12] = value
+    return encode(Image.fromarray(array, mode="F"), "TIFF")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (encode(Image.new("LAB", (20, 20)), "TIFF"), "cannot prepare: conversion from LAB to RGB not supported"),
+        (float_tiff(np.nan), "cannot prepare: pixel values are not finite (NaN or infinity)"),
+    ],
+)
+def test_inspect_runs_featurize_preparation_and_names_its_failure(content, message):
+    """Files that decode but that prepare_image cannot turn into a network input fail validation."""
+    with pytest.raises((ValueError, IndexError)):
+        prepare_image(content, 32)
+    assert inspect_image(content, 10_000).error == message
+
+
+def test_inspect_records_content_hash_frames_and_exclusions():
+    content = encode(digit())
+    info = inspect_image(content, 10_000)
+    assert (info.sha256, info.frames, info.excluded) == (hashlib.sha256(content).hexdigest(), 1, None)
+    out = io.BytesIO()
+    digit().save(out, format="GIF", save_all=True, append_images=[Image.new("L", (28, 28), 0)])
+    gif = inspect_image(out.getvalue(), 10_000)
+    assert (gif.frames, gif.excluded, gif.error) == (2, None, None)
+    np.testing.assert_array_equal(prepare_image(out.getvalue(), 32), prepare_image(encode(digit()), 32))  # frame 1
+    assert inspect_image(encode(Image.new("RGB", (40, 30), (200, 10, 10))), 10_000).excluded == (
+        f"no ink: grey levels 67 to 67, fewer than {MIN_INK_CONTRAST} apart")
+    faint = digit(ink=255 - MIN_INK_CONTRAST + 1, paper=255)
+    assert inspect_image(encode(faint), 10_000).excluded.startswith("no ink")
+    assert inspect_image(encode(digit(ink=255 - MIN_INK_CONTRAST)), 10_000).excluded is None
+    assert inspect_image(encode(digit(size=(30, MIN_IMAGE_SIDE - 1))), 10_000).excluded == (
+        f"too small: 30x{MIN_IMAGE_SIDE - 1} < {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels")
+    assert inspect_image(encode(Image.new("L", (1, 1))), 10_000).excluded.startswith("too small: 1x1")
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "1", "I;16", "LA"])

@@ -1,6 +1,6 @@
 import pytest
 
-from numtaflow.sampling import ids_hash, stratified_sample, stratified_split
+from numtaflow.sampling import distinct_content, ids_hash, stratified_sample, stratified_split
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +36,15 @@ def test_split_is_exact_per_class(images):
 
 def test_ids_hash_is_order_independent():
     assert ids_hash(["a", "b"]) == ids_hash(["b", "a"]) != ids_hash(["a", "c"])
+
+
+def test_copies_of_the_same_bytes_are_sampled_once_as_their_first_name(spark):
+    rows = [(f"img{label}_{index}", label, f"sha{label}_{index}") for label in range(10) for index in range(3)]
+    rows += [(f"dt=2026-11-01/b/img{label}_0", label, f"sha{label}_0") for label in range(10)]  # a batch's copies
+    rows += [("img0_0_copy", 0, "sha0_0")]
+    frame = spark.createDataFrame(rows, "image_id string, label int, content_sha256 string")
+    sample = stratified_sample(distinct_content(frame), 3, seed=5)
+    assert sample.count() == 30
+    assert sample.select("content_sha256").distinct().count() == 30
+    first_names = {content: min(name for name, _, other in rows if other == content) for _, _, content in rows}
+    assert ids(sample) == sorted(first_names.values())

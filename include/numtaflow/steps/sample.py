@@ -1,31 +1,27 @@
 """sample: exactly ``per_class`` training images per class and an independent evaluation set.
 
 Reads the images validated in this run; writes ``train.parquet`` and ``eval.parquet``
-(image_id, label, source, content). The evaluation set never shares an image with the
-training sample, even when both come from the same input or a landed batch copies evaluation
-images.
+(image_id, label, source, content). An image stored under several names (the same bytes) is
+drawn at most once, and the evaluation set never shares an image with the training sample, even
+when both come from the same input or a landed batch copies evaluation images.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import functions as F
-
 from ..catalog import SAMPLED_IMAGES, VALIDATED_IMAGES
 from ..contracts import SampledSet, SampleSummary
 from ..jobs import StepContext
-from ..sampling import ids_hash, stratified_sample
+from ..sampling import distinct_content, ids_hash, stratified_sample
 
 
 def run(context: StepContext) -> SampleSummary:
     settings, spark = context.settings, context.spark
     context.require("validate")
-    train_images = spark.read.parquet(context.s3a(VALIDATED_IMAGES["train"]))
-    eval_images = spark.read.parquet(context.s3a(VALIDATED_IMAGES["eval"]))
+    train_images, eval_images = (distinct_content(spark.read.parquet(context.s3a(VALIDATED_IMAGES[name])))
+                                 for name in ("train", "eval"))
     train = stratified_sample(train_images, settings.per_class, settings.seed)
     # no image of the training sample (same bytes, whatever its name or input) is ever evaluated
-    sampled = train.select(F.sha2("content", 256).alias("content_sha256"))
-    eval_pool = (eval_images.withColumn("content_sha256", F.sha2("content", 256))
-                 .join(sampled, on="content_sha256", how="left_anti").drop("content_sha256"))
+    eval_pool = eval_images.join(train.select("content_sha256"), on="content_sha256", how="left_anti")
     evaluation = stratified_sample(eval_pool, settings.eval_per_class, settings.seed + 1)
     summary = {}
     for name, frame in (("train", train), ("eval", evaluation)):
