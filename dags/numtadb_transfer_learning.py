@@ -8,8 +8,9 @@ regression, evaluate it and promote it only through the gate.
 Every task is a `SparkSubmitOperator` running `spark_jobs/<task id>.py`; tasks pass data only
 through S3, under `runs/<run id>/<task id>/`. Runs start from the trigger form, on the retraining
 schedule, from `airflow backfill create`, or by themselves when a new batch of labelled images
-lands under the incoming prefix (`dt=YYYY-MM-DD/<batch>/`); a run trains on the batches landed up
-to its logical date. A rejected candidate ends the run green with
+lands under the incoming prefix (`dt=YYYY-MM-DD/<batch>/`); a run trains on the batches committed
+by its data cut-off or dated on or before it, and a re-run on exactly the batches its first run
+chose (`runs/<run id>/batches.json`). A rejected candidate ends the run green with
 `gate.promoted = false` in `metrics.json`; bad input fails the run at `validate`.
 """
 

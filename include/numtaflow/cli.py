@@ -144,8 +144,9 @@ def cmd_drop_batch(args: argparse.Namespace) -> None:
     day = args.date or now.date().isoformat()
     name = args.name or f"batch-{now:%H%M%S}"
     batch, count = drop_batch(Storage(settings), args.source, settings.incoming_input, day, name, args.per_class)
-    print(f"landed {count} images in {batch.uri}/ (committed by {batch.uri}/_BATCH.json); runs with a logical "
-          f"date on or after {day} train on it, and the DAG starts a run for it by itself when Airflow is up")
+    print(f"landed {count} images in {batch.uri}/ (committed by {batch.uri}/_BATCH.json); runs whose data ends "
+          f"now or later, or on {day} or later, train on it, and the DAG starts a run for it by itself when "
+          "Airflow is up")
 
 
 def find_run(storage: Storage, run_id: str | None, logical_date: str | None) -> str:

@@ -34,10 +34,38 @@ class InputRecord(SourceRecord):
     batches: list[SourceRecord] = []
 
 
+class LandedBatch(Contract):
+    """A committed batch under the landing prefix, as a run chose it."""
+
+    day: str  # its dt= partition
+    name: str
+    uri: str
+    arrived_at: str | None = None  # when its marker was committed (the S3 server's clock), ISO UTC
+
+
+class RefusedBatch(Contract):
+    """A batch marker that commits nothing usable, and why: reported by the runs that see it, never skipped."""
+
+    marker: str  # the marker's URI
+    reason: str
+
+
+class BatchSelection(Contract):
+    """The landed batches a run trains on (``catalog.BATCH_SELECTION``): chosen once, by the run's first
+    validate, so a retry or a re-run of the run id trains on the same batches whatever landed since."""
+
+    run_id: str
+    data_until: str  # ISO time, UTC: the batches available by then (see ``incoming.available_from``)
+    chosen_at: str
+    batches: list[LandedBatch] = []
+    refused: list[RefusedBatch] = []
+
+
 class ValidateSummary(Contract):
     inputs: dict[str, InputRecord]
     data_until: str
     class_counts: dict[str, dict[str, int]]
+    incoming: BatchSelection | None = None  # the run's landed batches and refused markers
 
 
 # --- sample --------------------------------------------------------------------------------

@@ -2,32 +2,41 @@
 
 A batch is any accepted input form (a NumtaDB folder with its CSV inside, or a folder per
 class) and counts only once its ``_BATCH.json`` marker exists. Whoever uploads a batch writes
-the marker last, so a half-uploaded batch is never trained on. A run whose data cut-off is day
-D trains on the base input plus every batch with ``dt <= D``: backfilled dates see exactly the
-data that had arrived by then, and re-running a date sees the same batches again.
+the marker last, so a half-uploaded batch is never trained on. A marker anywhere else (a ``dt=``
+that is not a date, another partition name, a nested folder) is refused with its reason: every
+run that sees it reports it, and it never starts a run.
+
+A batch counts for runs from when its marker was committed (the server's LastModified), or from
+the start of its ``dt=`` day if that is earlier (data copied in later for a past day, which a
+backfill of that day then sees). A ``dt=`` ahead of UTC (an uploader writing its local date)
+therefore never hides a batch from the run its arrival starts. A run chooses its batches once,
+at its first validate, and records the choice; retries and re-runs of the run id read it back,
+so a batch written later, even into an old ``dt=``, is trained on by the runs that choose after
+it landed and never changes a run that had chosen.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 
+from .catalog import ANNOUNCED, BATCH_MARKER
+from .contracts import BatchSelection, LandedBatch, RefusedBatch
+from .registry import cas_update
 from .storage import Storage, StorageError, split_uri
 
-BATCH_MARKER = "_BATCH.json"
-ANNOUNCED = "_ANNOUNCED.json"  # batches that already started a run (see triggers.NewBatchTrigger)
-_MARKER_KEY = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})/([A-Za-z0-9][A-Za-z0-9._-]*)/" + re.escape(BATCH_MARKER) + "$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
 
 
 @dataclass(frozen=True, order=True)
 class Batch:
-    day: str  # YYYY-MM-DD, the arrival partition
+    day: str  # YYYY-MM-DD, its dt= partition
     name: str
     uri: str  # the batch folder
+    arrived_at: str | None = field(default=None, compare=False)  # its marker's commit time, ISO UTC
 
     @property
     def id_prefix(self) -> str:
@@ -36,32 +45,77 @@ class Batch:
 
 
 # --- pure functions ------------------------------------------------------------------------
-def batches_from_keys(incoming_uri: str, relative_keys) -> list[Batch]:
-    """The committed batches among keys listed relative to the landing prefix."""
-    base = incoming_uri.rstrip("/")
-    found = {(m.group(1), m.group(2)) for m in map(_MARKER_KEY.match, relative_keys) if m}
-    return sorted(Batch(day, name, f"{base}/dt={day}/{name}") for day, name in found)
-
-
-def batches_until(batches: list[Batch], cutoff: date) -> list[Batch]:
-    """Batches that had arrived by the end of ``cutoff`` (a run for day D sees dt <= D)."""
-    return [b for b in batches if b.day <= cutoff.isoformat()]
-
-
-def data_cutoff(value: str | None, now: datetime | None = None) -> date:
-    """The day a run's data is bounded by: its logical date (or run-after time), else today (UTC)."""
-    if not value:
-        return (now or datetime.now(timezone.utc)).date()
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return moment.date()
+def _name_problem(name: str) -> str | None:
+    if not _BATCH_NAME.match(name):
+        return f"batch name {name!r} must be letters, digits, '.', '_' or '-' (not starting with '.', '_')"
+    return None
 
 
 def check_batch_name(name: str) -> str:
-    if not _BATCH_NAME.match(name):
-        raise ValueError(f"batch name {name!r} must be letters, digits, '.', '_' or '-' (not starting with '.', '_')")
+    problem = _name_problem(name)
+    if problem:
+        raise ValueError(problem)
     return name
+
+
+def _is_day(text: str) -> bool:
+    try:
+        return bool(_DAY.match(text)) and bool(date.fromisoformat(text))
+    except ValueError:
+        return False
+
+
+def marker_problem(key: str) -> str | None:
+    """Why a marker at ``key`` (relative to the landing prefix) commits no batch; None when it does."""
+    parts = key.split("/")
+    if len(parts) != 3:
+        return f"a batch's marker belongs at dt=YYYY-MM-DD/<batch>/{BATCH_MARKER}"
+    if not parts[0].startswith("dt="):
+        return f"folder {parts[0]!r} is not a dt=YYYY-MM-DD partition"
+    if not _is_day(parts[0][len("dt="):]):
+        return f"{parts[0]!r} is not a date (YYYY-MM-DD)"
+    return _name_problem(parts[1])
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds") if moment else None
+
+
+def parse_listing(incoming_uri: str, listing) -> tuple[list[Batch], list[RefusedBatch]]:
+    """The committed batches and the refused markers among ``(key relative to the landing prefix,
+    last modified)`` pairs; other objects (images, CSVs, the ledger) are neither."""
+    base = incoming_uri.rstrip("/")
+    batches, refused = [], []
+    for key, modified in listing:
+        if key.rsplit("/", 1)[-1] != BATCH_MARKER:
+            continue
+        problem = marker_problem(key)
+        if problem:
+            refused.append(RefusedBatch(marker=f"{base}/{key}", reason=problem))
+        else:
+            partition, name, _ = key.split("/")
+            batches.append(Batch(partition[len("dt="):], name, f"{base}/{partition}/{name}", _iso(modified)))
+    return sorted(batches), sorted(refused, key=lambda r: r.marker)
+
+
+def available_from(batch: Batch) -> datetime:
+    """When a batch starts to count: its commit, or the start of its dt= day if that is earlier."""
+    day_start = datetime.fromisoformat(batch.day).replace(tzinfo=timezone.utc)
+    return min(day_start, datetime.fromisoformat(batch.arrived_at)) if batch.arrived_at else day_start
+
+
+def batches_until(batches: list[Batch], until: datetime) -> list[Batch]:
+    """The batches a run whose data ends at ``until`` trains on."""
+    return [b for b in batches if available_from(b) <= until]
+
+
+def cutoff_time(value: str | None, now: datetime | None = None) -> datetime:
+    """The time a run's data ends at, in UTC: its logical date or run-after time, else now (a time
+    without a zone is UTC)."""
+    if not value:
+        return now or datetime.now(timezone.utc)
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 # --- I/O -------------------------------------------------------------------------------------
@@ -71,17 +125,41 @@ def _landing(incoming_uri: str) -> tuple[str, str]:
     return bucket, key.rstrip("/") + "/"
 
 
-def list_batches(storage: Storage, incoming_uri: str) -> list[Batch]:
-    """Every committed batch under the landing prefix (one listing; markers only count)."""
+def landed_batches(storage: Storage, incoming_uri: str) -> tuple[list[Batch], list[RefusedBatch]]:
+    """Every committed batch under the landing prefix and every refused marker (one listing)."""
     from botocore.exceptions import ClientError
 
     bucket, prefix = _landing(incoming_uri)
     try:
-        relative = [obj["Key"][len(prefix):] for obj in storage.list_objects(prefix, bucket=bucket)]
+        listing = [(obj["Key"][len(prefix):], obj.get("LastModified"))
+                   for obj in storage.list_objects(prefix, bucket=bucket)]
     except ClientError as error:
         raise StorageError(f"cannot list the landing prefix {incoming_uri} ({error.response['Error'].get('Code')}); "
                            "set NUMTAFLOW_INCOMING_INPUT to a prefix in an existing bucket, or empty") from None
-    return batches_from_keys(incoming_uri, relative)
+    return parse_listing(incoming_uri, listing)
+
+
+def list_batches(storage: Storage, incoming_uri: str) -> list[Batch]:
+    """Every committed batch under the landing prefix."""
+    return landed_batches(storage, incoming_uri)[0]
+
+
+def choose_batches(storage: Storage, record_key: str, incoming_uri: str, run_id: str, data_until: str | None,
+                   now: datetime | None = None) -> BatchSelection:
+    """The run's landed batches: the record at ``record_key`` if the run has chosen already (a retry, a
+    re-run), else those available by its data cut-off, recorded with put-if-absent (of two racing
+    attempts, both use the record that was written)."""
+    try:
+        return BatchSelection.model_validate(storage.get_json(record_key))
+    except FileNotFoundError:
+        pass
+    batches, refused = landed_batches(storage, incoming_uri) if incoming_uri else ([], [])
+    until = cutoff_time(data_until, now)
+    chosen = BatchSelection(run_id=run_id, data_until=until.isoformat(), chosen_at=_iso(datetime.now(timezone.utc)),
+                            batches=[LandedBatch(**asdict(b)) for b in batches_until(batches, until)], refused=refused)
+    if storage.put_if_absent(record_key, chosen.model_dump()):
+        return chosen
+    return BatchSelection.model_validate(storage.get_json(record_key))
 
 
 def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name: str,
@@ -90,14 +168,16 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
 
     Images already landed in an earlier batch (same file name) are skipped, so repeated drops
     bring new images. Files go first, then the batch's CSV, then the marker: a reader never sees
-    a partial batch as committed. Returns the batch and how many images it holds.
+    a partial batch as committed (its ``landed_at`` is for people: runs go by the marker's commit
+    time on the server). Returns the batch and how many images it holds.
     """
     import pandas as pd
 
     from .data import build_manifest, read_bytes, resolve_input
 
     check_batch_name(name)
-    date.fromisoformat(day)
+    if not _is_day(day):
+        raise ValueError(f"date {day!r} must be YYYY-MM-DD")
     bucket, prefix = _landing(incoming_uri)
     batch = Batch(day, name, f"{incoming_uri.rstrip('/')}/dt={day}/{name}")
     batch_key = f"{prefix}dt={day}/{name}/"
@@ -129,25 +209,40 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
     return batch, len(rows)
 
 
-def _announced(storage: Storage, incoming_uri: str) -> set[str]:
-    """URIs of the batches that already started a run."""
+def _ledger(storage: Storage, incoming_uri: str) -> tuple[Storage, str]:
+    """A storage on the landing prefix's bucket, and the ledger's key there (conditional writes go to
+    a storage's own bucket)."""
     bucket, prefix = _landing(incoming_uri)
-    try:
-        return set(json.loads(storage.get_bytes(prefix + ANNOUNCED, bucket=bucket))["batches"])
-    except FileNotFoundError:
-        return set()
+    if bucket != storage.bucket:
+        storage = Storage(storage.settings.model_copy(update={"bucket": bucket}), storage.client)
+    return storage, prefix + ANNOUNCED
 
 
-def unannounced_batches(storage: Storage, incoming_uri: str) -> list[Batch]:
-    """Committed batches that have not started a run yet."""
-    announced = _announced(storage, incoming_uri)
-    return [b for b in list_batches(storage, incoming_uri) if b.uri not in announced]
+def _announced(value) -> set[str]:
+    return set((value or {}).get("batches", []))
+
+
+def unannounced_batches(storage: Storage, incoming_uri: str,
+                        now: datetime | None = None) -> tuple[list[Batch], list[RefusedBatch]]:
+    """Committed batches that have not started a run yet and that a run starting now trains on (so an
+    announcement never starts a run without its batch), and the refused markers."""
+    batches, refused = landed_batches(storage, incoming_uri)
+    ledger, key = _ledger(storage, incoming_uri)
+    announced = _announced(ledger.read_with_etag(key)[0])
+    due = batches_until(batches, now or datetime.now(timezone.utc))
+    return [b for b in due if b.uri not in announced], refused
 
 
 def mark_announced(storage: Storage, incoming_uri: str, batches: list[Batch]) -> None:
-    """Remember batches that started a run, so the same data never triggers twice."""
-    bucket, prefix = _landing(incoming_uri)
-    announced = _announced(storage, incoming_uri) | {b.uri for b in batches}
-    storage.put_json(prefix + ANNOUNCED, {"batches": sorted(announced),
-                                          "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-                     bucket=bucket)
+    """Record batches that started a run, by compare-and-set, so the same data never triggers twice and
+    no concurrent record is lost."""
+    ledger, key = _ledger(storage, incoming_uri)
+    uris = {b.uri for b in batches}
+
+    def change(value):
+        known = _announced(value)
+        if uris <= known:
+            return None
+        return {"batches": sorted(known | uris), "updated_at": _iso(datetime.now(timezone.utc))}
+
+    cas_update(ledger, key, change, f"recording announced batches under {incoming_uri}")

@@ -59,6 +59,8 @@ def run_record(storage: Storage, layout: RunLayout, commits: dict[str, StepCommi
         "run_type": run_type,
         "inputs": {name: record.model_dump() for name, record in validate.inputs.items()},
         "data_until": validate.data_until,
+        # the landed batches the run chose (each with its arrival) and the markers it refused, with reasons
+        "incoming": validate.incoming.model_dump() if validate.incoming else None,
         "sample": sample.model_dump(),
         "settings": settings,
         "code_version": code_version(),

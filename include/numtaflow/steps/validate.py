@@ -1,8 +1,9 @@
 """validate: read each input, decode every image once in Spark, run the GX suites.
 
 Outputs (``runs/<run>/validate/``): ``report.json``, ``report.html``, and per input
-(``train``, ``eval``) an images table ``<input>_images.parquet`` holding the validated bytes,
-so later steps use exactly the data that passed validation.
+(``train``, ``eval``) an images table ``<input>_images.parquet`` holding the validated bytes and
+their sha256 (copies under several names are all kept; ``sample`` counts them once), so later
+steps use exactly the data that passed validation. Blank and tiny images are left out, and reported.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import re
 
 import pandas as pd
 
-from ..catalog import STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
-from ..contracts import InputRecord, ValidateSummary
+from ..catalog import BATCH_SELECTION, STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
+from ..contracts import BatchSelection, InputRecord, ValidateSummary
 from ..data import InputError, build_manifest, manifest_hash, resolve_input
-from ..incoming import batches_until, data_cutoff, list_batches
-from ..jobs import StepContext, StepFailed
+from ..incoming import Batch, choose_batches
+from ..jobs import StepContext, StepFailed, log
 from ..quality import ValidationReport, render_html, structure_failure, validate_manifest
 from ..storage import spark_path
 
@@ -28,14 +29,19 @@ def relative_path_pattern(root_uri: str) -> str:
     return "^" + re.escape(root) + r"/(.*)$"
 
 
+MANIFEST_SCHEMA = "image_id string, label_raw string, in_csv boolean, has_file boolean, size long"
+
+
 def decode_images(spark, root_uri: str, max_pixels: int):
-    """All files under the root with their bytes and decoded size/mode or decode error."""
+    """All files under the root with their bytes, content hash, decoded size/mode/frames, and the
+    reason one fails to decode or to prepare as featurize does, or is excluded (``images.inspect_image``)."""
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
     from ..images import inspect_image
 
-    @pandas_udf("width int, height int, mode string, decode_error string")
+    @pandas_udf("width int, height int, mode string, frames int, decode_error string, excluded string, "
+                "content_sha256 string")
     def inspect(contents: pd.Series) -> pd.DataFrame:
         infos = [inspect_image(content, max_pixels) for content in contents]
         return pd.DataFrame(
@@ -43,7 +49,10 @@ def decode_images(spark, root_uri: str, max_pixels: int):
                 "width": pd.array([i.width for i in infos], dtype="Int32"),
                 "height": pd.array([i.height for i in infos], dtype="Int32"),
                 "mode": [i.mode for i in infos],
+                "frames": pd.array([i.frames for i in infos], dtype="Int32"),
                 "decode_error": [i.error for i in infos],
+                "excluded": [i.excluded for i in infos],
+                "content_sha256": [i.sha256 for i in infos],
             }
         )
 
@@ -98,7 +107,8 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
     except InputError as error:
         return structure_failure(name, str(error)), None
     decoded = decoded.cache()
-    manifest_frame = context.spark.createDataFrame(manifest.drop(columns=["uri"]))
+    # an explicit schema: an input with no rows reaches "the dataset is not empty" instead of failing inference
+    manifest_frame = context.spark.createDataFrame(manifest.drop(columns=["uri"]), MANIFEST_SCHEMA)
     images = manifest_frame.join(decoded, on="image_id", how="left").withColumn(
         "decode_error",
         # Spark's file sources skip zero-length files, so an empty image arrives without content
@@ -107,14 +117,16 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
         .when(F.col("has_file"), F.col("decode_error")),
     )
     metadata = images.drop("content").toPandas()
-    suite = validate_manifest(name, metadata, per_class, require_csv_rows="numtadb" in layouts)
+    source = sources[0][1] + (f" and {len(sources) - 1} landed batch(es)" if len(sources) > 1 else "")
+    suite = validate_manifest(name, metadata, per_class, require_csv_rows="numtadb" in layouts, source=source)
     lineage = InputRecord(**{**records[0], "manifest_sha256": manifest_hash(manifest), "batches": records[1:]})
     if suite["success"]:
         (
-            images.where(F.col("has_file") & F.col("decode_error").isNull())
+            images.where(F.col("has_file") & F.col("decode_error").isNull() & F.col("excluded").isNull())
             .withColumn("label", F.col("label_raw").cast("int"))
             .withColumn("source", F.lit(name))
-            .select("image_id", "label", "source", "width", "height", "mode", "size", "content")
+            .select("image_id", "label", "source", "width", "height", "mode", "frames", "size", "content_sha256",
+                    "content")
             .write.mode("overwrite")
             .parquet(context.s3a(VALIDATED_IMAGES[name]))
         )
@@ -122,20 +134,22 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
     return suite, lineage
 
 
-def training_sources(context: StepContext) -> list[tuple[str, str]]:
-    """The base training input, then every landed batch up to the run's data cut-off."""
+def training_sources(context: StepContext) -> tuple[list[tuple[str, str]], BatchSelection]:
+    """The base training input, then the run's landed batches: chosen by its first validate and recorded,
+    so a retry or a re-run of the run id trains on the same batches whatever landed since."""
     settings = context.settings
-    sources = [("", settings.train_input)]
-    if settings.incoming_input:
-        landed = list_batches(context.storage, settings.incoming_input)
-        cutoff = data_cutoff(context.data_until)
-        sources += [(batch.id_prefix, batch.uri) for batch in batches_until(landed, cutoff)]
-    return sources
+    chosen = choose_batches(context.storage, context.layout.key(BATCH_SELECTION), settings.incoming_input,
+                            context.run_id, context.data_until)
+    batches = [Batch(**b.model_dump()) for b in chosen.batches]
+    return [("", settings.train_input)] + [(b.id_prefix, b.uri) for b in batches], chosen
 
 
 def run(context: StepContext) -> ValidateSummary:
     settings = context.settings
-    inputs = {"train": (training_sources(context), settings.per_class),
+    train, chosen = training_sources(context)
+    for refused in chosen.refused:
+        log.warning("landed batch refused, not trained on: %s: %s", refused.marker, refused.reason)
+    inputs = {"train": (train, settings.per_class),
               "eval": ([("", settings.eval_input)], settings.eval_per_class)}
     suites, lineage = [], {}
     for name, (sources, per_class) in inputs.items():
@@ -145,10 +159,12 @@ def run(context: StepContext) -> ValidateSummary:
             lineage[name] = record
     report = ValidationReport(all(s["success"] for s in suites), suites)
     storage, layout = context.storage, context.layout
-    storage.put_json(layout.key(VALIDATION_REPORT), report.to_json())
+    storage.put_json(layout.key(VALIDATION_REPORT), {**report.to_json(), "incoming": chosen.model_dump()})
     storage.put_bytes(layout.key(VALIDATION_HTML), render_html(report, f"Input validation, run {context.run_id}").encode(),
                       VALIDATION_HTML.media_type)
     if not report.success:
         raise StepFailed(f"{report.summary()}\nfull report: {context.uri(VALIDATION_HTML)}")
-    return ValidateSummary(inputs=lineage, data_until=data_cutoff(context.data_until).isoformat(),
+    if report.warnings():
+        log.warning("%s\nfull report: %s", report.summary(), context.uri(VALIDATION_HTML))
+    return ValidateSummary(inputs=lineage, data_until=chosen.data_until[:10], incoming=chosen,
                            class_counts={s["name"]: s["class_counts"] for s in suites})
