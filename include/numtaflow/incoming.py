@@ -26,6 +26,7 @@ from .catalog import ANNOUNCED, BATCH_MARKER
 from .contracts import BatchSelection, LandedBatch, RefusedBatch
 from .registry import cas_update
 from .storage import Storage, StorageError, split_uri
+from .vocabulary import DIGIT_LABELS
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
@@ -185,7 +186,7 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
         raise ValueError(f"batch {batch.uri} already exists; choose another name or date")
     landed = {obj["Key"].rsplit("/", 1)[-1] for obj in storage.list_objects(prefix, bucket=bucket)}
     manifest = build_manifest(resolve_input(source, storage))
-    digits = manifest["label_raw"].isin([str(d) for d in range(10)])
+    digits = manifest["label_raw"].isin(DIGIT_LABELS)
     usable = manifest[manifest["has_file"] & manifest["in_csv"] & digits]
     usable = usable[~usable["image_id"].map(lambda i: i.rsplit("/", 1)[-1]).isin(landed)]
     chosen = usable.groupby("label_raw", group_keys=False).head(per_class)

@@ -89,7 +89,8 @@ def test_train_saves_model_and_exact_holdout(pipeline, storage):
     assert any(storage.list_objects(layout(RUN_ID).key(MODEL) + "/metadata/"))
     stages = {o["Key"].split("/stages/")[1].split("/")[0] for o in storage.list_objects(layout(RUN_ID).key(PIPELINE))
               if "/stages/" in o["Key"]}
-    assert sorted(stage.split("_")[1] for stage in stages) == ["ImageFeaturizer", "LogisticRegressionModel",
+    # stage folders are <index>_<uid>, a uid being <class>_<hex>
+    assert sorted(stage.split("_")[1] for stage in stages) == ["ImageFeaturizer", "LogisticRegression",
                                                                "SQLTransformer"]
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
+from numtaflow.catalog import BATCH_SELECTION, RunLayout
 from numtaflow.incoming import Batch, batches_until, check_batch_name, choose_batches, cutoff_time, parse_listing
 
 BASE = "s3://numtaflow/incoming"
@@ -84,7 +85,7 @@ class Bucket:
 
 
 def test_a_run_chooses_its_batches_once_and_a_re_run_reads_the_choice_back():
-    bucket, record = Bucket(), "runs/backfill__2026-11-03/batches.json"
+    bucket, record = Bucket(), RunLayout("b", "backfill__2026-11-03").key(BATCH_SELECTION)
     bucket.land("dt=2026-11-02/early/_BATCH.json", EVENING)
     bucket.land("dt=2026-13-45/bad/_BATCH.json", EVENING)
     first = choose_batches(bucket, record, BASE, "backfill__2026-11-03", "2026-11-03T00:00:00+00:00")
