@@ -9,6 +9,7 @@
     python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
     python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
     python -m numtaflow models promote RUN | rollback [VERSION]   # manual, compare-and-set
+    python -m numtaflow predict PATH... [--model champion|VERSION]   # digits of new images
 """
 
 from __future__ import annotations
@@ -233,6 +234,43 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(json.dumps(storage.get_json(RunLayout(storage.bucket, safe_run_id(args.target)).key(LINEAGE)), indent=2))
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Classify image files (or folders of them) with the champion's pipeline, or a version's."""
+    from .registry import RegistryError, read_champion, read_version
+    from .scoring import describe, image_files, scorable
+
+    settings = Settings.from_env()
+    storage = Storage(settings)
+    try:
+        model = read_champion(storage)[0] if args.model == "champion" else read_version(storage, args.model)
+    except RegistryError as error:
+        raise SystemExit(f"predict: {error}") from None
+    if model is None:
+        raise SystemExit("predict: no model has been promoted yet; run the workflow or name a version with --model")
+    if not model.pipeline_uri:
+        raise SystemExit(f"predict: version {model.version} of run {model.run_id} was saved without its pipeline; "
+                         "promote a run trained since pipelines are saved")
+    accepted, refused = scorable(image_files(args.paths), settings.max_image_pixels)
+    for item in refused:
+        print(f"{item.path}: refused: {item.reason}")
+    if not accepted:
+        raise SystemExit("predict: no image could be scored")
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.functions import vector_to_array
+
+    from .spark import interactive_session
+    from .storage import spark_path
+
+    spark = interactive_session(settings, "numtaflow-predict")
+    spark.sparkContext.setLogLevel("ERROR")
+    frame = spark.createDataFrame(accepted, "path string, content binary")
+    scored = PipelineModel.load(spark_path(model.pipeline_uri)).transform(frame)
+    rows = {row["path"]: row["p"] for row in scored.select("path", vector_to_array("probability").alias("p")).collect()}
+    for path, _ in accepted:
+        print(describe(path, rows[path]))
+    print(f"(model: version {model.version} of run {model.run_id})", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="numtaflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -278,5 +316,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="show and promote: a run; rollback: a version (default: the one before the champion)")
     models.add_argument("--reason", help="recorded in the champion pointer and its history")
     models.set_defaults(func=cmd_models)
+    predict = commands.add_parser("predict", help="classify images with the champion (or a version)")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of them")
+    predict.add_argument("--model", default="champion", help="champion (default) or a version")
+    predict.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)
     args.func(args)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
 from numtaflow import catalog
@@ -18,8 +23,6 @@ BUCKET = {"NUMTAFLOW_BUCKET": "numtaflow-jobs-test"}  # a registry of its own: t
 
 @pytest.fixture(scope="module")
 def storage(s3_env):
-    import os
-
     from numtaflow.catalog import REGISTRY_PREFIX
     from numtaflow.config import Settings
     from numtaflow.storage import Storage
@@ -159,3 +162,27 @@ def test_retraining_the_champions_run_goes_through_the_gate(pipeline, storage, f
     assert after["version"] == (gate["candidate_version"] if gate["promoted"] else served["version"])
     # whatever the verdict, the version that served is still there, byte for byte
     assert {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served["version"]))} == files
+
+
+def test_predict_classifies_new_images_with_the_champions_pipeline(pipeline, storage, featurizer_env, tmp_path):
+    """`numtaflow predict` on unlabelled files: a digit and the three most likely per image, a one-line
+    reason for a file that is no image; the champion's pipeline from its registry version."""
+    assert_step_ok(pipeline, "evaluate")
+    scans = make_numtadb(tmp_path / "scans", 1, source="training-c", offset=40)
+    (scans / "notes.png").write_text("not a scan")
+    env = {**os.environ, **featurizer_env, **BUCKET}
+    result = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans)], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert f"{scans / 'notes.png'}: refused: not an image (unrecognised format)" in lines
+    scored = [line for line in lines if "refused" not in line]
+    assert len(scored) == 10
+    for line in scored:
+        digit, top = re.fullmatch(r".+\.png: (\d) \((\d) ([0-9.]+), (\d) ([0-9.]+), (\d) ([0-9.]+)\)", line).group(1, 2)
+        assert digit == top
+    served = storage.get_json(CHAMPION_KEY)
+    assert f"version {served['version']} of run" in result.stderr
+    missing = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans), "--model", "0" * 16], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
