@@ -101,6 +101,10 @@ CHAMPION_KEY = f"{REGISTRY_PREFIX}champion.json"
 HISTORY_PREFIX = f"{REGISTRY_PREFIX}history/"
 INDEX_KEY = f"{REGISTRY_PREFIX}index.json"
 VERSIONS_PREFIX = f"{REGISTRY_PREFIX}versions/"
+# beside each version's model/ and pipeline/: its record (written last) and its model card
+VERSION_RECORD = "version.json"
+MODEL_CARD_FACTS = "model_card.json"
+MODEL_CARD_TEXT = "model_card.md"
 CHAMPION_ASSET = "numtadb_champion"  # the Airflow Asset a promotion updates; other DAGs can schedule on it
 # --- inputs and scratch space --------------------------------------------------------------
 DATASETS_PREFIX = "datasets/numtadb"  # where ``numtaflow load-data`` puts NumtaDB folders

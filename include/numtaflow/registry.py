@@ -20,10 +20,12 @@ from typing import Any, Callable
 
 from pydantic import AliasChoices, Field, ValidationError
 
-from .catalog import (CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS, MODEL, PIPELINE, VERSIONS_PREFIX,
-                      RunLayout)
+from .catalog import (CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS, MODEL, MODEL_CARD_FACTS,
+                      MODEL_CARD_TEXT, PIPELINE, VERSION_RECORD, VERSIONS_PREFIX, RunLayout)
 from .contracts import Contract, Featurizer
+from .model_card import card_facts
 from .storage import PreconditionFailed, Storage, StorageError, split_uri
+from .templates import render
 
 CAS_ATTEMPTS = 8
 HEADLINE_METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc")
@@ -76,7 +78,7 @@ def version_prefix(version: str) -> str:
 
 
 def version_key(version: str) -> str:
-    return version_prefix(version) + "version.json"
+    return version_prefix(version) + VERSION_RECORD
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -146,9 +148,10 @@ def candidate_version(storage: Storage, layout: RunLayout, metrics: dict, settin
                         version=digest[:16])
 
 
-def register(storage: Storage, candidate: ModelVersion) -> ModelVersion:
-    """Copy the candidate's model and pipeline into its immutable version folder (once); returns the
-    version as served from there. Registering the same model again changes nothing."""
+def register(storage: Storage, candidate: ModelVersion, evidence: tuple[dict, dict] | None = None) -> ModelVersion:
+    """Copy the candidate's model and pipeline into its immutable version folder (once), with its model
+    card made from ``evidence`` (the run's metrics and lineage records); returns the version as served
+    from there. Registering the same model again changes nothing."""
     if storage.exists(version_key(candidate.version)):
         return read_version(storage, candidate.version)
     target = f"s3://{storage.bucket}/{version_prefix(candidate.version)}"
@@ -159,20 +162,29 @@ def register(storage: Storage, candidate: ModelVersion) -> ModelVersion:
     registered = candidate.model_copy(update={**moved, "registered_at": now_iso()})
     if model_digest(storage, registered.model_uri, registered.pipeline_uri) != candidate.model_sha256:
         raise RegistryError(f"the model under {candidate.model_uri} changed while it was being registered")
+    if evidence:
+        card = card_facts(registered.model_dump(mode="json"), *evidence)
+        storage.put_json(version_prefix(candidate.version) + MODEL_CARD_FACTS, card)
+        storage.put_bytes(version_prefix(candidate.version) + MODEL_CARD_TEXT, render("model_card.md", card=card).encode(),
+                          "text/markdown; charset=utf-8")
     storage.put_if_absent(version_key(candidate.version), registered.model_dump(mode="json"))
     return registered
 
 
-def version_of_run(storage: Storage, run_id: str) -> ModelVersion:
-    """An evaluated run's model as a version-to-be, from the run's own evidence."""
+def run_evidence(storage: Storage, run_id: str) -> tuple[dict, dict]:
+    """An evaluated run's metrics and lineage records."""
     layout = RunLayout(storage.bucket, run_id)
     try:
-        metrics = storage.get_json(layout.key(METRICS))
-        record = storage.get_json(layout.key(LINEAGE))
+        return storage.get_json(layout.key(METRICS)), storage.get_json(layout.key(LINEAGE))
     except FileNotFoundError:
         raise RegistryError(f"run {run_id} has no completed evaluation; only evaluated runs can serve") from None
-    return candidate_version(storage, layout, metrics, record["settings"], Featurizer(**record["featurizer"]),
-                             record["sample"]["eval"]["ids_sha256"])
+
+
+def version_of_run(storage: Storage, run_id: str) -> ModelVersion:
+    """An evaluated run's model as a version-to-be, from the run's own evidence."""
+    metrics, record = run_evidence(storage, run_id)
+    return candidate_version(storage, RunLayout(storage.bucket, run_id), metrics, record["settings"],
+                             Featurizer(**record["featurizer"]), record["sample"]["eval"]["ids_sha256"])
 
 
 # --- changing the pointer --------------------------------------------------------------------
@@ -234,7 +246,7 @@ def switch_champion(storage: Storage, choose: Callable[[Champion | None], Choice
 def promote_run(storage: Storage, run_id: str, reason: str) -> Champion:
     """Manual promotion of an evaluated run's model (registered as a version first); also repairs a
     broken pointer."""
-    version = register(storage, version_of_run(storage, run_id))
+    version = register(storage, version_of_run(storage, run_id), run_evidence(storage, run_id))
     return switch_champion(storage, lambda current: (version, "promote", [reason]), "models promote", repair=True)
 
 

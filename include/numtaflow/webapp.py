@@ -10,13 +10,14 @@ mount prefix come from S3 or the request.
 import json
 import re
 
-from .catalog import LINEAGE, METRICS, SERVED, RunLayout
+from .catalog import LINEAGE, METRICS, MODEL_CARD_FACTS, MODEL_CARD_TEXT, SERVED, RunLayout
 from .config import Settings
-from .registry import RegistryError, read_champion, read_index
+from .registry import RegistryError, read_champion, read_index, version_prefix
 from .storage import Storage
 from .templates import render
 
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+VERSION = re.compile(r"^[0-9a-f]{16}$")
 
 
 def models_page(storage: Storage, base: str) -> str:
@@ -35,6 +36,12 @@ def run_page(storage: Storage, run_id: str, base: str) -> str:
     record = storage.get_json(layout.key(LINEAGE))
     return render("run.html", title=f"Run {run_id}", base=base, run_id=run_id, metrics=metrics,
                   lr_params=json.dumps(metrics["lr_params"]), lineage=json.dumps(record, indent=2))
+
+
+def version_page(storage: Storage, version: str, base: str) -> str:
+    """A version's model card, from the facts written beside the model when it was registered."""
+    card = storage.get_json(version_prefix(version) + MODEL_CARD_FACTS)
+    return render("model_card.html", title=f"Model card: version {version}", base=base, card=card)
 
 
 def run_file(storage: Storage, run_id: str, name: str) -> tuple[bytes, str]:
@@ -73,6 +80,25 @@ def create_app(dependencies: list | None = None, storage_factory=None):
             return run_page(storage_factory(), checked(run_id), request.scope.get("root_path", ""))
         except FileNotFoundError:
             raise HTTPException(status_code=404, detail=f"run {run_id} has no evaluation yet") from None
+
+    @app.get("/versions/{version}", response_class=HTMLResponse)
+    def version(version: str, request: Request) -> str:
+        if not VERSION.match(version):
+            raise HTTPException(status_code=400, detail="invalid version")
+        try:
+            return version_page(storage_factory(), version, request.scope.get("root_path", ""))
+        except FileNotFoundError:
+            raise HTTPException(status_code=404, detail=f"version {version} has no model card") from None
+
+    @app.get("/versions/{version}/" + MODEL_CARD_TEXT)
+    def card_text(version: str) -> Response:
+        if not VERSION.match(version):
+            raise HTTPException(status_code=400, detail="invalid version")
+        try:
+            text = storage_factory().get_bytes(version_prefix(version) + MODEL_CARD_TEXT)
+        except FileNotFoundError:
+            raise HTTPException(status_code=404, detail=f"version {version} has no model card") from None
+        return Response(content=text, media_type="text/markdown; charset=utf-8")
 
     @app.get("/runs/{run_id}/{name}")
     def artifact(run_id: str, name: str) -> Response:

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from numtaflow import catalog
-from numtaflow.catalog import (CHAMPION_KEY, CONFUSION, FEATURES, LINEAGE, METRICS, MODEL, PIPELINE, SAMPLED_IMAGES,
-                               TRAIN_PARAMS)
+from numtaflow.catalog import (CHAMPION_KEY, CONFUSION, FEATURES, LINEAGE, METRICS, MODEL, MODEL_CARD_TEXT, PIPELINE,
+                               SAMPLED_IMAGES, TRAIN_PARAMS)
 from numtaflow.registry import version_prefix
 from tests.conftest import commit, layout, make_numtadb, read_parquet, run_job, upload_folder
 
@@ -115,6 +115,9 @@ def test_evaluate_writes_metrics_and_promotes_first_champion(pipeline, storage):
     assert champion["version"] == gate["candidate_version"] and champion["model_uri"].endswith(
         f"{version_prefix(champion['version'])}model")
     assert any(storage.list_objects(version_prefix(champion["version"]) + "model/metadata/"))
+    card = storage.get_bytes(version_prefix(champion["version"]) + MODEL_CARD_TEXT).decode()
+    assert f"# Model card: version {champion['version']}" in card and "## Most confused digits" in card
+    assert f"Accuracy {metrics['accuracy']:.4f}" in card
     assert storage.get_bytes(layout(RUN_ID).key(CONFUSION["eval"])).startswith(b"\x89PNG")
     record = storage.get_json(layout(RUN_ID).key(LINEAGE))
     assert record["run_type"] == "manual" and record["featurizer"]["backbone"] == "MobileNetV2"

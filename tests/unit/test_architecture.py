@@ -14,7 +14,7 @@ LAYERS = {  # lowest first; a module may import its own layer and those below
     "foundation": {"vocabulary", "catalog", "contracts", "config"},
     "infrastructure": {"storage", "spark", "services", "templates"},
     "domain": {"images", "features", "model", "ml", "sampling", "evaluation", "gating", "quality", "data", "incoming",
-               "registry", "lineage", "scoring"},
+               "registry", "lineage", "scoring", "model_card"},
     "application": {"jobs", "steps", "webapp", "triggers", "cli", "__main__"},
 }
 ORDER = list(LAYERS)

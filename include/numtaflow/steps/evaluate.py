@@ -100,12 +100,13 @@ def gate_and_promote(context: StepContext, candidate: ModelVersion, results: dic
     def choose(current: Champion | None):
         gate = judge(context, candidate, results["eval"], eval_frame, current)
         verdicts.append(gate)
-        storage.put_json(layout.key(METRICS), metrics_record(context, results, commits, gate, started))
+        metrics = metrics_record(context, results, commits, gate, started)
+        storage.put_json(layout.key(METRICS), metrics)
         storage.put_json(layout.key(GATE), gate)
         storage.put_json(layout.key(LINEAGE), record)
         if not gate["promoted"] or (current and current.model_sha256 == candidate.model_sha256):
             return None
-        return register(storage, candidate), "promote", gate["reasons"]
+        return register(storage, candidate, (metrics, record)), "promote", gate["reasons"]
 
     switch_champion(storage, choose, f"promotion of run {context.run_id}")
     return verdicts[-1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 
 def metric(value: float | None) -> str:
@@ -21,7 +21,8 @@ def metric(value: float | None) -> str:
 
 @cache
 def environment() -> Environment:
-    env = Environment(loader=PackageLoader("numtaflow", "templates"), autoescape=True,
+    # HTML is escaped; Markdown (the model card) is text for people and tools, written as recorded
+    env = Environment(loader=PackageLoader("numtaflow", "templates"), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["metric"] = metric
     return env

@@ -1,0 +1,51 @@
+"""The model card says what the run recorded: per-digit figures, the most confused pairs, the data."""
+
+from numtaflow.catalog import MODEL_CARD_FACTS
+from numtaflow.model_card import card_facts, confused_pairs
+from numtaflow.registry import version_prefix
+from numtaflow.templates import render
+from numtaflow.webapp import version_page
+
+
+def evidence():
+    confusion = [[0] * 10 for _ in range(10)]
+    for digit in range(10):
+        confusion[digit][digit] = 18
+    confusion[1][9], confusion[9][1], confusion[5][6], confusion[3][8] = 2, 1, 3, 2
+    per_class = {str(d): {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 20} for d in range(10)}
+    metrics = {"accuracy": 0.9, "f1": 0.89, "precision": 0.9, "recall": 0.9, "roc_auc": 0.99, "per_class": per_class,
+               "confusion_matrix": confusion, "split": {"accuracy": 0.88}, "lr_params": {"preset": "tuned"}}
+    sample = {"rows": 500, "per_class": {str(d): 50 for d in range(10)}, "ids_sha256": "a" * 64}
+    lineage = {"inputs": {"train": {"uri": "s3://b/training-a", "manifest_sha256": "m" * 64,
+                                    "batches": [{"uri": "s3://b/incoming/dt=2026-11-02/x"}]},
+                          "eval": {"uri": "s3://b/training-c", "manifest_sha256": "e" * 64}},
+               "sample": {"train": sample, "eval": {**sample, "rows": 200}}, "versions": {"pyspark": "4.2.0"},
+               "code_version": "abc", "data_until": "2026-11-03"}
+    version = {"version": "0123456789abcdef", "run_id": "manual__1",
+               "settings": {"per_class": 50, "train_views": 12, "test_views": 4, "crop_to_ink": True},
+               "featurizer": {"backbone": "MobileNetV2", "image_size": 128, "layers": ["out_relu"],
+                              "weights": "/x/mobilenet.h5", "weights_sha256": "f" * 64}}
+    return version, metrics, lineage
+
+
+def test_confused_pairs_are_the_largest_off_diagonal_counts():
+    _, metrics, _ = evidence()
+    assert confused_pairs(metrics["confusion_matrix"], 3) == [
+        {"true": 5, "predicted": 6, "count": 3}, {"true": 1, "predicted": 9, "count": 2},
+        {"true": 3, "predicted": 8, "count": 2}]
+
+
+def test_the_card_is_made_from_the_records_in_markdown_and_html():
+    card = card_facts(*evidence())
+    text = render("model_card.md", card=card)
+    assert "# Model card: version 0123456789abcdef" in text and "| 5 | 6 | 3 |" in text
+    assert "s3://b/incoming/dt=2026-11-02/x" in text and "Trained on 50 images per digit" in text
+    assert "`mobilenet.h5`" in text and "/x/" not in text  # the file, never a machine's path
+
+    class Storage:
+        def get_json(self, key):
+            assert key == version_prefix("0123456789abcdef") + MODEL_CARD_FACTS
+            return card
+
+    page = version_page(Storage(), "0123456789abcdef", "/numtaflow")
+    assert "<td>5</td><td>6</td><td>3</td>" in page and "Intended use" in page
