@@ -196,6 +196,12 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"             - {reason}")
     if gate.get("champion_before") and gate.get("compared_with"):
         print(f"             compared with: {gate['compared_with']}")
+    if gate["promoted"] and gate.get("candidate_version"):
+        from .registry import version_prefix
+
+        print(f"served as:   version {gate['candidate_version']}: s3://{storage.bucket}/"
+              f"{version_prefix(gate['candidate_version'])} (model/, pipeline/, model_card.md); classify images "
+              "with `python -m numtaflow predict PATH...`")
     print("timings (s): " + ", ".join(f"{k} {v}" for k, v in metrics["timings"].items()))
     print(f"artifacts ({len(record['artifacts'])} objects; Parquet part files not listed):")
     for uri in record["artifacts"]:

@@ -7,7 +7,7 @@ import platform
 import subprocess
 from importlib import metadata
 
-from .catalog import ARTIFACTS, RunLayout
+from .catalog import ARTIFACTS, GATE, LINEAGE, METRICS, Artifact, RunLayout
 from .config import PROJECT_ROOT
 from .contracts import StepCommit
 from .storage import Storage
@@ -36,9 +36,10 @@ def code_version() -> str:
         return "numtaflow " + metadata.version("numtaflow")
 
 
-def artifact_uris(storage: Storage, layout: RunLayout) -> list[str]:
-    """The catalog's artifacts that this run has written (a Parquet dataset or model counted once)."""
-    present = {obj["Key"] for obj in storage.list_objects(layout.root)}
+def artifact_uris(storage: Storage, layout: RunLayout, writing: tuple[Artifact, ...] = ()) -> list[str]:
+    """The catalog's artifacts that this run has written, or is ``writing`` beside this record (a
+    Parquet dataset or model counted once)."""
+    present = {obj["Key"] for obj in storage.list_objects(layout.root)} | {layout.key(a) for a in writing}
     found = []
     for artifact in ARTIFACTS:
         key = layout.key(artifact)
@@ -67,5 +68,5 @@ def run_record(storage: Storage, layout: RunLayout, commits: dict[str, StepCommi
         "versions": versions(),
         "featurizer": featurize.featurizer().model_dump(),
         "steps": steps,
-        "artifacts": artifact_uris(storage, layout),
+        "artifacts": artifact_uris(storage, layout, writing=(METRICS, GATE, LINEAGE)),  # evaluate writes them with it
     }

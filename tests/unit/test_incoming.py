@@ -100,25 +100,27 @@ def test_a_run_chooses_its_batches_once_and_a_re_run_reads_the_choice_back():
 def test_run_json_lists_the_batches_the_run_chose_and_those_it_refused():
     from types import SimpleNamespace
 
-    from numtaflow.catalog import RunLayout
+    from numtaflow.catalog import GATE, LINEAGE, METRICS
     from numtaflow.contracts import ValidateSummary
     from numtaflow.lineage import run_record
 
     bucket = Bucket()
     bucket.land("dt=2026-11-02/early/_BATCH.json", EVENING)
     bucket.land("date=2026-11-02/wrong/_BATCH.json", EVENING)
-    chosen = choose_batches(bucket, "runs/r/batches.json", BASE, "r", "2026-12-01T20:00:00+00:00")
+    run = RunLayout("b", "r")
+    chosen = choose_batches(bucket, run.key(BATCH_SELECTION), BASE, "r", "2026-12-01T20:00:00+00:00")
     validate = ValidateSummary(inputs={}, data_until="2026-12-01", class_counts={}, incoming=chosen)
     step = {"started_at": "", "finished_at": "", "seconds": 1.0}
     commits = {"validate": SimpleNamespace(summary=validate, **step),
                "sample": SimpleNamespace(summary=SimpleNamespace(model_dump=dict), **step),
                "featurize": SimpleNamespace(summary=SimpleNamespace(featurizer=lambda: SimpleNamespace(model_dump=dict)),
                                             **step)}
-    record = run_record(bucket, RunLayout("b", "r"), commits, None, "asset_triggered", {})
+    record = run_record(bucket, run, commits, None, "asset_triggered", {})
     assert [b["uri"] for b in record["incoming"]["batches"]] == [f"{BASE}/dt=2026-11-02/early"]
     assert record["incoming"]["batches"][0]["arrived_at"] == "2026-12-01T20:00:00+00:00"
     assert [r["marker"] for r in record["incoming"]["refused"]] == [f"{BASE}/date=2026-11-02/wrong/_BATCH.json"]
-    assert record["artifacts"] == ["s3://b/runs/r/batches.json"]
+    # the batch record, and what evaluate writes beside run.json
+    assert record["artifacts"] == sorted(run.uri(a) for a in (BATCH_SELECTION, METRICS, GATE, LINEAGE))
 
 
 def test_batch_ids_are_prefixed_by_partition_and_name():
