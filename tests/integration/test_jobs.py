@@ -121,8 +121,9 @@ def test_evaluate_writes_metrics_and_promotes_first_champion(pipeline, storage):
     assert storage.get_bytes(layout(RUN_ID).key(CONFUSION["eval"])).startswith(b"\x89PNG")
     record = storage.get_json(layout(RUN_ID).key(LINEAGE))
     assert record["run_type"] == "manual" and record["featurizer"]["backbone"] == "MobileNetV2"
-    for artifact in (METRICS, LINEAGE, CONFUSION["eval"], MODEL, PIPELINE):
-        assert any(uri.startswith(layout(RUN_ID).uri(artifact)) for uri in record["artifacts"]), artifact.name
+    for artifact in (METRICS, LINEAGE, CONFUSION["eval"], MODEL, PIPELINE):  # URIs in this module's bucket
+        expected = f"s3://{storage.bucket}/{layout(RUN_ID).key(artifact)}"
+        assert any(uri.startswith(expected) for uri in record["artifacts"]), artifact.name
     assert set(record["versions"]) >= {"python", "pyspark", "keras", "great-expectations"}
 
 
