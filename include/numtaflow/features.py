@@ -80,22 +80,29 @@ def layer_grid(entry: str) -> tuple[str, int]:
     return name, int(grid) if grid else 1
 
 
+def keras_cache() -> Path:
+    """Where Keras keeps the weights it downloaded."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def find_weights_file(name: str, weights_dir: str) -> Path | None:
+    """The weights file ``name`` in ``weights_dir`` (NUMTAFLOW_WEIGHTS_DIR), else in Keras's cache."""
+    return next((p for p in (Path(weights_dir) / name, keras_cache() / name) if p.is_file()), None)
+
+
 def resolve_weights(settings) -> str:
     """The weights to load: a local file, or "imagenet"/"random" when explicitly allowed."""
     if settings.weights == "random":
         return "random"
     backbone = BACKBONES[settings.backbone]
-    candidates = [Path(settings.weights_dir) / backbone.weights_file]
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    candidates.append(keras_home / "models" / backbone.weights_file)
-    for path in candidates:
-        if path.is_file():
-            return str(path)
+    path = find_weights_file(backbone.weights_file, settings.weights_dir)
+    if path:
+        return str(path)
     if settings.allow_weight_download:
         return "imagenet"
     raise WeightsNotFound(
         f"ImageNet weights for {backbone.name} not found: looked for {backbone.weights_file} in "
-        f"{settings.weights_dir} and {keras_home / 'models'}. Put the file there, set "
+        f"{settings.weights_dir} and {keras_cache()}. Put the file there, set "
         "NUMTAFLOW_WEIGHTS_DIR to its folder, or set NUMTAFLOW_ALLOW_WEIGHT_DOWNLOAD=true where "
         "Keras can reach the internet."
     )

@@ -10,7 +10,6 @@ the pipeline runs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator, Tuple
 
@@ -22,7 +21,8 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from .config import Settings
-from .features import FeaturizerSpec, WeightsNotFound, feature_layer_names, featurize_batches, weights_sha256
+from .features import (FeaturizerSpec, WeightsNotFound, feature_layer_names, featurize_batches, find_weights_file,
+                       keras_cache, weights_sha256)
 from .vocabulary import BACKBONES
 
 RANDOM = "random"
@@ -108,25 +108,18 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
 
 def locate_weights(name: str, sha256: str, weights_dir: str) -> str:
     """The local path of the weights file ``name``, checked against ``sha256``: in ``weights_dir``
-    (NUMTAFLOW_WEIGHTS_DIR) or Keras's cache, as ``features.resolve_weights`` looks."""
+    (NUMTAFLOW_WEIGHTS_DIR) or Keras's cache, where ``features.resolve_weights`` looks too."""
     if name == RANDOM:
         return RANDOM
-    candidates = [Path(weights_dir) / name, keras_cache() / name]
-    path = next((p for p in candidates if p.is_file()), None)
+    path = find_weights_file(name, weights_dir)
     if path is None:
-        raise WeightsNotFound(f"the pipeline's weights {name} (sha256 {sha256}) are not in "
-                              f"{' or '.join(str(p.parent) for p in candidates)}: put that file there or set "
-                              "NUMTAFLOW_WEIGHTS_DIR to its folder")
+        raise WeightsNotFound(f"the pipeline's weights {name} (sha256 {sha256}) are not in {weights_dir} or "
+                              f"{keras_cache()}: put that file there or set NUMTAFLOW_WEIGHTS_DIR to its folder")
     found = weights_sha256(str(path))
     if found != sha256:
         raise WeightsMismatch(f"weights file {path} has sha256 {found}, but the pipeline was trained with {name} "
                               f"of sha256 {sha256}: use that file")
     return str(path)
-
-
-def keras_cache() -> Path:
-    """Where Keras keeps the weights it downloaded."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
 def digit_pipeline(featurizer: ImageFeaturizer, classifier) -> PipelineModel:
