@@ -6,13 +6,14 @@ PYTHON ?= $(shell bash scripts/check-prereqs.sh --print-python)
 VENV := .venv
 ENV := source scripts/env.sh &&
 DAG_ID := numtadb_transfer_learning
+SCORING_DAG_ID := numtadb_batch_predict
 JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.901.jar
 # hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
 JAR_SDIST := sagemaker_pyspark==1.4.5
 
 .PHONY: help prereqs setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench bench-scale stop clean
 help:
-	@echo "make demo       set up, start the embedded S3 server, run the whole DAG on NumtaDB, print the results"
+	@echo "make demo       set up, start the embedded S3 server, train on NumtaDB, score 500 new images, print the results"
 	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
 	@echo "make test-fast  unit tests only (seconds)"
 	@echo "make ui         start Airflow on http://127.0.0.1:8080 with the DAG unpaused (make ui-stop)"
@@ -61,6 +62,15 @@ demo: setup s3-start
 	  { airflow dags test $(DAG_ID) "$$logical_date" > "$$log" 2>&1 || { tail -60 "$$log"; echo "DAG run failed; full log: $$log"; exit 1; }; } && \
 	  echo "DAG run finished in $$(( $$(date +%s) - start )) s" && \
 	  python -m numtaflow report --logical-date "$$logical_date"
+	@# the scoring half: 500 unlabelled training-c images (none of the evaluation set) land in the inbox;
+	@# the scoring DAG classifies them with the champion; their withheld labels measure its accuracy
+	$(ENV) stamp=$$(date -u +%Y%m%dT%H%M%S) && labels=.local/demo/labels-$$stamp.csv && \
+	  python -m numtaflow inbox-batch --count 500 --exclude-run latest --labels-out "$$labels" --name "demo-$$stamp" && \
+	  log=.local/logs/demo-scoring-$$stamp.log && echo "scoring the batch (log: $$log) ..." && start=$$(date +%s) && \
+	  { airflow dags test $(SCORING_DAG_ID) "$$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" > "$$log" 2>&1 || \
+	    { tail -60 "$$log"; echo "scoring run failed; full log: $$log"; exit 1; }; } && \
+	  echo "scoring run finished in $$(( $$(date +%s) - start )) s" && \
+	  python -m numtaflow scoring-report --labels "$$labels"
 
 test: setup browser
 	$(ENV) scripts/run-tests.sh tests
@@ -82,6 +92,7 @@ ui-stop:
 
 bench: setup s3-start
 	$(ENV) python benchmarks/featurize_bench.py --out bench/results
+	$(ENV) python benchmarks/pipeline_bench.py --out bench/results
 	$(ENV) python benchmarks/models_page_bench.py --out bench/results
 
 bench-scale: setup s3-start

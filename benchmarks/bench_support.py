@@ -1,5 +1,5 @@
-"""What the benchmarks share: peak memory of a process tree, a Spark session configured as the
-jobs' are, and writing a result as JSON plus a Markdown table."""
+"""What the benchmarks share: labelled NumtaDB images, peak memory of a process tree, and writing a
+result as JSON plus a Markdown table."""
 
 from __future__ import annotations
 
@@ -7,14 +7,28 @@ import json
 import threading
 from pathlib import Path
 
+import pandas as pd
 import psutil
+from numtaflow.config import SHARED_DIR
+
+
+def load_images(count: int) -> pd.DataFrame:
+    """The first ``count`` training-a images (image_id, label, content: the encoded bytes), in the CSV's order."""
+    folder = SHARED_DIR / "numtadb" / "training-a"
+    labels = pd.read_csv(folder.parent / "training-a.csv").head(count)
+    return pd.DataFrame({
+        "image_id": labels["filename"],
+        "label": labels["digit"].astype("int32"),
+        "content": [(folder / name).read_bytes() for name in labels["filename"]],
+    })
 
 
 class PeakMemory:
-    """Samples the resident memory of a process and all its descendants until stopped."""
+    """Samples the resident memory of a process and all its descendants until stopped, except the
+    processes ``exclude`` names (another path measured on its own)."""
 
-    def __init__(self, pid: int, every: float = 0.5):
-        self.root, self.every = psutil.Process(pid), every
+    def __init__(self, pid: int, every: float = 0.5, exclude: frozenset[int] = frozenset()):
+        self.root, self.every, self.exclude = psutil.Process(pid), every, exclude
         self.peak_total = self.peak_python_worker = self.peak_jvm = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -27,7 +41,7 @@ class PeakMemory:
                 processes = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
                 continue
-            for process in processes:
+            for process in (p for p in processes if p.pid not in self.exclude):
                 try:
                     rss, command = process.memory_info().rss, " ".join(process.cmdline())
                 except psutil.Error:

@@ -30,10 +30,10 @@ import time
 from dataclasses import replace
 
 import pandas as pd
-from bench_support import PeakMemory, write_results
+from bench_support import PeakMemory, load_images, write_results
 from numtaflow.catalog import METRICS, RunLayout
 from numtaflow.cli import STATE_DIR
-from numtaflow.config import SHARED_DIR, Settings
+from numtaflow.config import Settings
 from numtaflow.features import (
     BACKBONES,
     FeaturizerSpec,
@@ -46,16 +46,6 @@ from numtaflow.services import running_pid, start_spark_cluster, stop_spark_clus
 from numtaflow.spark import interactive_session
 
 
-def load_images(count: int) -> pd.DataFrame:
-    folder = SHARED_DIR / "numtadb" / "training-a"
-    labels = pd.read_csv(folder.parent / "training-a.csv").head(count)
-    return pd.DataFrame({
-        "image_id": labels["filename"],
-        "label": labels["digit"].astype("int32"),
-        "content": [(folder / name).read_bytes() for name in labels["filename"]],
-    })
-
-
 def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
     load_featurizer(spec)  # model build excluded, as Spark's workers reuse theirs
     started = time.perf_counter()
@@ -65,7 +55,9 @@ def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
 
 def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, master: str) -> dict:
     """Images/s through the featurize step's UDF, with the jobs' Spark configuration and package."""
-    from numtaflow.steps.featurize import featurize_frame
+    from numtaflow.features import weights_sha256
+    from numtaflow.ml import ImageFeaturizer
+    from numtaflow.steps.featurize import training_copies
 
     spark = interactive_session(settings, "numtaflow-bench", master)
     frame = spark.createDataFrame(images).cache()
@@ -74,11 +66,12 @@ def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, ma
     started = time.perf_counter()
     # a few rows per core start every Python worker and build its model; written, not counted:
     # a count lets Spark prune the feature column and never call the UDF
-    featurize_frame(frame.limit(partitions * 8), spec, partitions, 0, 0).write.mode("overwrite").format("noop").save()
+    stage = ImageFeaturizer.from_spec(spec, weights_sha256(spec.weights))
+    training_copies(frame.limit(partitions * 8), stage, partitions, 0, 0).write.mode("overwrite").format("noop").save()
     warm_up = time.perf_counter() - started
     memory = PeakMemory(os.getpid())
     started = time.perf_counter()
-    featurize_frame(frame, spec, partitions, 0, 0).write.mode("overwrite").format("noop").save()
+    training_copies(frame, stage, partitions, 0, 0).write.mode("overwrite").format("noop").save()
     rate = len(images) / (time.perf_counter() - started)
     peaks = memory.stop()
     spark.stop()

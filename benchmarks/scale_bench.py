@@ -38,7 +38,7 @@ def all_images(spark, settings: Settings, storage: Storage):
     from functools import reduce
 
     from numtaflow.data import build_manifest, resolve_input
-    from numtaflow.steps.validate import relative_path_pattern
+    from numtaflow.data import relative_path_pattern
     from pyspark.sql import functions as F
 
     frames = []

@@ -16,19 +16,13 @@ chose (`runs/<run id>/batches.json`). A rejected candidate ends the run green wi
 
 from __future__ import annotations
 
-from datetime import timedelta
-from pathlib import Path
-
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, chain
 
 from numtaflow.catalog import CHAMPION_ASSET, DAG_ID, INCOMING_ASSET, STEPS, champion_uri
-from numtaflow.config import Settings, form_fields
-from numtaflow.spark import py_files, s3a_jar_paths, spark_conf
+from numtaflow.config import RunSettings, Settings
+from numtaflow.tasks import DEFAULT_ARGS, form_params, spark_step
 
-JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
 SETTINGS = Settings.from_env()  # the platform this DAG processor sees: schedule, landing prefix, Spark
-PY_FILES = ",".join(py_files(SETTINGS)) or None  # the package archive, rebuilt only when the code changes
 
 STEP_DOCS = {
     "validate": "Great Expectations suites over both inputs (files present, labels 0-9, images decode, "
@@ -38,21 +32,24 @@ STEP_DOCS = {
     "an independent evaluation set of `eval_per_class` per class.",
     "featurize": "Pretrained CNN features (backbone, layers and image size from the settings) in batched "
     "pandas UDFs; one model per Python worker.",
-    "train": "Exact per-class 80/20 split (seed 42) and Spark MLlib logistic regression on the 80%.",
+    "train": "Exact per-class 80/20 split (seed 42) and Spark MLlib logistic regression on the 80%; saves the "
+    "model and the pipeline (featurizer stage + logistic regression: image bytes in, digit out).",
+    "canary": "Loads the saved pipeline from the bucket in its own process, as any user would, and scores a "
+    "stratified canary of the evaluation images (`canary_per_class` per digit). A pipeline that cannot load or "
+    "run is recorded; evaluate's gate refuses it.",
     "evaluate": "Accuracy, weighted F1/precision/recall, one-vs-rest ROC AUC, per-class report and "
-    "confusion matrices on the 20% split and the independent set; the evidence, then the promotion gate, "
-    "which copies a promoted model into the registry's immutable versions and moves the champion pointer.",
+    "confusion matrices on the 20% split and the independent set; the evidence, then the promotion gate "
+    "(thresholds, no regression, and the canary's digits and probabilities equal to evaluate's), which copies a "
+    "promoted model into the registry's immutable versions and moves the champion pointer.",
 }
 assert tuple(STEP_DOCS) == STEPS
-TIMEOUTS = {"validate": 30, "sample": 20, "featurize": 90, "train": 30, "evaluate": 20}
+TIMEOUTS = {"validate": 30, "sample": 20, "featurize": 90, "train": 30, "canary": 15, "evaluate": 20}
 # updated whenever evaluate succeeds (promoted or not): consumers read models/champion.json for the version
 CHAMPION = Asset(name=CHAMPION_ASSET, uri=champion_uri(SETTINGS.bucket))
 
 # The trigger form, generated from the run settings' schema. It shows the schema's defaults; only the
 # fields a user changes override the settings of the worker that runs the step (form > NUMTAFLOW_* > default).
-PARAMS = {name: Param(default, description=f"{description} Unchanged: the worker's NUMTAFLOW_{name.upper()} "
-                      "if set, else this default.", **schema)
-          for name, (default, description, schema) in form_fields().items()}
+PARAMS = form_params(RunSettings)
 
 
 def _schedule(settings: Settings):
@@ -73,16 +70,6 @@ def _schedule(settings: Settings):
     return [new_batches] if timetable is None else AssetOrTimeSchedule(timetable=timetable, assets=[new_batches])
 
 
-def _on_failure(context) -> None:
-    """One clear line in the task log naming the run, the task and where its outputs are."""
-    task_instance = context["task_instance"]
-    print(
-        f"numtaflow: task '{task_instance.task_id}' of run {context['run_id']} failed "
-        f"(try {task_instance.try_number}); its outputs under runs/<run id>/{task_instance.task_id}/ "
-        "are not committed and will be rewritten by a retry. Cause: see the lines above."
-    )
-
-
 with DAG(
     dag_id=DAG_ID,
     description="Validate, sample, featurize (Keras CNN), train (MLlib LR), evaluate and gate NumtaDB digits",
@@ -94,38 +81,7 @@ with DAG(
     max_active_runs=2,
     params=PARAMS,
     tags=["numtadb", "transfer-learning", "spark", "tensorflow"],
-    default_args={
-        "owner": "numtaflow",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=5),
-        "on_failure_callback": _on_failure,
-    },
+    default_args=DEFAULT_ARGS,
 ) as dag:
-    previous = None
-    for step in STEPS:
-        task = SparkSubmitOperator(
-            task_id=step,
-            doc_md=STEP_DOCS[step],
-            application=str(JOBS / f"{step}.py"),
-            conn_id="spark_default",
-            conf=spark_conf(SETTINGS),
-            jars=",".join(s3a_jar_paths(SETTINGS)) or None,
-            packages=SETTINGS.spark_packages or None,
-            py_files=PY_FILES,
-            name=f"numtaflow-{step}",
-            application_args=[
-                "--run-id", "{{ run_id }}",
-                "--form-json", "{{ params | tojson }}",
-                # runs triggered from the UI or API may have no logical date (Airflow 3)
-                "--logical-date", "{{ dag_run.logical_date.isoformat() if dag_run.logical_date else '' }}",
-                "--run-type", "{{ dag_run.run_type }}",
-                "--data-until", "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
-            ],
-            execution_timeout=timedelta(minutes=TIMEOUTS[step]),
-            outlets=[CHAMPION] if step == "evaluate" else [],
-        )
-        if previous is not None:
-            previous >> task
-        previous = task
+    chain(*(spark_step(step, SETTINGS, STEP_DOCS[step], TIMEOUTS[step], [CHAMPION] if step == "evaluate" else [])
+            for step in STEPS))

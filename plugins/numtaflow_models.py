@@ -1,8 +1,8 @@
-"""Airflow plugin: a "Models" page (champion, runs, gate decisions, evidence, lineage) in the UI.
+"""Airflow plugin: a "Models" page (champion, runs, gate decisions, evidence, lineage, scoring runs) in the UI.
 
 The FastAPI app is mounted on the API server under ``/numtaflow`` and protected by the API
-server's own authorization: a user must be allowed to read runs of the workflow's DAG.
-Each task of the DAG gets an extra link to its run's page.
+server's own authorization: a user must be allowed to read runs of the training DAG.
+Each task of both DAGs gets an extra link to its run's page (a training run's or a scoring run's).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from numtaflow.catalog import DAG_ID
+from numtaflow.catalog import DAG_ID, SCORING_DAG_ID
 
 URL_PREFIX = "/numtaflow"
 
@@ -26,16 +26,17 @@ def _app():
 
 
 class RunPageLink(BaseOperatorLink):
-    """From any task of the workflow to its run's page (metrics, gate, evidence)."""
+    """From any task of the workflows to its run's page (metrics, gate, evidence; or a batch's report)."""
 
     name = "Run page (models)"
 
     def get_link(self, operator, *, ti_key) -> str:
-        if ti_key.dag_id != DAG_ID:
+        pages = {DAG_ID: "runs", SCORING_DAG_ID: "scoring"}
+        if ti_key.dag_id not in pages:
             return ""
         from numtaflow.storage import safe_run_id
 
-        return f"{URL_PREFIX}/runs/{safe_run_id(ti_key.run_id)}"
+        return f"{URL_PREFIX}/{pages[ti_key.dag_id]}/{safe_run_id(ti_key.run_id)}"
 
 
 class NumtaflowModelsPlugin(AirflowPlugin):

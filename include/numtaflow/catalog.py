@@ -1,9 +1,10 @@
 """The catalog: every object the workflow writes to the bucket, declared once.
 
-Steps, the CLI, the web app, the DAG and the tests name artifacts through this module and never
-type a key. A run's artifacts live under ``runs/<run id>/<step>/<name>``; each step commits them
-with ``_COMMITTED.json`` last, and readers trust nothing under a step's prefix without it. The
-model registry lives under ``models/``; versions there are immutable.
+Steps, the CLI, the web app, the DAGs and the tests name artifacts through this module and never
+type a key. A training run's artifacts live under ``runs/<run id>/<step>/<name>``, a scoring run's
+under ``predictions/<run id>/<step>/<name>``; each step commits them with ``_COMMITTED.json`` last,
+and readers trust nothing under a step's prefix without it. The model registry lives under
+``models/``; versions there are immutable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 DAG_ID = "numtadb_transfer_learning"
 RUNS_PREFIX = "runs/"
-STEPS = ("validate", "sample", "featurize", "train", "evaluate")
+STEPS = ("validate", "sample", "featurize", "train", "canary", "evaluate")
 COMMIT_MARKER = "_COMMITTED.json"
 
 PARQUET = "application/vnd.apache.parquet"
@@ -59,6 +60,8 @@ FEATURES = {
     "train": Artifact("featurize", "train.parquet", PARQUET, "features of the sample and its distorted copies"),
     "eval": Artifact("featurize", "eval.parquet", PARQUET, "features of the evaluation images (test views averaged)"),
 }
+FEATURIZER = Artifact("featurize", "featurizer", SPARK_MODEL,
+                      "the featurizer stage that computed the evaluation features: the pipeline's first stage")
 # --- train ---------------------------------------------------------------------------------
 MODEL = Artifact("train", "model", SPARK_MODEL, "the fitted MLlib logistic regression")
 PIPELINE = Artifact("train", "pipeline", SPARK_MODEL,
@@ -66,7 +69,15 @@ PIPELINE = Artifact("train", "pipeline", SPARK_MODEL,
 HOLDOUT = Artifact("train", "holdout.parquet", PARQUET, "features of the 20% split held out from training")
 TRAIN_PARAMS = Artifact("train", "params.json", JSON, "LR parameters, cross-validation table, row counts",
                         in_report=True)
+# --- canary --------------------------------------------------------------------------------
+CANARY = Artifact("canary", "canary.json", JSON, "the saved pipeline's digits and probabilities on a stratified "
+                  "canary of the evaluation images, scored in its own process (or why it could not be)",
+                  in_report=True)
 # --- evaluate ------------------------------------------------------------------------------
+EVAL_PREDICTIONS = Artifact("evaluate", "predictions.parquet", PARQUET,
+                            "per evaluation image: id, label, predicted digit, probability of each digit")
+MISCLASSIFIED = Artifact("evaluate", "misclassified.png", PNG, "real evaluation images of the most confused "
+                         "digit pairs", served_as="misclassified.png", in_report=True)
 METRICS = Artifact("evaluate", "metrics.json", JSON, "metrics on both sets, the gate decision, step timings",
                    served_as="metrics.json", in_report=True)
 GATE = Artifact("evaluate", "gate.json", JSON, "the gate's decision and reasons", in_report=True)
@@ -89,8 +100,8 @@ BATCH_SELECTION = Artifact("", "batches.json", JSON, "the landed batches the run
 
 ARTIFACTS: tuple[Artifact, ...] = (
     VALIDATION_REPORT, VALIDATION_HTML, *VALIDATED_IMAGES.values(), *SAMPLED_IMAGES.values(), *FEATURES.values(),
-    MODEL, PIPELINE, HOLDOUT, TRAIN_PARAMS, METRICS, GATE, *CONFUSION.values(), *PER_CLASS.values(), LINEAGE,
-    BATCH_SELECTION,
+    FEATURIZER, MODEL, PIPELINE, HOLDOUT, TRAIN_PARAMS, CANARY, EVAL_PREDICTIONS, MISCLASSIFIED, METRICS, GATE,
+    *CONFUSION.values(), *PER_CLASS.values(), LINEAGE, BATCH_SELECTION,
 )
 SERVED = {artifact.served_as: artifact for artifact in ARTIFACTS if artifact.served_as}
 REPORTED = tuple(artifact for artifact in ARTIFACTS if artifact.in_report)
@@ -105,6 +116,8 @@ VERSIONS_PREFIX = f"{REGISTRY_PREFIX}versions/"
 VERSION_RECORD = "version.json"
 MODEL_CARD_FACTS = "model_card.json"
 MODEL_CARD_TEXT = "model_card.md"
+MODEL_CARD_EXAMPLES = "misclassified.png"  # the run's misclassified.png, copied
+VERSION_FILES = {MODEL_CARD_TEXT: "text/markdown; charset=utf-8", MODEL_CARD_EXAMPLES: PNG}  # served by the web app
 CHAMPION_ASSET = "numtadb_champion"  # the Airflow Asset a promotion updates; other DAGs can schedule on it
 # --- inputs and scratch space --------------------------------------------------------------
 DATASETS_PREFIX = "datasets/numtadb"  # where ``numtaflow load-data`` puts NumtaDB folders
@@ -115,20 +128,54 @@ BATCH_MARKER = "_BATCH.json"  # in a batch's folder, written last: the batch is 
 ANNOUNCED = "_ANNOUNCED.json"  # the batches that started a run (the watcher's ledger, compare-and-set)
 
 
+# --- scoring: the numtadb_batch_predict DAG -----------------------------------------------------
+SCORING_DAG_ID = "numtadb_batch_predict"
+SCORING_STEPS = ("check_batch", "score_batch", "report_batch")
+PREDICTIONS_PREFIX = "predictions/"  # predictions/<scoring run id>/<step>/<name>
+SCORING_INDEX_KEY = f"{PREDICTIONS_PREFIX}index.json"  # one line per scoring run, for the Models pages
+SCORED_BATCHES_KEY = f"{PREDICTIONS_PREFIX}_SCORED.json"  # inbox batch -> the scoring run that claimed it
+INBOX_ASSET = "numtadb_inbox"  # the Airflow Asset of the inbox prefix (unlabelled batches)
+MODEL_PIN = Artifact("", "model.json", JSON, "the model version a scoring run uses: pinned by its first check, "
+                     "read back by score and by retries and re-runs", served_as="model.json")
+SCORING_BATCHES = Artifact("", "batches.json", JSON, "the inbox batches a scoring run scores: chosen once")
+SCORABLE = Artifact("check_batch", "images.parquet", PARQUET, "the images that can be scored: id, source path, "
+                    "bytes, sha256")
+REJECTED = Artifact("check_batch", "rejected.csv", CSV, "each file that cannot be scored, with the reason",
+                    served_as="rejected.csv")
+PREDICTIONS = {
+    "parquet": Artifact("score_batch", "predictions.parquet", PARQUET, "per image: id, source path, digit, the "
+                        "probability of each digit, the margin between the top two, the model version"),
+    "csv": Artifact("score_batch", "predictions.csv", CSV, "the same as CSV", served_as="predictions.csv"),
+}
+SCORING_REPORT = Artifact("report_batch", "report.json", JSON, "images scored and rejected, the predicted-digit "
+                          "distribution and its drift, the low-confidence share, the review gallery",
+                          served_as="report.json")
+GALLERY = Artifact("report_batch", "gallery", PNG, "thumbnails of the least confident images, <n>.png")
+SCORING_ARTIFACTS: tuple[Artifact, ...] = (MODEL_PIN, SCORING_BATCHES, SCORABLE, REJECTED, *PREDICTIONS.values(),
+                                           SCORING_REPORT, GALLERY)
+SCORING_SERVED = {artifact.served_as: artifact for artifact in SCORING_ARTIFACTS if artifact.served_as}
+
+
 def champion_uri(bucket: str) -> str:
     return f"s3://{bucket}/{CHAMPION_KEY}"
 
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Where one run's artifacts are: ``runs/<run id>/<step>/<name>``."""
+    """Where one run's artifacts are: ``<area><run id>/<step>/<name>``, the area being ``runs/`` for
+    training runs and ``predictions/`` for scoring runs."""
 
     bucket: str
     run_id: str
+    area: str = RUNS_PREFIX
+
+    @classmethod
+    def scoring(cls, bucket: str, run_id: str) -> "RunLayout":
+        return cls(bucket, run_id, PREDICTIONS_PREFIX)
 
     @property
     def root(self) -> str:
-        return f"{RUNS_PREFIX}{self.run_id}/"
+        return f"{self.area}{self.run_id}/"
 
     def prefix(self, step: str) -> str:
         return f"{self.root}{step}/"

@@ -10,6 +10,8 @@
     python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
     python -m numtaflow models promote RUN | rollback [VERSION]   # manual, compare-and-set
     python -m numtaflow predict PATH... [--model champion|VERSION]   # digits of new images
+    python -m numtaflow inbox-batch [--count N] # land unlabelled images in the inbox (a scoring batch)
+    python -m numtaflow scoring-report [--run-id R] [--labels CSV]   # a scoring run's results
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
-from .catalog import DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, REPORTED, STEPS, RunLayout
+from .catalog import (DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, REPORTED, SCORING_DAG_ID, SCORING_STEPS, STEPS,
+                      RunLayout)
 from .config import PROJECT_ROOT, SHARED_DIR, Settings
 from .storage import Storage, safe_run_id
 
@@ -52,7 +56,7 @@ def cmd_s3(args: argparse.Namespace) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
-    """Start (or stop) Airflow on 127.0.0.1 with the workflow's DAG visible and unpaused."""
+    """Start (or stop) Airflow on 127.0.0.1 with the training and scoring DAGs visible and unpaused."""
     from .services import ensure_airflow_password, start_airflow, stop_airflow
 
     if args.action == "stop":
@@ -64,17 +68,19 @@ def cmd_ui(args: argparse.Namespace) -> None:
     ensure_airflow_password(passwords)
     start_airflow(STATE_DIR, port)
     deadline = time.time() + 120
-    while subprocess.run(["airflow", "dags", "unpause", DAG_ID], capture_output=True).returncode != 0:
-        if time.time() > deadline:
-            raise SystemExit(f"Airflow is up but DAG {DAG_ID} was not parsed within 120 s; see "
-                             f"{STATE_DIR / 'airflow-dag-processor.log'}")
-        time.sleep(3)
+    for dag_id in (DAG_ID, SCORING_DAG_ID):
+        while subprocess.run(["airflow", "dags", "unpause", dag_id], capture_output=True).returncode != 0:
+            if time.time() > deadline:
+                raise SystemExit(f"Airflow is up but DAG {dag_id} was not parsed within 120 s; see "
+                                 f"{STATE_DIR / 'airflow-dag-processor.log'}")
+            time.sleep(3)
     print(f"Airflow UI: http://127.0.0.1:{port}/  (user admin; password in {passwords})")
-    print(f"DAG {DAG_ID} is unpaused; models page: http://127.0.0.1:{port}/numtaflow/")
+    print(f"DAGs {DAG_ID} and {SCORING_DAG_ID} are unpaused; models page: http://127.0.0.1:{port}/numtaflow/")
     schedule = Settings.from_env().schedule
     if schedule.lower() != "none":
         print(f"time-based runs ({schedule}) start at the schedule's next slot, not now (NUMTAFLOW_SCHEDULE=none: "
               "none at all); landed batches start runs by themselves")
+    print("unlabelled batches landed in the inbox (`python -m numtaflow inbox-batch`) start scoring runs by themselves")
     print(f"logs: {STATE_DIR}/airflow-*.log; stop with `make ui-stop`")
 
 
@@ -122,10 +128,15 @@ def cmd_load_data(args: argparse.Namespace) -> None:
 def cmd_submit(args: argparse.Namespace) -> None:
     from .spark import submit_command
 
-    settings = Settings.from_env().with_overrides(json.loads(args.settings_json))
+    settings = Settings.from_env()
+    if args.step in STEPS:  # a scoring step validates its own settings
+        settings = settings.with_overrides(json.loads(args.settings_json))
+    optional = [(option, value) for option, value in (("--data-until", args.data_until),
+                                                      ("--logical-date", args.logical_date),
+                                                      ("--run-type", args.run_type)) if value]
     command = submit_command(settings, str(PROJECT_ROOT / "spark_jobs" / f"{args.step}.py"),
                              ["--run-id", args.run_id, "--settings-json", args.settings_json,
-                              *(["--data-until", args.data_until] if args.data_until else [])])
+                              *[item for pair in optional for item in pair]])
     if args.print_only:
         print(" ".join(command))
         return
@@ -134,8 +145,6 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
 def cmd_drop_batch(args: argparse.Namespace) -> None:
     """Land a batch of labelled images, as an uploader would, so a run starts by itself."""
-    from datetime import datetime, timezone
-
     from .incoming import drop_batch
 
     settings = Settings.from_env()
@@ -148,6 +157,81 @@ def cmd_drop_batch(args: argparse.Namespace) -> None:
     print(f"landed {count} images in {batch.uri}/ (committed by {batch.uri}/_BATCH.json); runs whose data ends "
           f"now or later, or on {day} or later, train on it, and the DAG starts a run for it by itself when "
           "Airflow is up")
+
+
+def cmd_inbox_batch(args: argparse.Namespace) -> None:
+    """Land unlabelled images in the inbox; keep their labels aside for checking the scoring's accuracy."""
+    import pandas as pd
+
+    from .incoming import unlabelled_batch
+
+    settings = Settings.from_env()
+    storage = Storage(settings)
+    if not settings.inbox_input:
+        raise SystemExit("inbox-batch: NUMTAFLOW_INBOX_INPUT is empty: there is no inbox to land in")
+    exclude = evaluation_names(storage, args.exclude_run) if args.exclude_run else set()
+    now = datetime.now(timezone.utc)
+    day, name = args.date or now.date().isoformat(), args.name or f"scans-{now:%H%M%S}"
+    batch, labels = unlabelled_batch(storage, args.source, settings.inbox_input, day, name, args.count, exclude)
+    print(f"landed {len(labels)} unlabelled images in {batch.uri}/ (committed by {batch.uri}/_BATCH.json)"
+          + (f", none of run {args.exclude_run}'s {len(exclude)} evaluation images" if exclude else ""))
+    if args.labels_out:
+        Path(args.labels_out).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(labels, columns=["filename", "digit"]).to_csv(args.labels_out, index=False)
+        print(f"withheld labels: {args.labels_out} (the scoring run never sees them)")
+
+
+def evaluation_names(storage: Storage, run_id: str) -> set[str]:
+    """The file names of a training run's evaluation images (``latest``: the newest finished run)."""
+    import io
+
+    import pandas as pd
+
+    from .catalog import SAMPLED_IMAGES
+
+    run_id = find_run(storage, None if run_id == "latest" else run_id, None)
+    prefix = RunLayout(storage.bucket, run_id).key(SAMPLED_IMAGES["eval"]) + "/"
+    parts = [o["Key"] for o in storage.list_objects(prefix) if o["Key"].endswith(".parquet")]
+    ids = pd.concat([pd.read_parquet(io.BytesIO(storage.get_bytes(k)), columns=["image_id"]) for k in parts])
+    return {image_id.rsplit("/", 1)[-1] for image_id in ids["image_id"]}
+
+
+def cmd_scoring_report(args: argparse.Namespace) -> None:
+    """Print a scoring run's results (the newest by default) and, given the withheld labels, its accuracy."""
+    import io
+
+    import pandas as pd
+
+    from .catalog import PREDICTIONS, SCORING_INDEX_KEY, SCORING_REPORT
+    from .registry import read_index
+
+    settings = Settings.from_env()
+    storage = Storage(settings)
+    runs = read_index(storage, SCORING_INDEX_KEY)
+    if not runs:
+        raise SystemExit("scoring-report: no scoring run has finished yet")
+    run_id = safe_run_id(args.run_id) if args.run_id else max(runs, key=lambda r: r.get("created_at") or "")["run_id"]
+    layout = RunLayout.scoring(settings.bucket, run_id)
+    report = storage.get_json(layout.key(SCORING_REPORT))
+    table = pd.read_parquet(io.BytesIO(storage.get_bytes(layout.key(PREDICTIONS["parquet"]))))
+    print(f"\nscoring run: {run_id} ({report['run_type']})")
+    print(f"model:       version {report['model']['version']} of training run {report['model']['run_id']} "
+          f"(asked for: {report['model']['requested']})")
+    print(f"images:      {report['images_scored']} scored, {report['images_rejected']} rejected, from "
+          f"{', '.join(report['inputs'])}")
+    print(f"drift:       PSI {report['psi']:.4f} against the training distribution (threshold "
+          f"{report['drift_threshold']}): {'DRIFT' if report['drift'] else 'no drift'}")
+    evaluation = report["evaluation_low_confidence_share"]
+    print(f"confidence:  {100 * report['low_confidence_share']:.1f}% below {report['confidence_threshold']}"
+          + (f" (on the model's evaluation images: {100 * evaluation:.1f}%)" if evaluation is not None else ""))
+    if args.labels:
+        labels = pd.read_csv(args.labels)
+        named = table.assign(filename=table["image_id"].str.rsplit("/", n=1).str[-1]).merge(labels, on="filename")
+        print(f"accuracy:    {(named['digit_x'] == named['digit_y']).mean():.4f} on {len(named)} images, against "
+              f"the withheld labels in {args.labels}")
+    print(f"predictions: s3://{settings.bucket}/{layout.key(PREDICTIONS['parquet'])} and .csv")
+    print(f"report page: /numtaflow/scoring/{run_id} in the Airflow UI (review gallery of the "
+          f"{len(report['gallery'])} least confident images)")
 
 
 def find_run(storage: Storage, run_id: str | None, logical_date: str | None) -> str:
@@ -298,10 +382,12 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("folders", nargs="*", default=["training-a", "training-c"])
     load.set_defaults(func=cmd_load_data)
     submit = commands.add_parser("submit", help="run one Spark job with spark-submit")
-    submit.add_argument("step", choices=STEPS)
+    submit.add_argument("step", choices=STEPS + SCORING_STEPS)
     submit.add_argument("--run-id", required=True)
     submit.add_argument("--settings-json", default="{}")
     submit.add_argument("--data-until", help="ISO time bounding the landed batches the run trains on")
+    submit.add_argument("--logical-date", help="ISO time: a backfill scores the inbox batches of its day")
+    submit.add_argument("--run-type", help="manual, scheduled, backfill or asset_triggered")
     submit.add_argument("--print-only", action="store_true")
     submit.set_defaults(func=cmd_submit)
     drop = commands.add_parser("drop-batch", help="land new labelled images under the incoming prefix")
@@ -326,5 +412,19 @@ def main(argv: list[str] | None = None) -> None:
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of them")
     predict.add_argument("--model", default="champion", help="champion (default) or a version")
     predict.set_defaults(func=cmd_predict)
+    inbox = commands.add_parser("inbox-batch", help="land unlabelled images in the inbox, for the scoring DAG")
+    inbox.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),
+                       help="a labelled NumtaDB folder (CSV beside it) or folder per class, local or s3://")
+    inbox.add_argument("--count", type=int, default=500, help="images in the batch, as many per digit")
+    inbox.add_argument("--exclude-run", metavar="RUN", help="leave out this training run's evaluation images "
+                       "('latest': the newest run)")
+    inbox.add_argument("--labels-out", help="write the withheld labels here (CSV: filename, digit)")
+    inbox.add_argument("--date", help="arrival partition YYYY-MM-DD (default: today, UTC)")
+    inbox.add_argument("--name", help="batch folder name (default: scans-HHMMSS)")
+    inbox.set_defaults(func=cmd_inbox_batch)
+    scoring = commands.add_parser("scoring-report", help="print a scoring run's results")
+    scoring.add_argument("--run-id", help="default: the newest scoring run")
+    scoring.add_argument("--labels", help="withheld labels (CSV: filename, digit) to measure accuracy against")
+    scoring.set_defaults(func=cmd_scoring_report)
     args = parser.parse_args(argv)
     args.func(args)

@@ -102,6 +102,10 @@ class RunSettings(BaseModel):
     max_regression: float = _on_form(0.01, "Gate", "Gate: tolerance",
                                      "Largest accuracy/F1 drop against the champion that still promotes.",
                                      ge=0, le=1)
+    # servability: the saved pipeline, loaded in its own process, scores this many evaluation images per
+    # digit; each must get evaluate's digit, and every probability within the tolerance of evaluate's
+    canary_per_class: int = Field(20, ge=1)
+    canary_tolerance: float = Field(1e-4, gt=0, lt=1)
 
     @field_validator("feature_layers")
     @classmethod
@@ -130,6 +134,8 @@ class PlatformSettings(BaseModel):
     s3_region: str = "us-east-1"
     bucket: str = "numtaflow"
     incoming_poll_seconds: int = Field(60, ge=1)  # how often the triggerer looks for newly landed batches
+    # landing prefix for unlabelled batches to score (dt=YYYY-MM-DD/<batch>/ with _BATCH.json); "": none
+    inbox_input: str = "s3://numtaflow/inbox"
     # --- weights -------------------------------------------------------------------------
     weights_dir: str = str(SHARED_DIR / "models")
     allow_weight_download: bool = False
@@ -165,6 +171,29 @@ class PlatformSettings(BaseModel):
         if not JVM_MEMORY.fullmatch(value.strip().lower()):
             raise ValueError("must be a JVM memory size such as 4g or 2048m")
         return value
+
+
+class ScoringSettings(BaseModel):
+    """What defines a scoring run (the numtadb_batch_predict DAG's form); recorded with each of its steps."""
+
+    model_config = _FROZEN
+
+    scoring_input: str = _on_form("", "Batch", "Images to score",
+                                  "A folder of images (no labels, no class folders), a .zip, or an s3:// prefix. "
+                                  "Empty: the inbox batches no run has scored yet, or for a backfill the batches of "
+                                  "its logical day.")
+    model: str = _on_form("champion", "Model", "Model",
+                          "champion (pinned when the run starts), a registered version (16 hex digits), or the id "
+                          "of a training run whose model to use.", min_length=1)
+    confidence_threshold: float = _on_form(0.7, "Review", "Low-confidence threshold",
+                                           "Predictions whose top probability is below this are counted as "
+                                           "low-confidence and compared with the same share on the model's own "
+                                           "evaluation set.", ge=0, le=1)
+    drift_threshold: float = _on_form(0.2, "Review", "Drift threshold (PSI)",
+                                      "Population stability index of the predicted digits against the model's "
+                                      "training distribution above which the batch is flagged.", ge=0)
+    gallery_size: int = _on_form(24, "Review", "Review gallery size",
+                                 "How many of the least confident images the report shows.", ge=0, le=500)
 
 
 RUN_FIELDS = tuple(RunSettings.model_fields)
@@ -207,12 +236,12 @@ class Settings(RunSettings, PlatformSettings):
         return json.dumps(self.all_settings(), sort_keys=True)
 
 
-def form_fields() -> dict[str, tuple[Any, str, dict[str, Any]]]:
-    """The trigger form: ``{name: (default, description, JSON schema)}`` for each run setting with a
-    section, in declaration order. The DAG turns each into an Airflow ``Param``."""
-    schema = RunSettings.model_json_schema()["properties"]
+def form_fields(schema_model: type[BaseModel] = RunSettings) -> dict[str, tuple[Any, str, dict[str, Any]]]:
+    """A trigger form: ``{name: (default, description, JSON schema)}`` for each setting of
+    ``schema_model`` with a section, in declaration order. The DAGs turn each into an Airflow ``Param``."""
+    schema = schema_model.model_json_schema()["properties"]
     form = {}
-    for name, field in RunSettings.model_fields.items():
+    for name, field in schema_model.model_fields.items():
         if not (field.json_schema_extra or {}).get("section"):
             continue
         spec = {k: v for k, v in schema[name].items() if k not in ("default", "description")}
@@ -228,6 +257,11 @@ def form_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
     """
     fields = RunSettings.model_fields
     return {name: value for name, value in values.items() if name not in fields or value != fields[name].default}
+
+
+def scoring_settings(values: Mapping[str, Any]) -> ScoringSettings:
+    """A scoring run's settings from its form (form > default; unknown names are refused)."""
+    return _validated(lambda: ScoringSettings(**values))
 
 
 def _validated(build):

@@ -120,6 +120,13 @@ class TrainSummary(Contract):
     training_accuracy: float | None
 
 
+# --- canary --------------------------------------------------------------------------------
+class CanarySummary(Contract):
+    images: int  # canary images the saved pipeline scored
+    error: str | None  # why it could not load or score them
+    seconds: float
+
+
 # --- evaluate ------------------------------------------------------------------------------
 class EvaluateSummary(Contract):
     accuracy: float
@@ -127,12 +134,51 @@ class EvaluateSummary(Contract):
     promoted: bool
 
 
+# --- scoring ---------------------------------------------------------------------------------
+class PinnedModel(Contract):
+    """``model.json`` of a scoring run: the registered version it uses, fixed when it starts."""
+
+    requested: str  # what the form asked for: champion, a version, a training run
+    version: str
+    run_id: str  # the training run that made it
+    pipeline_uri: str
+    pinned_at: str
+
+
+class CheckBatchSummary(Contract):
+    inputs: list[str]
+    model_version: str
+    files: int
+    scorable: int
+    rejected: int
+
+
+class ScoreBatchSummary(Contract):
+    model_version: str
+    images: int
+    partitions: int
+    seconds: float
+    images_per_second: float | None
+
+
+class ReportBatchSummary(Contract):
+    images: int
+    rejected: int
+    psi: float
+    drift: bool
+    low_confidence_share: float
+
+
 SUMMARIES: dict[str, type[Contract]] = {
     "validate": ValidateSummary,
     "sample": SampleSummary,
     "featurize": FeaturizeSummary,
     "train": TrainSummary,
+    "canary": CanarySummary,
     "evaluate": EvaluateSummary,
+    "check_batch": CheckBatchSummary,
+    "score_batch": ScoreBatchSummary,
+    "report_batch": ReportBatchSummary,
 }
 Summary = TypeVar("Summary", bound=Contract)
 

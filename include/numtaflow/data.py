@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Iterable
 import pandas as pd
 from pyarrow import fs as pafs
 
-from .storage import Storage, split_uri
+from .storage import Storage, spark_path, split_uri
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 CSV_NAME_COLUMN = "filename"
@@ -157,6 +158,50 @@ def strip_common_folder(paths: list[str]) -> str:
     if len(tops) == 1 and all("/" in p for p in paths):
         return tops.pop() + "/"
     return ""
+
+
+# --- Spark: every file of an input, decoded once ---------------------------------------------
+def relative_path_pattern(root_uri: str) -> str:
+    """A regex capturing a file's path relative to ``root_uri`` from the path Spark reports."""
+    root = spark_path(root_uri).rstrip("/")
+    if root.startswith("file:"):
+        return r"^file:/*" + re.escape(root[len("file:") :].lstrip("/")) + r"/(.*)$"
+    return "^" + re.escape(root) + r"/(.*)$"
+
+
+def decode_images(spark, root_uri: str, max_pixels: int):
+    """All files under the root with their bytes, content hash, decoded size/mode/frames, and the
+    reason one fails to decode or to prepare as featurize does, or is excluded (``images.inspect_image``)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    from .images import inspect_image
+
+    @pandas_udf("width int, height int, mode string, frames int, decode_error string, excluded string, "
+                "content_sha256 string")
+    def inspect(contents: pd.Series) -> pd.DataFrame:
+        infos = [inspect_image(content, max_pixels) for content in contents]
+        return pd.DataFrame(
+            {
+                "width": pd.array([i.width for i in infos], dtype="Int32"),
+                "height": pd.array([i.height for i in infos], dtype="Int32"),
+                "mode": [i.mode for i in infos],
+                "frames": pd.array([i.frames for i in infos], dtype="Int32"),
+                "decode_error": [i.error for i in infos],
+                "excluded": [i.excluded for i in infos],
+                "content_sha256": [i.sha256 for i in infos],
+            }
+        )
+
+    files = (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(spark_path(root_uri))
+        .withColumn("image_id", F.regexp_extract("path", relative_path_pattern(root_uri), 1))
+    )
+    return files.select("image_id", "content", inspect("content").alias("info")).select(
+        "image_id", "content", "info.*"
+    )
 
 
 # --- I/O: listing inputs ---------------------------------------------------------------------

@@ -62,24 +62,72 @@ def compute_metrics(y_true: Sequence[int], probabilities: np.ndarray, classes: S
     }
 
 
-def confusion_png(matrix: Sequence[Sequence[int]], title: str) -> bytes:
-    """A labelled confusion-matrix heat map (rows: true digit, columns: predicted)."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (steps and tests have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_bytes(figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def confusion_png(matrix: Sequence[Sequence[int]], title: str) -> bytes:
+    """A labelled confusion-matrix heat map (rows: true digit, columns: predicted)."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    figure, axes = plt.subplots(figsize=(6.4, 5.6), dpi=110)
+    figure, axes = pyplot().subplots(figsize=(6.4, 5.6), dpi=110)
     ConfusionMatrixDisplay(np.asarray(matrix)).plot(ax=axes, cmap="Blues", values_format="d")
     axes.set_xlabel("predicted digit")
     axes.set_ylabel("true digit")
     axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return png_bytes(figure)
+
+
+def confused_pairs(confusion: list[list[int]], top: int = 5) -> list[dict[str, int]]:
+    """The most frequent mistakes: (true digit, predicted digit, count), most frequent first."""
+    mistakes = [{"true": true, "predicted": predicted, "count": count}
+                for true, row in enumerate(confusion) for predicted, count in enumerate(row)
+                if true != predicted and count]
+    return sorted(mistakes, key=lambda m: (-m["count"], m["true"], m["predicted"]))[:top]
+
+
+def misclassified_ids(predictions, pairs: list[dict[str, int]], per_pair: int) -> list[list[str]]:
+    """For each pair, up to ``per_pair`` ids (in id order) of images with that label read as that digit;
+    ``predictions`` is a frame of image_id, label and digit."""
+    wrong = predictions[predictions["label"] != predictions["digit"]].sort_values("image_id")
+    return [wrong[(wrong["label"] == pair["true"]) & (wrong["digit"] == pair["predicted"])]["image_id"]
+            .head(per_pair).tolist() for pair in pairs]
+
+
+def misclassified_png(examples: list[tuple[dict[str, int], list[bytes]]], title: str, per_row: int = 6) -> bytes:
+    """One row per confused pair (``confused_pairs``' dicts) of real misclassified images, so a person
+    sees what the model gets wrong, not only how often."""
+    from PIL import Image
+
+    rows = max(1, len(examples))
+    figure, axes = pyplot().subplots(rows, per_row + 1, figsize=(1.1 * (per_row + 1) + 1.2, 1.15 * rows + 0.5), dpi=100,
+                                squeeze=False, gridspec_kw={"width_ratios": [2.2] + [1] * per_row})
+    for axis in axes.flat:
+        axis.axis("off")
+    if not examples:
+        axes[0][0].text(0, 0.5, "no misclassified evaluation images", fontsize=9, va="center")
+    for (pair, images), row in zip(examples, axes):
+        row[0].text(0, 0.5, f"true {pair['true']}, read as {pair['predicted']}\n{pair['count']} time"
+                    f"{'s' if pair['count'] != 1 else ''}", fontsize=8, va="center")
+        for content, axis in zip(images[:per_row], row[1:]):
+            axis.imshow(Image.open(io.BytesIO(content)).convert("L"), cmap="gray")
+    figure.suptitle(title, fontsize=9)
+    return png_bytes(figure)
 
 
 def per_class_csv(metrics: dict) -> str:

@@ -1,6 +1,6 @@
-"""The promotion gate: absolute thresholds, and no regression against the champion.
+"""The promotion gate: a servable artifact, absolute thresholds, and no regression against the champion.
 
-``decide`` is pure. The comparison uses the champion's metrics on the candidate's own
+``decide`` and ``check_canary`` are pure. The comparison uses the champion's metrics on the candidate's own
 evaluation set whenever the champion can be re-scored on it (same feature extractor), so
 both models are judged on identical images.
 """
@@ -34,13 +34,51 @@ class GateDecision:
         return asdict(self)
 
 
-def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds) -> GateDecision:
+@dataclass(frozen=True)
+class CanaryCheck:
+    """How the saved pipeline, in its own process, scored the canary against evaluate's own predictions."""
+
+    images: int
+    problems: tuple[str, ...]
+    tolerance: float
+
+    def reason(self) -> str:
+        if not self.problems:
+            return (f"the saved pipeline, loaded in its own process, gave evaluate's digit for all {self.images} "
+                    f"canary images, every probability within {self.tolerance:g}")
+        shown = "; ".join(self.problems[:10]) + (f"; and {len(self.problems) - 10} more" if len(self.problems) > 10 else "")
+        return f"the saved pipeline is not servable: {shown}"
+
+
+def check_canary(canary: dict, evaluated: dict[str, tuple[int, list[float]]], tolerance: float) -> CanaryCheck:
+    """Compare ``canary.json`` (the saved pipeline's scores, or its error) with evaluate's digit and
+    probabilities of the same images."""
+    if canary.get("error"):
+        return CanaryCheck(0, (f"it could not be loaded or run ({canary['error']})",), tolerance)
+    scores = canary.get("scores") or {}
+    if not scores:
+        return CanaryCheck(0, ("it scored no canary image",), tolerance)
+    problems = []
+    for image_id, served in sorted(scores.items()):
+        if image_id not in evaluated:
+            problems.append(f"{image_id} is not among evaluate's images")
+            continue
+        digit, probability = evaluated[image_id]
+        difference = max(abs(a - b) for a, b in zip(served["probability"], probability))
+        if served["digit"] != digit:
+            problems.append(f"{image_id} got digit {served['digit']}, evaluate's {digit}")
+        elif len(served["probability"]) != len(probability) or difference > tolerance:
+            problems.append(f"{image_id}: probabilities differ by {difference:.2g} (tolerance {tolerance:g})")
+    return CanaryCheck(len(scores), tuple(problems), tolerance)
+
+
+def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds, canary: CanaryCheck) -> GateDecision:
     """Promote only if every check passes; the reasons list each check's outcome either way.
 
     ``candidate`` and ``champion`` are metric dicts (``accuracy``, ``f1``) on the same images;
     ``champion`` is None when no model is serving yet.
     """
-    reasons, passed = [], True
+    reasons, passed = [canary.reason()], not canary.problems
     for metric, minimum in (("accuracy", thresholds.min_accuracy), ("f1", thresholds.min_f1)):
         value = candidate[metric]
         if value < minimum:

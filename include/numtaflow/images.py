@@ -76,6 +76,17 @@ def unusable(gray: np.ndarray) -> str | None:
     return None
 
 
+def thumbnail_png(content: bytes, side: int = 96) -> bytes:
+    """A small grey PNG of an image as the model sees its colours (first frame, EXIF orientation),
+    for people to review; never larger than the original."""
+    with Image.open(io.BytesIO(content)) as image:
+        gray = Image.fromarray(np.clip(luminance(image), 0, 255).astype(np.uint8))
+    gray.thumbnail((side, side))
+    buffer = io.BytesIO()
+    gray.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def luminance(image: Image.Image) -> np.ndarray:
     """The image as featurize sees it before preparation: EXIF orientation applied, then grey."""
     return to_grayscale(ImageOps.exif_transpose(image))

@@ -22,7 +22,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 
-from .catalog import ANNOUNCED, BATCH_MARKER
+from .catalog import ANNOUNCED, BATCH_MARKER, SCORED_BATCHES_KEY
 from .contracts import BatchSelection, LandedBatch, RefusedBatch
 from .registry import cas_update
 from .storage import Storage, StorageError, split_uri
@@ -163,27 +163,83 @@ def choose_batches(storage: Storage, record_key: str, incoming_uri: str, run_id:
     return BatchSelection.model_validate(storage.get_json(record_key))
 
 
+def claim_batches(storage: Storage, record_key: str, inbox_uri: str, run_id: str, day: str | None) -> BatchSelection:
+    """A scoring run's inbox batches, chosen once (retries and re-runs read the record at ``record_key``).
+
+    With ``day`` (a backfill), every committed batch of that day. Otherwise the committed batches no
+    scoring run has claimed yet, claimed for this run by compare-and-set in ``predictions/_SCORED.json``,
+    so that however many runs start, each batch is scored by exactly one.
+    """
+    try:
+        return BatchSelection.model_validate(storage.get_json(record_key))
+    except FileNotFoundError:
+        pass
+    batches, refused = landed_batches(storage, inbox_uri)
+    chosen = [batch for batch in batches if batch.day == day]
+    if day is None:
+        def claim(owners):
+            owners = dict(owners or {})
+            chosen[:] = [batch for batch in batches if owners.get(batch.uri, run_id) == run_id]
+            return {**owners, **{batch.uri: run_id for batch in chosen}}
+
+        cas_update(storage, SCORED_BATCHES_KEY, claim, f"claiming inbox batches for scoring run {run_id}")
+    now = _iso(datetime.now(timezone.utc))
+    selection = BatchSelection(run_id=run_id, data_until=day or now, chosen_at=now,
+                               batches=[LandedBatch(**asdict(batch)) for batch in chosen], refused=refused)
+    if storage.put_if_absent(record_key, selection.model_dump()):
+        return selection
+    return BatchSelection.model_validate(storage.get_json(record_key))
+
+
+def new_batch(storage: Storage, landing_uri: str, day: str, name: str) -> Batch:
+    """A batch that does not exist yet under the landing prefix (an inbox or the incoming prefix)."""
+    check_batch_name(name)
+    if not _is_day(day):
+        raise ValueError(f"date {day!r} must be YYYY-MM-DD")
+    bucket, prefix = _landing(landing_uri)
+    batch = Batch(day, name, f"{landing_uri.rstrip('/')}/dt={day}/{name}")
+    if storage.exists(f"{prefix}dt={day}/{name}/{BATCH_MARKER}", bucket=bucket):
+        raise ValueError(f"batch {batch.uri} already exists; choose another name or date")
+    return batch
+
+
+def land(storage: Storage, batch: Batch, files: list[tuple[str, str]], marker: dict,
+         labels: list[tuple[str, int]] | None = None) -> None:
+    """Copy ``files`` (file name, source URI) into the batch, then its labels (if any) as labels.csv, then
+    the marker: a reader never sees a partial batch as committed (its ``landed_at`` is for people: runs
+    go by the marker's commit time on the server)."""
+    import pandas as pd
+
+    from .data import read_bytes
+
+    _, bucket, batch_key = split_uri(batch.uri)
+    batch_key += "/"
+    for file_name, uri in files:
+        scheme, source_bucket, source_key = split_uri(uri)
+        if scheme == "s3":  # server-side: the image's bytes stay on the server
+            storage.copy(source_bucket, source_key, batch_key + file_name, bucket=bucket)
+        else:
+            storage.put_bytes(batch_key + file_name, read_bytes(uri, storage), bucket=bucket)
+    if labels is not None:
+        text = io.StringIO()
+        pd.DataFrame(labels, columns=["filename", "digit"]).to_csv(text, index=False)
+        storage.put_bytes(batch_key + "labels.csv", text.getvalue().encode(), "text/csv", bucket=bucket)
+    storage.put_json(batch_key + BATCH_MARKER, {**marker, "images": len(files),
+                                                "landed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                     bucket=bucket)
+
+
 def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name: str,
                per_class: int) -> tuple[Batch, int]:
     """Copy ``per_class`` labelled images per digit from a dataset (local or S3) into a new batch.
 
     Images already landed in an earlier batch (same file name) are skipped, so repeated drops
-    bring new images. Files go first, then the batch's CSV, then the marker: a reader never sees
-    a partial batch as committed (its ``landed_at`` is for people: runs go by the marker's commit
-    time on the server). Returns the batch and how many images it holds.
+    bring new images. Returns the batch and how many images it holds.
     """
-    import pandas as pd
+    from .data import build_manifest, resolve_input
 
-    from .data import build_manifest, read_bytes, resolve_input
-
-    check_batch_name(name)
-    if not _is_day(day):
-        raise ValueError(f"date {day!r} must be YYYY-MM-DD")
+    batch = new_batch(storage, incoming_uri, day, name)
     bucket, prefix = _landing(incoming_uri)
-    batch = Batch(day, name, f"{incoming_uri.rstrip('/')}/dt={day}/{name}")
-    batch_key = f"{prefix}dt={day}/{name}/"
-    if storage.exists(batch_key + BATCH_MARKER, bucket=bucket):
-        raise ValueError(f"batch {batch.uri} already exists; choose another name or date")
     landed = {obj["Key"].rsplit("/", 1)[-1] for obj in storage.list_objects(prefix, bucket=bucket)}
     manifest = build_manifest(resolve_input(source, storage))
     digits = manifest["label_raw"].isin(DIGIT_LABELS)
@@ -192,22 +248,31 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
     chosen = usable.groupby("label_raw", group_keys=False).head(per_class)
     if chosen.empty:
         raise ValueError(f"no images left in {source} that have not landed already")
-    rows = []
-    for image_id, label, uri in chosen[["image_id", "label_raw", "uri"]].itertuples(index=False):
-        file_name = image_id.rsplit("/", 1)[-1]
-        scheme, source_bucket, source_key = split_uri(uri)
-        if scheme == "s3":  # server-side: the image's bytes stay on the server
-            storage.copy(source_bucket, source_key, batch_key + file_name, bucket=bucket)
-        else:
-            storage.put_bytes(batch_key + file_name, read_bytes(uri, storage), bucket=bucket)
-        rows.append((file_name, int(label)))
-    labels = io.StringIO()
-    pd.DataFrame(rows, columns=["filename", "digit"]).to_csv(labels, index=False)
-    storage.put_bytes(batch_key + "labels.csv", labels.getvalue().encode(), "text/csv", bucket=bucket)
-    storage.put_json(batch_key + BATCH_MARKER, {"source": str(source), "images": len(rows),
-                                                "landed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-                     bucket=bucket)
-    return batch, len(rows)
+    files = [(image_id.rsplit("/", 1)[-1], uri) for image_id, uri in chosen[["image_id", "uri"]].itertuples(index=False)]
+    land(storage, batch, files, {"source": str(source)},
+         labels=[(file_name, int(label)) for (file_name, _), label in zip(files, chosen["label_raw"])])
+    return batch, len(files)
+
+
+def unlabelled_batch(storage: Storage, source: str, inbox_uri: str, day: str, name: str, count: int,
+                     exclude: set[str]) -> tuple[Batch, list[tuple[str, int]]]:
+    """Land ``count`` images of a labelled dataset in the inbox without their labels (an equal number
+    per digit, skipping file names in ``exclude``, e.g. a model's evaluation images), and return the
+    withheld labels, so that scoring's accuracy can be checked by someone who has them."""
+    from .data import build_manifest, resolve_input
+
+    batch = new_batch(storage, inbox_uri, day, name)
+    manifest = build_manifest(resolve_input(source, storage))
+    names = manifest["image_id"].map(lambda i: i.rsplit("/", 1)[-1])
+    usable = manifest[manifest["has_file"] & manifest["in_csv"] & manifest["label_raw"].isin(DIGIT_LABELS)
+                      & ~names.isin(exclude)]
+    per_digit = -(-count // len(DIGIT_LABELS))
+    chosen = usable.sort_values("image_id").groupby("label_raw", group_keys=False).head(per_digit).head(count)
+    if len(chosen) < count:
+        raise ValueError(f"{source} has only {len(chosen)} labelled images outside those excluded, not {count}")
+    files = [(image_id.rsplit("/", 1)[-1], uri) for image_id, uri in chosen[["image_id", "uri"]].itertuples(index=False)]
+    land(storage, batch, files, {"source": str(source)})
+    return batch, [(file_name, int(label)) for (file_name, _), label in zip(files, chosen["label_raw"])]
 
 
 def _ledger(storage: Storage, incoming_uri: str) -> tuple[Storage, str]:

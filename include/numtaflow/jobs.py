@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from .catalog import Artifact, RunLayout
-from .config import Settings, form_overrides
+from .catalog import SCORING_STEPS, Artifact, RunLayout
+from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, ContractError, StepCommit, parse_commit
 from .storage import Storage, StorageError, safe_run_id
 
@@ -39,6 +39,11 @@ class StepContext:
     run_type: str
     data_until: str | None = None  # ISO time bounding which landed batches the run sees
     spark: object = None
+    scoring: ScoringSettings | None = None  # a scoring run's settings (its steps are SCORING_STEPS)
+
+    def recorded_settings(self) -> dict:
+        """What defines this run's result, as recorded in each commit marker."""
+        return self.scoring.model_dump() if self.scoring else self.settings.run_settings()
 
     def uri(self, artifact: Artifact) -> str:
         return self.layout.uri(artifact)
@@ -66,21 +71,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def context_from_args(step: str, args: argparse.Namespace, spark: object = None) -> StepContext:
+    """A training step's settings: form > NUMTAFLOW_* > default; a scoring step's: its form > default."""
+    scoring = step in SCORING_STEPS
     overrides = {}
-    for option, text, pick in (("--form-json", args.form_json, form_overrides),
+    for option, text, pick in (("--form-json", args.form_json, dict if scoring else form_overrides),
                                ("--settings-json", args.settings_json, dict)):
         values = json.loads(text or "{}")
         if not isinstance(values, dict):
             raise StepFailed(f"{option} must be a JSON object")
         overrides.update(pick({k: v for k, v in values.items() if v is not None}))
-    settings = Settings.from_env().with_overrides(overrides)
+    settings = Settings.from_env() if scoring else Settings.from_env().with_overrides(overrides)
     run_id = safe_run_id(args.run_id)
     return StepContext(
         step=step,
         run_id=run_id,
         settings=settings,
+        scoring=scoring_settings(overrides) if scoring else None,
         storage=Storage(settings),
-        layout=RunLayout(settings.bucket, run_id),
+        layout=(RunLayout.scoring if scoring else RunLayout)(settings.bucket, run_id),
         logical_date=args.logical_date,
         run_type=args.run_type.rsplit(".", 1)[-1].lower(),  # "DagRunType.MANUAL" -> "manual"
         data_until=args.data_until or args.logical_date or None,
@@ -113,7 +121,7 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
                 "started_at": _iso(started),
                 "finished_at": _iso(finished),
                 "seconds": round(finished - started, 2),
-                "settings": context.settings.run_settings(),
+                "settings": context.recorded_settings(),
                 "logical_date": context.logical_date,
                 "run_type": context.run_type,
                 "summary": summary.model_dump(),

@@ -46,14 +46,19 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
     weightsFile = Param(Params._dummy(), "weightsFile", "the weights file name, or 'random'", TypeConverters.toString)
     weightsSha256 = Param(Params._dummy(), "weightsSha256", "sha256 of the weights file ('' for random)",
                           TypeConverters.toString)
+    viewKeyCol = Param(Params._dummy(), "viewKeyCol", "column seeding each image's distorted views; '': the image's "
+                       "sha256, so its features depend on its bytes alone", TypeConverters.toString)
+    viewCol = Param(Params._dummy(), "viewCol", "column numbering each row's distorted copy (0: the image itself); "
+                    "'': 0", TypeConverters.toString)
 
     def __init__(self, *, inputCol: str = "content", outputCol: str = "features", backbone: str = "MobileNetV2",
                  imageSize: int = 128, layers: list[str] | None = None, cropToInk: bool = True, testViews: int = 0,
-                 batchSize: int = 16, weightsFile: str = RANDOM, weightsSha256: str = ""):
+                 batchSize: int = 16, weightsFile: str = RANDOM, weightsSha256: str = "", viewKeyCol: str = "",
+                 viewCol: str = ""):
         super().__init__()
         self._set(inputCol=inputCol, outputCol=outputCol, backbone=backbone, imageSize=imageSize,
                   layers=layers or ["last"], cropToInk=cropToInk, testViews=testViews, batchSize=batchSize,
-                  weightsFile=weightsFile, weightsSha256=weightsSha256)
+                  weightsFile=weightsFile, weightsSha256=weightsSha256, viewKeyCol=viewKeyCol, viewCol=viewCol)
 
     @classmethod
     def from_spec(cls, spec: FeaturizerSpec, sha256: str | None, **columns) -> "ImageFeaturizer":
@@ -101,8 +106,10 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         def features(batches: Iterator[Tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.Series]:
             yield from featurize_batches(batches, spec)
 
-        # key "" and view 0: each image itself; test views are drawn as featurize_contents draws them
-        vectors = features(F.col(self.getInputCol()), F.lit(""), F.lit(0))
+        content, key_col, view_col = (self.getOrDefault(p) for p in (self.inputCol, self.viewKeyCol, self.viewCol))
+        # by default an image's views are seeded by its sha256: the same bytes, the same features
+        key = F.col(key_col) if key_col else F.sha2(F.col(content), 256)
+        vectors = features(F.col(content), key, F.col(view_col) if view_col else F.lit(0))
         return dataset.withColumn(self.getOutputCol(), array_to_vector(vectors))
 
 

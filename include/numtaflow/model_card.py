@@ -10,19 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .evaluation import confused_pairs
+
 INTENDED_USE = ("Reading single handwritten Bengali digits (0-9) from scanned or photographed crops, "
                 "in batches, with a person reviewing the least confident answers.")
 NOT_FOR = ("Whole forms or multi-digit strings (one digit per image only); other scripts; decisions about "
            "people without a person checking; images unlike the training crops (photographs of scenes, "
            "printed digits).")
-
-
-def confused_pairs(confusion: list[list[int]], top: int = 5) -> list[dict[str, int]]:
-    """The most frequent mistakes: (true digit, predicted digit, count), most frequent first."""
-    mistakes = [{"true": true, "predicted": predicted, "count": count}
-                for true, row in enumerate(confusion) for predicted, count in enumerate(row)
-                if true != predicted and count]
-    return sorted(mistakes, key=lambda m: (-m["count"], m["true"], m["predicted"]))[:top]
 
 
 def card_facts(version: dict[str, Any], metrics: dict[str, Any], lineage: dict[str, Any]) -> dict[str, Any]:

@@ -15,13 +15,15 @@ The promotion rule is a function passed in (``judge``), so this module needs no 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from pydantic import AliasChoices, Field, ValidationError
 
-from .catalog import (CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS, MODEL, MODEL_CARD_FACTS,
-                      MODEL_CARD_TEXT, PIPELINE, VERSION_RECORD, VERSIONS_PREFIX, RunLayout)
+from .catalog import (CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS, MISCLASSIFIED, MODEL,
+                      MODEL_CARD_EXAMPLES, MODEL_CARD_FACTS, MODEL_CARD_TEXT, PIPELINE, VERSION_FILES, VERSION_RECORD,
+                      VERSIONS_PREFIX, RunLayout)
 from .contracts import Contract, Featurizer
 from .model_card import card_facts
 from .storage import PreconditionFailed, Storage, StorageError, split_uri
@@ -69,6 +71,9 @@ class Champion(ModelVersion):
     sequence: int = 0  # 1 for the first champion, +1 per change: orders the history
 
 
+VERSION_ID = re.compile(r"[0-9a-f]{16}")  # the first 16 hex digits of the model's sha256
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -111,13 +116,33 @@ def read_version(storage: Storage, version: str) -> ModelVersion:
         raise RegistryError(f"model version {version} does not exist ({VERSIONS_PREFIX})") from None
 
 
+def find_model(storage: Storage, requested: str) -> ModelVersion:
+    """The registered version a user names: ``champion``, a version, or a training run whose model was
+    registered. Only a registered (immutable) version can be used: a run's own prefix may be rewritten."""
+    if requested == "champion":
+        champion = read_champion(storage)[0]
+        if champion is None:
+            raise RegistryError("no model has been promoted yet: run the training workflow, or name a version")
+        return champion
+    if VERSION_ID.fullmatch(requested):
+        return read_version(storage, requested)
+    entry = next((e for e in read_index(storage) if e.get("run_id") == requested), None)
+    if entry is None:
+        raise RegistryError(f"{requested!r} is neither 'champion', a model version (16 hex digits) nor an evaluated "
+                            "training run")
+    if not storage.exists(version_key(entry["version"])):
+        raise RegistryError(f"the model of run {requested} (version {entry['version']}) was never registered: the "
+                            "gate did not promote it; `python -m numtaflow models promote RUN` registers it")
+    return read_version(storage, entry["version"])
+
+
 def history(storage: Storage) -> list[dict]:
     keys = sorted(obj["Key"] for obj in storage.list_objects(HISTORY_PREFIX))
     return [storage.get_json(key) for key in keys]
 
 
-def read_index(storage: Storage) -> list[dict]:
-    value, _ = storage.read_with_etag(INDEX_KEY)
+def read_index(storage: Storage, key: str = INDEX_KEY) -> list[dict]:
+    value, _ = storage.read_with_etag(key)
     return (value or {}).get("runs", [])
 
 
@@ -165,8 +190,12 @@ def register(storage: Storage, candidate: ModelVersion, evidence: tuple[dict, di
     if evidence:
         card = card_facts(registered.model_dump(mode="json"), *evidence)
         storage.put_json(version_prefix(candidate.version) + MODEL_CARD_FACTS, card)
-        storage.put_bytes(version_prefix(candidate.version) + MODEL_CARD_TEXT, render("model_card.md", card=card).encode(),
-                          "text/markdown; charset=utf-8")
+        examples = RunLayout(storage.bucket, candidate.run_id).key(MISCLASSIFIED)
+        if storage.exists(examples):
+            storage.copy(storage.bucket, examples, version_prefix(candidate.version) + MODEL_CARD_EXAMPLES)
+        storage.put_bytes(version_prefix(candidate.version) + MODEL_CARD_TEXT,
+                          render("model_card.md", card=card, examples=MODEL_CARD_EXAMPLES).encode(),
+                          VERSION_FILES[MODEL_CARD_TEXT])
     storage.put_if_absent(version_key(candidate.version), registered.model_dump(mode="json"))
     return registered
 
@@ -264,9 +293,9 @@ def rollback(storage: Storage, reason: str, version: str | None = None) -> Champ
     return switch_champion(storage, previous, "models rollback", repair=version is not None)
 
 
-def update_index(storage: Storage, run_id: str, summary: dict) -> None:
-    """Insert or replace this run's summary in the index."""
-    cas_update(storage, INDEX_KEY,
+def update_index(storage: Storage, run_id: str, summary: dict, key: str = INDEX_KEY) -> None:
+    """Insert or replace this run's summary in the index (of training runs, or at ``key`` another's)."""
+    cas_update(storage, key,
                lambda value: {"runs": [r for r in (value or {}).get("runs", []) if r.get("run_id") != run_id]
                               + [summary], "updated_at": now_iso()},
                "index update")

@@ -1,4 +1,5 @@
-"""The "Models" pages shown inside the Airflow UI (mounted by ``plugins/numtaflow_models.py``).
+"""The "Models" pages shown inside the Airflow UI (mounted by ``plugins/numtaflow_models.py``):
+the champion, training runs, model cards, and scoring runs with their reports and review galleries.
 
 Everything is read from S3 with the project's own storage code and served through this app:
 no bucket URL or presigned link ever reaches a page. The listing reads the small
@@ -10,14 +11,15 @@ mount prefix come from S3 or the request.
 import json
 import re
 
-from .catalog import LINEAGE, METRICS, MODEL_CARD_FACTS, MODEL_CARD_TEXT, SERVED, RunLayout
+from .catalog import (GALLERY, LINEAGE, METRICS, MODEL_CARD_EXAMPLES, MODEL_CARD_FACTS, SCORING_INDEX_KEY, SCORING_REPORT,
+                      SCORING_SERVED, SERVED, VERSION_FILES, RunLayout)
 from .config import Settings
-from .registry import RegistryError, read_champion, read_index, version_prefix
+from .registry import VERSION_ID, RegistryError, read_champion, read_index, version_prefix
 from .storage import Storage
 from .templates import render
 
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-VERSION = re.compile(r"^[0-9a-f]{16}$")
+GALLERY_IMAGE = re.compile(r"gallery/(\d{1,4})\.png")
 
 
 def models_page(storage: Storage, base: str) -> str:
@@ -27,7 +29,13 @@ def models_page(storage: Storage, base: str) -> str:
         champion, error = None, str(broken)
     runs = sorted(read_index(storage), key=lambda r: r.get("finished_at") or "", reverse=True)
     return render("models.html", title="NumtaDB models", base=base, champion=champion, champion_error=error,
-                  runs=runs)
+                  runs=runs, scoring_runs=scoring_runs(storage))
+
+
+def scoring_runs(storage: Storage, version: str | None = None) -> list[dict]:
+    """Scoring runs, newest first (of one model version, if given)."""
+    runs = [run for run in read_index(storage, SCORING_INDEX_KEY) if version in (None, run.get("version"))]
+    return sorted(runs, key=lambda r: r.get("created_at") or "", reverse=True)
 
 
 def run_page(storage: Storage, run_id: str, base: str) -> str:
@@ -41,7 +49,24 @@ def run_page(storage: Storage, run_id: str, base: str) -> str:
 def version_page(storage: Storage, version: str, base: str) -> str:
     """A version's model card, from the facts written beside the model when it was registered."""
     card = storage.get_json(version_prefix(version) + MODEL_CARD_FACTS)
-    return render("model_card.html", title=f"Model card: version {version}", base=base, card=card)
+    return render("model_card.html", title=f"Model card: version {version}", base=base, card=card,
+                  examples=MODEL_CARD_EXAMPLES, scoring_runs=scoring_runs(storage, version))
+
+
+def scoring_page(storage: Storage, run_id: str, base: str) -> str:
+    """A scoring run's report: what was scored with which model, drift, confidence, the review gallery."""
+    report = storage.get_json(RunLayout.scoring(storage.bucket, run_id).key(SCORING_REPORT))
+    return render("scoring.html", title=f"Scoring run {run_id}", base=base, run_id=run_id, report=report)
+
+
+def scoring_file(storage: Storage, run_id: str, name: str) -> tuple[bytes, str]:
+    """A served file of a scoring run: one the catalog serves, or a thumbnail of its review gallery."""
+    layout = RunLayout.scoring(storage.bucket, run_id)
+    gallery = GALLERY_IMAGE.fullmatch(name)
+    if gallery:
+        return storage.get_bytes(f"{layout.key(GALLERY)}/{gallery.group(1)}.png"), GALLERY.media_type
+    artifact = SCORING_SERVED[name]
+    return storage.get_bytes(layout.key(artifact)), artifact.media_type
 
 
 def run_file(storage: Storage, run_id: str, name: str) -> tuple[bytes, str]:
@@ -63,9 +88,19 @@ def create_app(dependencies: list | None = None, storage_factory=None):
             raise HTTPException(status_code=400, detail="invalid run id")
         return run_id
 
+    def found(read, missing: str):
+        """``read()``, or a 404 saying what is ``missing`` when the bucket does not hold it."""
+        try:
+            return read()
+        except FileNotFoundError:
+            raise HTTPException(status_code=404, detail=missing) from None
+
+    def root(request: Request) -> str:
+        return request.scope.get("root_path", "")
+
     @app.get("/", response_class=HTMLResponse)
     def models(request: Request) -> str:
-        return models_page(storage_factory(), request.scope.get("root_path", ""))
+        return models_page(storage_factory(), root(request))
 
     @app.get("/api/runs")
     def runs_json() -> JSONResponse:
@@ -76,38 +111,44 @@ def create_app(dependencies: list | None = None, storage_factory=None):
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     def run(run_id: str, request: Request) -> str:
-        try:
-            return run_page(storage_factory(), checked(run_id), request.scope.get("root_path", ""))
-        except FileNotFoundError:
-            raise HTTPException(status_code=404, detail=f"run {run_id} has no evaluation yet") from None
+        return found(lambda: run_page(storage_factory(), checked(run_id), root(request)),
+                     f"run {run_id} has no evaluation yet")
 
     @app.get("/versions/{version}", response_class=HTMLResponse)
     def version(version: str, request: Request) -> str:
-        if not VERSION.match(version):
+        if not VERSION_ID.fullmatch(version):
             raise HTTPException(status_code=400, detail="invalid version")
-        try:
-            return version_page(storage_factory(), version, request.scope.get("root_path", ""))
-        except FileNotFoundError:
-            raise HTTPException(status_code=404, detail=f"version {version} has no model card") from None
+        return found(lambda: version_page(storage_factory(), version, root(request)),
+                     f"version {version} has no model card")
 
-    @app.get("/versions/{version}/" + MODEL_CARD_TEXT)
-    def card_text(version: str) -> Response:
-        if not VERSION.match(version):
-            raise HTTPException(status_code=400, detail="invalid version")
-        try:
-            text = storage_factory().get_bytes(version_prefix(version) + MODEL_CARD_TEXT)
-        except FileNotFoundError:
-            raise HTTPException(status_code=404, detail=f"version {version} has no model card") from None
-        return Response(content=text, media_type="text/markdown; charset=utf-8")
+    @app.get("/versions/{version}/{name}")
+    def version_file(version: str, name: str) -> Response:
+        """The model card's text and its example images, as registered beside the model."""
+        if not VERSION_ID.fullmatch(version) or name not in VERSION_FILES:
+            raise HTTPException(status_code=404, detail="unknown version file")
+        content = found(lambda: storage_factory().get_bytes(version_prefix(version) + name),
+                        f"version {version} has no {name}")
+        return Response(content=content, media_type=VERSION_FILES[name])
+
+    @app.get("/scoring/{run_id}", response_class=HTMLResponse)
+    def scoring(run_id: str, request: Request) -> str:
+        return found(lambda: scoring_page(storage_factory(), checked(run_id), root(request)),
+                     f"scoring run {run_id} has no report yet")
+
+    @app.get("/scoring/{run_id}/{name:path}")
+    def scoring_artifact(run_id: str, name: str) -> Response:
+        if name not in SCORING_SERVED and not GALLERY_IMAGE.fullmatch(name):
+            raise HTTPException(status_code=404, detail="unknown scoring file")
+        content, media_type = found(lambda: scoring_file(storage_factory(), checked(run_id), name),
+                                    f"{name} not found for scoring run {run_id}")
+        return Response(content=content, media_type=media_type)
 
     @app.get("/runs/{run_id}/{name}")
     def artifact(run_id: str, name: str) -> Response:
         if name not in SERVED:
             raise HTTPException(status_code=404, detail="unknown artifact")
-        try:
-            content, media_type = run_file(storage_factory(), checked(run_id), name)
-        except FileNotFoundError:
-            raise HTTPException(status_code=404, detail=f"{name} not found for run {run_id}") from None
+        content, media_type = found(lambda: run_file(storage_factory(), checked(run_id), name),
+                                    f"{name} not found for run {run_id}")
         return Response(content=content, media_type=media_type)
 
     return app

@@ -11,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "numtadb_transfer_learning"
-STEPS = ["validate", "sample", "featurize", "train", "evaluate"]
+SCORING_DAG_ID = "numtadb_batch_predict"
+TASKS = {DAG_ID: ["validate", "sample", "featurize", "train", "canary", "evaluate"],
+         SCORING_DAG_ID: ["check_batch", "score_batch", "report_batch"]}
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +25,18 @@ def dagbag():
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert DAG_ID in dagbag.dags
+    assert set(dagbag.dags) == set(TASKS)
 
 
-def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag):
+@pytest.mark.parametrize("dag_id", TASKS)
+def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag, dag_id):
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     from numtaflow.spark import package_archive
 
-    dag = dagbag.dags[DAG_ID]
+    dag = dagbag.dags[dag_id]
     assert dag.tags and dag.doc_md
-    assert [t.task_id for t in dag.topological_sort()] == STEPS
+    assert [t.task_id for t in dag.topological_sort()] == TASKS[dag_id]
     for task in dag.tasks:
         assert isinstance(task, SparkSubmitOperator)
         assert Path(task.application) == ROOT / "spark_jobs" / f"{task.task_id}.py"
@@ -60,21 +63,36 @@ def test_params_are_typed_and_validated(dagbag):
         params.get_param("backbone").resolve("AlexNet")
 
 
-def test_params_are_the_run_settings_form(dagbag):
-    from numtaflow.config import RunSettings, form_fields
+@pytest.mark.parametrize("dag_id, schema", [(DAG_ID, "RunSettings"), (SCORING_DAG_ID, "ScoringSettings")])
+def test_params_are_the_settings_form(dagbag, dag_id, schema):
+    from numtaflow import config
 
-    params = dagbag.dags[DAG_ID].params
-    assert list(params.keys()) == list(form_fields())
+    model = getattr(config, schema)
+    params = dagbag.dags[dag_id].params
+    assert list(params.keys()) == list(config.form_fields(model))
     for name in params.keys():  # defaults are the schema's, never the DAG processor's environment
-        assert params[name] == RunSettings.model_fields[name].default, name
+        assert params[name] == model.model_fields[name].default, name
+        assert params.get_param(name).schema["section"] and params.get_param(name).schema["title"], name
 
 
-def test_dag_file_does_not_import_heavy_libraries():
+def test_scoring_params_are_validated(dagbag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = dagbag.dags[SCORING_DAG_ID].params
+    params.validate()
+    with pytest.raises(ParamValidationError):
+        params.get_param("confidence_threshold").resolve(1.5)
+    with pytest.raises(ParamValidationError):
+        params.get_param("model").resolve("")
+
+
+@pytest.mark.parametrize("dag_id", TASKS)
+def test_dag_file_does_not_import_heavy_libraries(dag_id):
     probe = (
         "import runpy, sys, json; runpy.run_path(sys.argv[1]); "
         "print(json.dumps([m for m in ('pyspark', 'tensorflow', 'great_expectations', 'keras') if m in sys.modules]))"
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(ROOT / "dags" / f"{DAG_ID}.py")],
+    result = subprocess.run([sys.executable, "-c", probe, str(ROOT / "dags" / f"{dag_id}.py")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
@@ -96,9 +114,7 @@ def test_unpausing_waits_for_the_next_slot_of_the_schedule(dagbag):
 
 
 def test_the_failure_callback_names_the_task_the_run_and_the_retry(capsys):
-    import runpy
-
-    on_failure = runpy.run_path(str(ROOT / "dags" / f"{DAG_ID}.py"))["_on_failure"]
+    from numtaflow.tasks import on_failure
 
     class TaskInstance:
         task_id, try_number = "featurize", 2

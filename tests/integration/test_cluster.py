@@ -19,12 +19,11 @@ import venv
 
 import pytest
 
-from numtaflow.catalog import FEATURES, METRICS
+from numtaflow.catalog import FEATURES, METRICS, STEPS
 from tests.conftest import commit, dags_test, layout, make_numtadb, migrated_airflow, run_for, upload_folder
 
 pytestmark = pytest.mark.integration
 LOGICAL_DATE = "2026-03-01T00:00:00+00:00"
-STEPS = ("validate", "sample", "featurize", "train", "evaluate")
 WORKER_CORES, WORKER_MEMORY = 2, "4g"
 
 

@@ -153,3 +153,34 @@ def test_a_run_chooses_its_batches_once_and_a_re_run_trains_on_the_same(landed, 
     assert sources("asset_triggered__incoming", datetime.now(timezone.utc).isoformat()) == arrival
     assert straggler.uri in sources("backfill__2026-11-03_again", "2026-11-03T00:00:00+00:00")
     assert straggler.uri in sources("scheduled__later", datetime.now(timezone.utc).isoformat())
+
+
+def test_each_inbox_batch_is_claimed_by_one_scoring_run(storage, tmp_path):
+    """Unlabelled batches land without labels; 8 scoring runs race for them and each batch goes to exactly
+    one; a re-run reads its choice back; a backfill scores its own day's batches."""
+    from numtaflow.catalog import SCORING_BATCHES
+    from numtaflow.incoming import claim_batches, unlabelled_batch
+
+    inbox = f"s3://{storage.bucket}/inbox-jobs"
+    source = make_numtadb(tmp_path / "scans", 1, source="training-c", offset=50)
+    first, labels = unlabelled_batch(storage, str(source), inbox, "2026-11-02", "a", 4, set())
+    second, _ = unlabelled_batch(storage, str(source), inbox, "2026-11-03", "b", 3, {name for name, _ in labels})
+    assert len(labels) == 4 and len({label for _, label in labels}) == 4  # as many per digit as fit
+    names = {o["Key"].rsplit("/", 1)[-1] for o in storage.list_objects("inbox-jobs/dt=2026-11-02/a/")}
+    assert names == {name for name, _ in labels} | {"_BATCH.json"}  # no labels.csv
+    with pytest.raises(ValueError, match="already exists"):
+        unlabelled_batch(storage, str(source), inbox, "2026-11-02", "a", 1, set())
+
+    def key(run_id):
+        return RunLayout.scoring(storage.bucket, run_id).key(SCORING_BATCHES)
+
+    with ThreadPoolExecutor(8) as pool:
+        selections = list(pool.map(lambda i: claim_batches(storage, key(f"race-{i}"), inbox, f"race-{i}", None),
+                                   range(8)))
+    claimed = [batch.uri for selection in selections for batch in selection.batches]
+    assert sorted(claimed) == [first.uri, second.uri]
+    winner = next(i for i, selection in enumerate(selections) if selection.batches)
+    assert claim_batches(storage, key(f"race-{winner}"), inbox, f"race-{winner}", None) == selections[winner]
+    assert claim_batches(storage, key("late"), inbox, "late", None).batches == []
+    backfill = claim_batches(storage, key("backfill"), inbox, "backfill", "2026-11-03")
+    assert [batch.uri for batch in backfill.batches] == [second.uri]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from numtaflow import catalog
-from numtaflow.catalog import (CHAMPION_KEY, CONFUSION, FEATURES, LINEAGE, METRICS, MODEL, MODEL_CARD_TEXT, PIPELINE,
-                               SAMPLED_IMAGES, TRAIN_PARAMS)
+from numtaflow.catalog import (CANARY, CHAMPION_KEY, CONFUSION, EVAL_PREDICTIONS, FEATURES, FEATURIZER, LINEAGE,
+                               METRICS, MISCLASSIFIED, MODEL, MODEL_CARD_EXAMPLES, MODEL_CARD_TEXT, PIPELINE,
+                               PREDICTIONS, SAMPLED_IMAGES, SCORING_REPORT, STEPS, TRAIN_PARAMS)
 from numtaflow.registry import version_prefix
 from tests.conftest import commit, layout, make_numtadb, read_parquet, run_job, upload_folder
 
@@ -43,7 +48,7 @@ def pipeline(tmp_path_factory, storage, s3_env, featurizer_env):
            "NUMTAFLOW_PER_CLASS": str(PER_CLASS), "NUMTAFLOW_EVAL_PER_CLASS": str(EVAL_PER_CLASS),
            "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0"}
     results = {}
-    for step in ("validate", "sample", "featurize", "train", "evaluate"):
+    for step in STEPS:
         results[step] = run_job(step, RUN_ID, env)
         if results[step].returncode != 0:
             break
@@ -82,6 +87,7 @@ def test_featurize_writes_one_vector_per_image(pipeline, storage):
     assert sorted(features["view"].unique()) == [0, 1]
     assert len(read_parquet(storage, RUN_ID, FEATURES["eval"])) == 10 * EVAL_PER_CLASS
     assert features["features"].map(len).nunique() == 1 and len(features["features"].iloc[0]) > 100
+    assert any(storage.list_objects(layout(RUN_ID).key(FEATURIZER) + "/metadata/"))  # the pipeline's first stage
 
 
 def test_train_saves_model_and_exact_holdout(pipeline, storage):
@@ -106,8 +112,15 @@ def test_evaluate_writes_metrics_and_promotes_first_champion(pipeline, storage):
     for key in ("accuracy", "f1", "precision", "recall", "roc_auc"):
         assert 0.0 <= metrics["split"][key] <= 1.0
     assert metrics["n_eval"] == 10 * EVAL_PER_CLASS and metrics["per_class_sample"] == PER_CLASS
-    assert set(metrics["timings"]) == {"validate", "sample", "featurize", "train", "evaluate"}
+    assert set(metrics["timings"]) == set(STEPS)
     gate = metrics["gate"]
+    assert gate["reasons"][0] == ("the saved pipeline, loaded in its own process, gave evaluate's digit for all "
+                                  f"{10 * EVAL_PER_CLASS} canary images, every probability within 0.0001")
+    predictions = read_parquet(storage, RUN_ID, EVAL_PREDICTIONS)
+    assert len(predictions) == 10 * EVAL_PER_CLASS and (predictions["label"] == predictions["digit"]).mean() == \
+        pytest.approx(metrics["accuracy"], abs=1e-4)
+    canary = storage.get_json(layout(RUN_ID).key(CANARY))
+    assert canary["error"] is None and set(canary["scores"]) == set(predictions["image_id"])
     assert set(gate) >= {"promoted", "reasons", "champion_before", "champion_after"}
     champion = storage.get_json(CHAMPION_KEY)
     assert gate["promoted"] and gate["champion_before"] is None
@@ -119,12 +132,112 @@ def test_evaluate_writes_metrics_and_promotes_first_champion(pipeline, storage):
     assert f"# Model card: version {champion['version']}" in card and "## Most confused digits" in card
     assert f"Accuracy {metrics['accuracy']:.4f}" in card
     assert storage.get_bytes(layout(RUN_ID).key(CONFUSION["eval"])).startswith(b"\x89PNG")
+    assert storage.get_bytes(layout(RUN_ID).key(MISCLASSIFIED)).startswith(b"\x89PNG")
+    assert storage.get_bytes(version_prefix(champion["version"]) + MODEL_CARD_EXAMPLES).startswith(b"\x89PNG")
     record = storage.get_json(layout(RUN_ID).key(LINEAGE))
     assert record["run_type"] == "manual" and record["featurizer"]["backbone"] == "MobileNetV2"
     for artifact in (METRICS, LINEAGE, CONFUSION["eval"], MODEL, PIPELINE):  # URIs in this module's bucket
         expected = f"s3://{storage.bucket}/{layout(RUN_ID).key(artifact)}"
         assert any(uri.startswith(expected) for uri in record["artifacts"]), artifact.name
     assert set(record["versions"]) >= {"python", "pyspark", "keras", "great-expectations"}
+
+
+def scoring_layout(run_id: str):
+    return catalog.RunLayout.scoring(BUCKET["NUMTAFLOW_BUCKET"], run_id)
+
+
+def score(run_id: str, env: dict, settings: dict, steps=catalog.SCORING_STEPS) -> None:
+    for step in steps:
+        result = run_job(step, run_id, env, settings=settings)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+
+def predictions(storage, run_id: str) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(storage.get_bytes(scoring_layout(run_id).key(PREDICTIONS["parquet"]))))
+
+
+def test_scoring_the_evaluation_images_gives_evaluates_digits(pipeline, storage, featurizer_env, tmp_path):
+    """The evaluation images of the finished run, labels removed, through check, score and report with the
+    champion: each gets the digit (and the probabilities) evaluate recorded; scoring again rewrites the
+    same predictions."""
+    assert_step_ok(pipeline, "evaluate")
+    champion = storage.get_json(CHAMPION_KEY)
+    images = read_parquet(storage, RUN_ID, SAMPLED_IMAGES["eval"])
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for image_id, content in zip(images["image_id"], images["content"]):
+        (folder / image_id.rsplit("/", 1)[-1]).write_bytes(content)
+    run_id, env = "manual__score-eval", {**featurizer_env, **BUCKET}
+    score(run_id, env, {"scoring_input": str(folder)})
+    table = predictions(storage, run_id)
+    expected = read_parquet(storage, RUN_ID, EVAL_PREDICTIONS)
+    expected["name"] = expected["image_id"].str.rsplit("/", n=1).str[-1]
+    assert dict(zip(table["image_id"], table["digit"])) == dict(zip(expected["name"], expected["digit"]))
+    served = table.set_index("image_id")[[f"p_{d}" for d in range(10)]]
+    recorded = np.stack(expected.set_index("name").loc[served.index, "p"].to_numpy())
+    np.testing.assert_allclose(served.to_numpy(), recorded, atol=1e-4)
+    assert set(table["model_version"]) == {champion["version"]}
+    assert table["path"].tolist() == [f"{folder}/{name}" for name in table["image_id"]]
+    report = storage.get_json(scoring_layout(run_id).key(SCORING_REPORT))
+    assert report["images_scored"] == 10 * EVAL_PER_CLASS and report["images_rejected"] == 0
+    assert report["model"]["version"] == champion["version"] and report["model"]["requested"] == "champion"
+    assert sum(report["predicted_distribution"].values()) == 10 * EVAL_PER_CLASS
+    assert report["evaluation_low_confidence_share"] is not None and 0 <= report["psi"]
+    assert [entry["n"] for entry in report["gallery"]] == list(range(24))
+    assert storage.get_bytes(f"{scoring_layout(run_id).key(catalog.GALLERY)}/23.png").startswith(b"\x89PNG")
+    csv = storage.get_bytes(scoring_layout(run_id).key(PREDICTIONS["csv"]))
+    score(run_id, env, {"scoring_input": str(folder)}, steps=("score_batch",))
+    assert storage.get_bytes(scoring_layout(run_id).key(PREDICTIONS["csv"])) == csv
+
+
+def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeline, storage, featurizer_env,
+                                                                         tmp_path):
+    """A batch with a truncated file, a text file named .png, a decompression bomb and a 16-bit grey PNG
+    among good images; a new champion promoted between check and score: the bad three are in rejected.csv
+    with their reasons, the rest scored, all by the version the run pinned."""
+    from PIL import Image, ImageDraw
+
+    from numtaflow.registry import ModelVersion, read_champion, switch_champion
+
+    assert_step_ok(pipeline, "evaluate")
+    folder = make_numtadb(tmp_path / "batch", 1, source="training-c", offset=60)
+    good = sorted(p.name for p in folder.iterdir())
+    (folder / "truncated.png").write_bytes((folder / good[0]).read_bytes()[:60])
+    (folder / "notes.png").write_text("not a scan")
+    Image.new("1", (5000, 5000), 1).save(folder / "bomb.png")
+    grey16 = Image.new("I;16", (40, 40), 60000)
+    ImageDraw.Draw(grey16).line((8, 8, 30, 32), fill=2000, width=4)
+    grey16.save(folder / "grey16.png")
+    run_id, env = "manual__score-batch", {**featurizer_env, **BUCKET}
+    score(run_id, env, {"scoring_input": str(folder)}, steps=("check_batch",))
+    champion, _ = read_champion(storage)
+    pinned = ModelVersion(**champion.model_dump(include=set(ModelVersion.model_fields)))
+    other = pinned.model_copy(update={"version": "0" * 16, "pipeline_uri": pinned.pipeline_uri + "-elsewhere"})
+    switch_champion(storage, lambda current: (other, "promote", ["promoted while a scoring run was under way"]),
+                    "a promotion during scoring")
+    try:
+        score(run_id, env, {"scoring_input": str(folder)}, steps=("score_batch", "report_batch"))
+    finally:
+        switch_champion(storage, lambda current: (pinned, "rollback", ["restored after the test"]), "restoring")
+    table = predictions(storage, run_id)
+    assert sorted(table["image_id"]) == sorted(good + ["grey16.png"])
+    assert set(table["model_version"]) == {pinned.version}
+    rejected = pd.read_csv(io.BytesIO(storage.get_bytes(scoring_layout(run_id).key(catalog.REJECTED))))
+    reasons = dict(zip(rejected["image_id"], rejected["reason"]))
+    assert set(reasons) == {"truncated.png", "notes.png", "bomb.png"}
+    assert reasons["notes.png"] == "not an image (unrecognised format)" and "truncated" in reasons["truncated.png"]
+    assert reasons["bomb.png"].startswith("image too large: 5000x5000")
+    report = storage.get_json(scoring_layout(run_id).key(SCORING_REPORT))
+    assert report["images_rejected"] == 3 and report["model"]["version"] == pinned.version
+
+
+def test_a_batch_with_nothing_scorable_fails_naming_each_file(storage, featurizer_env, tmp_path):
+    (tmp_path / "notes.png").write_text("not a scan")
+    result = run_job("check_batch", "manual__nothing", {**featurizer_env, **BUCKET},
+                     settings={"scoring_input": str(tmp_path)})
+    assert result.returncode == 1
+    output = result.stdout + result.stderr  # spark-submit passes the driver's stderr to its stdout
+    assert f"all 1 files were refused ({tmp_path}/notes.png: not an image (unrecognised format))" in output
 
 
 def test_rerunning_a_step_is_idempotent(pipeline, storage, s3_env, featurizer_env):
@@ -157,7 +270,7 @@ def test_retraining_the_champions_run_goes_through_the_gate(pipeline, storage, f
     served = storage.get_json(CHAMPION_KEY)
     files = {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served["version"]))}
     env = {**featurizer_env, **BUCKET, "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0"}
-    for step in ("train", "evaluate"):
+    for step in ("train", "canary", "evaluate"):
         result = run_job(step, RUN_ID, env, settings={"lr_preset": "study"})
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     gate = storage.get_json(layout(RUN_ID).key(METRICS))["gate"]
@@ -167,6 +280,50 @@ def test_retraining_the_champions_run_goes_through_the_gate(pipeline, storage, f
     after = storage.get_json(CHAMPION_KEY)
     assert after["version"] == (gate["candidate_version"] if gate["promoted"] else served["version"])
     # whatever the verdict, the version that served is still there, byte for byte
+    assert {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served["version"]))} == files
+
+
+def break_a_stage(storage, run_id: str) -> None:
+    """Delete the logistic regression's folder from the saved pipeline."""
+    prefix = layout(run_id).key(PIPELINE) + "/stages/"
+    key = next(o["Key"] for o in storage.list_objects(prefix) if "LogisticRegression" in o["Key"])
+    assert storage.delete_prefix(prefix + key[len(prefix):].split("/")[0] + "/") > 0
+
+
+def claim_other_weights(storage, run_id: str) -> None:
+    """Rewrite the pipeline's featurizer metadata to name weights with another sha256."""
+    prefix = layout(run_id).key(PIPELINE) + "/stages/"
+    key = next(o["Key"] for o in storage.list_objects(prefix)
+               if "ImageFeaturizer" in o["Key"] and "/metadata/part-" in o["Key"])
+    text = storage.get_bytes(key).decode()
+    sha256 = json.loads(text)["paramMap"]["weightsSha256"]
+    storage.put_bytes(key, text.replace(sha256, "ab" * 32).encode())
+
+
+@pytest.mark.parametrize("corrupt, cause", [
+    (break_a_stage, "Path does not exist"),
+    (claim_other_weights, "WeightsMismatch: weights file"),
+])
+def test_a_saved_pipeline_that_cannot_serve_is_never_promoted(pipeline, storage, featurizer_env, corrupt, cause):
+    """A candidate good enough by its metrics, whose saved pipeline is broken after train: canary records
+    why, the gate refuses it, and the champion and its files stay as they were."""
+    assert_step_ok(pipeline, "evaluate")
+    served = storage.get_json(CHAMPION_KEY)
+    files = {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served["version"]))}
+    env = {**featurizer_env, **BUCKET, "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0"}
+    settings = {"split_seed": 7, "max_regression": 1.0}  # another model, which the metrics alone would promote
+    assert run_job("train", RUN_ID, env, settings=settings).returncode == 0
+    corrupt(storage, RUN_ID)
+    for step in ("canary", "evaluate"):
+        result = run_job(step, RUN_ID, env, settings=settings)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert cause in storage.get_json(layout(RUN_ID).key(CANARY))["error"]
+    gate = storage.get_json(layout(RUN_ID).key(METRICS))["gate"]
+    assert not gate["promoted"] and gate["reasons"][0].startswith("the saved pipeline is not servable: it could not be "
+                                                                  "loaded or run")
+    assert cause in gate["reasons"][0]
+    assert all("regresses" not in reason for reason in gate["reasons"])  # the canary alone refused it
+    assert storage.get_json(CHAMPION_KEY) == served
     assert {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served["version"]))} == files
 
 

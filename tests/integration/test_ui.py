@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from numtaflow.catalog import CONFUSION, LINEAGE, METRICS, VALIDATION_HTML
+from numtaflow.catalog import CONFUSION, LINEAGE, METRICS, SCORING_REPORT, VALIDATION_HTML, RunLayout
+from numtaflow.storage import safe_run_id
 from tests.conftest import ROOT, layout
 
 pytestmark = pytest.mark.integration
 UI_PORT = 8790
 DAG_ID = "numtadb_transfer_learning"
+SCORING_DAG_ID = "numtadb_batch_predict"
 BATCH_DAYS = ("2026-11-02", "2026-11-03")
 SCREENSHOTS = Path(os.environ.get("NUMTAFLOW_SCREENSHOT_DIR", ROOT / ".local" / "screenshots"))
 
@@ -27,9 +29,10 @@ def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
     """Airflow (API server, scheduler, DAG processor, triggerer) on a test port, over the test bucket.
 
     Its DAG defaults point at small inputs, it is scheduled daily (for backfills) and on new
-    batches: two batches land before it starts, so its watcher's first look starts one run.
+    batches: two batches land before it starts, so its watcher's first look starts one run. An
+    unlabelled batch lands in the inbox too, for the scoring DAG's watcher.
     """
-    from numtaflow.incoming import drop_batch
+    from numtaflow.incoming import drop_batch, unlabelled_batch
     from numtaflow.services import ensure_airflow_password, ensure_credentials, start_airflow, stop_airflow
     from tests.conftest import make_numtadb, migrated_airflow, upload_folder
 
@@ -40,6 +43,9 @@ def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
     incoming = f"s3://{storage.bucket}/incoming-ui"
     landing = make_numtadb(data / "landing", 2, source="training-c", offset=80)
     batches = [drop_batch(storage, str(landing), incoming, day, "digits", 1)[0] for day in BATCH_DAYS]
+    inbox = f"s3://{storage.bucket}/inbox-ui"
+    scans = make_numtadb(data / "scans", 1, source="training-c", offset=90)
+    inbox_batch, _ = unlabelled_batch(storage, str(scans), inbox, BATCH_DAYS[0], "scans", 10, set())
     secrets_env = ensure_credentials(home / "secrets.env")
     password = ensure_airflow_password(home / "passwords.json")
     env = {**os.environ, **s3_env, **featurizer_env, "AIRFLOW__API__PORT": str(UI_PORT),
@@ -48,11 +54,15 @@ def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{UI_PORT}/execution/",
            "NUMTAFLOW_SCHEDULE": "@daily", "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
            "NUMTAFLOW_PER_CLASS": "4", "NUMTAFLOW_EVAL_PER_CLASS": "2", "NUMTAFLOW_MIN_ACCURACY": "0",
-           "NUMTAFLOW_MIN_F1": "0", "NUMTAFLOW_INCOMING_INPUT": incoming, "NUMTAFLOW_INCOMING_POLL_SECONDS": "5"}
+           "NUMTAFLOW_MIN_F1": "0", "NUMTAFLOW_INCOMING_INPUT": incoming, "NUMTAFLOW_INCOMING_POLL_SECONDS": "5",
+           "NUMTAFLOW_INBOX_INPUT": inbox}
     env = migrated_airflow(home, env)
     start_airflow(home, UI_PORT, env=env)
-    ui = {"url": f"http://127.0.0.1:{UI_PORT}", "password": password, "home": home, "env": env, "batches": batches}
+    ui = {"url": f"http://127.0.0.1:{UI_PORT}", "password": password, "home": home, "env": env, "batches": batches,
+          "inbox_batch": inbox_batch, "scans": data / "form-scans"}
+    make_numtadb(ui["scans"], 1, source="training-c", offset=95)
     unpause(ui)
+    unpause(ui, SCORING_DAG_ID)
     yield ui
     stop_airflow(home)
 
@@ -207,11 +217,11 @@ def api(ui, method, path, body=None):
         return json.loads(response.read())
 
 
-def unpause(ui):
+def unpause(ui, dag_id=DAG_ID):
     deadline = time.time() + 120
     while True:  # the DAG processor needs a moment to parse the DAG
         try:
-            api(ui, "PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+            api(ui, "PATCH", f"/dags/{dag_id}", {"is_paused": False})
             return
         except Exception:
             if time.time() > deadline:
@@ -219,15 +229,15 @@ def unpause(ui):
             time.sleep(3)
 
 
-def dag_runs(ui):
-    return api(ui, "GET", f"/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
+def dag_runs(ui, dag_id=DAG_ID):
+    return api(ui, "GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
 
 
-def wait_for_runs(ui, select, count, minutes=15):
+def wait_for_runs(ui, select, count, minutes=15, dag_id=DAG_ID):
     """Wait until ``count`` runs matching ``select`` have finished; returns them."""
     deadline = time.time() + minutes * 60
     while True:
-        runs = [r for r in dag_runs(ui) if select(r)]
+        runs = [r for r in dag_runs(ui, dag_id) if select(r)]
         if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
             return runs
         assert time.time() < deadline, f"runs not finished after {minutes} minutes: {runs}"
@@ -238,21 +248,21 @@ def run_record(storage, run):
     return storage.get_json(layout(run["dag_run_id"]).key(LINEAGE))
 
 
-def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
-    """Open the trigger form, change fields (non-default seed and sample size), trigger, see it succeed."""
+def trigger_from_the_form(ui, browser, dag_id: str, form: dict, screenshot: str) -> dict:
+    """Open a DAG's trigger form, type ``{section: ((field, value), ...)}``, trigger; the finished new run."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, 60)
-    browser.get(f"{airflow_ui['url']}/dags/{DAG_ID}")
+    browser.get(f"{ui['url']}/dags/{dag_id}")
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[aria-label='Trigger Dag']"))).click()
+
     def click(element):  # the dialog scrolls; a plain click can land on whatever covers the element
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
         element.click()
 
-    form = {"Data": (("per_class", "3"), ("seed", "11")), "Gate": (("min_accuracy", "0.05"),)}
     for section, fields in form.items():  # one section of the dialog is open at a time
         click(wait.until(ec.presence_of_element_located((By.XPATH, f"//button[normalize-space()='{section}']"))))
         for field, value in fields:
@@ -260,10 +270,18 @@ def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
             browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
             element.send_keys(Keys.CONTROL, "a")
             element.send_keys(value)
-    browser.save_screenshot(str(SCREENSHOTS / "trigger-form-filled.png"))
-    before = {r["dag_run_id"] for r in dag_runs(airflow_ui)}
+    browser.save_screenshot(str(SCREENSHOTS / screenshot))
+    before = {r["dag_run_id"] for r in dag_runs(ui, dag_id)}
     click(browser.find_elements(By.XPATH, "//button[normalize-space()='Trigger']")[-1])
-    (run,) = wait_for_runs(airflow_ui, lambda r: r["dag_run_id"] not in before and r["run_type"] == "manual", 1)
+    (run,) = wait_for_runs(ui, lambda r: r["dag_run_id"] not in before and r["run_type"] == "manual", 1,
+                           dag_id=dag_id)
+    return run
+
+
+def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
+    """Open the trigger form, change fields (non-default seed and sample size), trigger, see it succeed."""
+    form = {"Data": (("per_class", "3"), ("seed", "11")), "Gate": (("min_accuracy", "0.05"),)}
+    run = trigger_from_the_form(airflow_ui, browser, DAG_ID, form, "trigger-form-filled.png")
     assert run["conf"]["per_class"] == 3 and run["conf"]["seed"] == 11 and run["conf"]["min_accuracy"] == 0.05
     assert run["state"] == "success"
     metrics = storage.get_json(layout(run["dag_run_id"]).key(METRICS))
@@ -280,6 +298,48 @@ def test_new_batches_start_one_run_by_themselves(airflow_ui, storage):
     assert record["sample"]["train"]["rows"] == 40
     time.sleep(12)  # two more polls of the watcher: the same data must not start another run
     assert len([r for r in dag_runs(airflow_ui) if r["run_type"] == "asset_triggered"]) == 1
+
+
+def scoring_report(storage, run):
+    return storage.get_json(RunLayout.scoring(storage.bucket, safe_run_id(run["dag_run_id"])).key(SCORING_REPORT))
+
+
+def test_an_inbox_batch_starts_one_scoring_run_by_itself(airflow_ui, storage):
+    """The unlabelled batch landed before Airflow started: one scoring run, by itself, scores it with the
+    champion; later polls of the watcher start nothing more."""
+    (run,) = wait_for_runs(airflow_ui, lambda r: r["run_type"] == "asset_triggered", 1, dag_id=SCORING_DAG_ID)
+    assert run["state"] == "success"
+    report = scoring_report(storage, run)
+    assert report["inputs"] == [airflow_ui["inbox_batch"].uri] and report["images_scored"] == 10
+    assert report["run_type"] == "asset_triggered" and report["model"]["requested"] == "champion"
+    time.sleep(12)  # two more polls: the same batch must not start another scoring run
+    assert len([r for r in dag_runs(airflow_ui, SCORING_DAG_ID) if r["run_type"] == "asset_triggered"]) == 1
+
+
+def test_scoring_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
+    """The scoring form: a folder of images and a smaller review gallery; the run's report page shows the
+    gallery's images, which load behind the login only."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    form = {"Batch": (("scoring_input", str(airflow_ui["scans"])),), "Review": (("gallery_size", "4"),)}
+    run = trigger_from_the_form(airflow_ui, browser, SCORING_DAG_ID, form, "scoring-form-filled.png")
+    assert run["conf"]["scoring_input"] == str(airflow_ui["scans"]) and run["state"] == "success"
+    report = scoring_report(storage, run)
+    assert report["images_scored"] == 10 and len(report["gallery"]) == 4
+    page = f"{airflow_ui['url']}/numtaflow/scoring/{safe_run_id(run['dag_run_id'])}"
+    wait = WebDriverWait(browser, 60)
+    browser.get(page)
+    wait.until(lambda b: len(b.find_elements(By.TAG_NAME, "img")) == 4)
+    images = browser.find_elements(By.TAG_NAME, "img")
+    wait.until(lambda b: all(b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i)
+                             for i in images))
+    assert "10 images scored, 0 rejected" in browser.page_source
+    browser.save_screenshot(str(SCREENSHOTS / "scoring-report.png"))
+    for path in ("", "/gallery/0.png", "/predictions.csv"):
+        assert get(page + path)[0] == 401, path  # anonymous
+    status, image = get(page + "/gallery/0.png", token(airflow_ui))
+    assert status == 200 and image.startswith(b"\x89PNG")
 
 
 def backfill(ui, *extra):
@@ -311,8 +371,6 @@ def test_backfill_runs_each_date_on_the_data_landed_by_then(airflow_ui, storage)
     from numtaflow.registry import read_champion, read_index
 
     index = {r["run_id"] for r in read_index(storage)}
-    from numtaflow.storage import safe_run_id
-
     assert {safe_run_id(r["dag_run_id"]) for r in runs} <= index  # concurrent index updates lost nothing
     champion, _ = read_champion(storage)
     assert champion.run_id in index

@@ -15,11 +15,11 @@ LAYERS = {  # lowest first; a module may import its own layer and those below
     "infrastructure": {"storage", "spark", "services", "templates"},
     "domain": {"images", "features", "model", "ml", "sampling", "evaluation", "gating", "quality", "data", "incoming",
                "registry", "lineage", "scoring", "model_card"},
-    "application": {"jobs", "steps", "webapp", "triggers", "cli", "__main__"},
+    "application": {"jobs", "steps", "webapp", "triggers", "tasks", "cli", "__main__"},
 }
 ORDER = list(LAYERS)
 OUTER_RULES = {  # what the thin outer folders may import from the package
-    "dags": {"catalog", "config", "spark", "triggers"},
+    "dags": {"catalog", "config", "tasks", "triggers"},
     "plugins": {"catalog", "storage", "webapp"},
     "spark_jobs": {"jobs", "steps"},
 }

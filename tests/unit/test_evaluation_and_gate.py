@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from numtaflow.evaluation import compute_metrics, confusion_png, roc_auc_ovr
-from numtaflow.gating import GateThresholds, decide
+from numtaflow.evaluation import compute_metrics, confused_pairs, confusion_png, roc_auc_ovr
+from numtaflow.gating import CanaryCheck, GateThresholds, check_canary, decide
 
 
 def one_hot(labels, confidence=0.9):
@@ -72,22 +72,70 @@ def test_confusion_png_is_an_image():
 
 
 THRESHOLDS = GateThresholds(min_accuracy=0.85, min_f1=0.85, max_regression=0.01)
+SERVABLE = CanaryCheck(images=20, problems=(), tolerance=1e-4)
 
 
 def test_gate_promotes_first_good_model():
-    decision = decide({"accuracy": 0.9, "f1": 0.9}, None, THRESHOLDS)
+    decision = decide({"accuracy": 0.9, "f1": 0.9}, None, THRESHOLDS, SERVABLE)
     assert decision.promoted and "no champion yet" in decision.reasons
 
 
 def test_gate_rejects_below_threshold_and_says_why():
-    decision = decide({"accuracy": 0.80, "f1": 0.9}, None, THRESHOLDS)
+    decision = decide({"accuracy": 0.80, "f1": 0.9}, None, THRESHOLDS, SERVABLE)
     assert not decision.promoted
     assert "accuracy 0.8000 is below the minimum 0.8500" in decision.reasons
 
 
 def test_gate_rejects_regression_beyond_tolerance_only():
     champion = {"accuracy": 0.92, "f1": 0.92}
-    assert decide({"accuracy": 0.915, "f1": 0.915}, champion, THRESHOLDS).promoted
-    worse = decide({"accuracy": 0.90, "f1": 0.915}, champion, THRESHOLDS)
+    assert decide({"accuracy": 0.915, "f1": 0.915}, champion, THRESHOLDS, SERVABLE).promoted
+    worse = decide({"accuracy": 0.90, "f1": 0.915}, champion, THRESHOLDS, SERVABLE)
     assert not worse.promoted
     assert any("regresses 0.0200" in reason for reason in worse.reasons)
+
+
+EVALUATED = {"a.png": (3, [0.1, 0.9]), "b.png": (0, [0.8, 0.2])}
+
+
+def test_canary_agreeing_within_tolerance_is_servable():
+    canary = {"error": None, "scores": {"a.png": {"digit": 3, "probability": [0.10004, 0.89996]},
+                                        "b.png": {"digit": 0, "probability": [0.8, 0.2]}}}
+    check = check_canary(canary, EVALUATED, 1e-4)
+    assert check.problems == () and check.images == 2
+    assert "all 2 canary images" in check.reason()
+
+
+def test_canary_names_each_image_that_disagrees():
+    canary = {"error": None, "scores": {"a.png": {"digit": 0, "probability": [0.6, 0.4]},
+                                        "b.png": {"digit": 0, "probability": [0.79, 0.21]},
+                                        "c.png": {"digit": 1, "probability": [0.0, 1.0]}}}
+    check = check_canary(canary, EVALUATED, 1e-4)
+    assert check.problems == ("a.png got digit 0, evaluate's 3", "b.png: probabilities differ by 0.01 (tolerance 0.0001)",
+                              "c.png is not among evaluate's images")
+    decision = decide({"accuracy": 0.99, "f1": 0.99}, None, THRESHOLDS, check)
+    assert not decision.promoted
+    assert decision.reasons[0].startswith("the saved pipeline is not servable: a.png got digit 0")
+
+
+def test_a_pipeline_that_cannot_load_is_not_promoted():
+    check = check_canary({"error": "AnalysisException: Path does not exist: .../pipeline/stages", "scores": {}},
+                         EVALUATED, 1e-4)
+    decision = decide({"accuracy": 0.99, "f1": 0.99}, None, THRESHOLDS, check)
+    assert not decision.promoted and "could not be loaded or run (AnalysisException: Path does not exist" in decision.reasons[0]
+    assert check_canary({"error": None, "scores": {}}, EVALUATED, 1e-4).problems == ("it scored no canary image",)
+
+
+def test_misclassified_examples_are_chosen_per_pair_in_id_order():
+    import pandas as pd
+
+    from numtaflow.evaluation import misclassified_ids, misclassified_png
+    from tests.conftest import digit_png
+
+    predictions = pd.DataFrame({"image_id": ["d.png", "a.png", "c.png", "b.png", "e.png"],
+                                "label": [5, 5, 5, 3, 3], "digit": [6, 6, 5, 8, 3]})
+    pairs = confused_pairs([[0] * 10 for _ in range(3)] + [[0] * 8 + [1, 0]] + [[0] * 10] + [[0] * 6 + [2] + [0] * 3])
+    assert pairs == [{"true": 5, "predicted": 6, "count": 2}, {"true": 3, "predicted": 8, "count": 1}]
+    assert misclassified_ids(predictions, pairs, per_pair=6) == [["a.png", "d.png"], ["b.png"]]
+    assert misclassified_ids(predictions, pairs, per_pair=1) == [["a.png"], ["b.png"]]
+    png = misclassified_png([(pairs[0], [digit_png(5), digit_png(5, seed=1)]), (pairs[1], [digit_png(3)])], "t")
+    assert png.startswith(b"\x89PNG") and misclassified_png([], "none").startswith(b"\x89PNG")

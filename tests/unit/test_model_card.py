@@ -1,7 +1,8 @@
 """The model card says what the run recorded: per-digit figures, the most confused pairs, the data."""
 
-from numtaflow.catalog import MODEL_CARD_FACTS
-from numtaflow.model_card import card_facts, confused_pairs
+from numtaflow.catalog import MODEL_CARD_FACTS, SCORING_INDEX_KEY
+from numtaflow.evaluation import confused_pairs
+from numtaflow.model_card import card_facts
 from numtaflow.registry import version_prefix
 from numtaflow.templates import render
 from numtaflow.webapp import version_page
@@ -37,7 +38,7 @@ def test_confused_pairs_are_the_largest_off_diagonal_counts():
 
 def test_the_card_is_made_from_the_records_in_markdown_and_html():
     card = card_facts(*evidence())
-    text = render("model_card.md", card=card)
+    text = render("model_card.md", card=card, examples="misclassified.png")
     assert "# Model card: version 0123456789abcdef" in text and "| 5 | 6 | 3 |" in text
     assert "s3://b/incoming/dt=2026-11-02/x" in text and "Trained on 50 images per digit" in text
     assert "`mobilenet.h5`" in text and "/x/" not in text  # the file, never a machine's path
@@ -47,5 +48,14 @@ def test_the_card_is_made_from_the_records_in_markdown_and_html():
             assert key == version_prefix("0123456789abcdef") + MODEL_CARD_FACTS
             return card
 
+        def read_with_etag(self, key):
+            assert key == SCORING_INDEX_KEY
+            runs = [{"run_id": f"scoring-{v}", "version": v, "created_at": "2026-02-01", "images_scored": 500,
+                     "images_rejected": 0, "psi": 0.01, "drift": False, "low_confidence_share": 0.1,
+                     "evaluation_low_confidence_share": 0.08} for v in ("0123456789abcdef", "fedcba9876543210")]
+            return {"runs": runs}, "etag"
+
     page = version_page(Storage(), "0123456789abcdef", "/numtaflow")
     assert "<td>5</td><td>6</td><td>3</td>" in page and "Intended use" in page
+    assert "src='/numtaflow/versions/0123456789abcdef/misclassified.png'" in page
+    assert "/numtaflow/scoring/scoring-0123456789abcdef" in page and "scoring-fedcba9876543210" not in page

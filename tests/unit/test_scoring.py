@@ -39,3 +39,53 @@ def _png(image, ink=False):
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def test_the_prediction_table_is_in_id_order_with_confidence_and_margin():
+    import numpy as np
+
+    from numtaflow.scoring import PROBABILITY_COLUMNS, prediction_table
+
+    probabilities = np.zeros((2, 10))
+    probabilities[0, [3, 5]] = [0.7, 0.3]
+    probabilities[1, [1, 8]] = [0.55, 0.45]
+    table = prediction_table(["b.png", "a.png"], ["s3://x/b.png", "s3://x/a.png"], [3, 1], probabilities, "v1")
+    assert list(table["image_id"]) == ["a.png", "b.png"] and list(table["digit"]) == [1, 3]
+    assert table["margin"].round(6).tolist() == [0.1, 0.4] and table["confidence"].tolist() == [0.55, 0.7]
+    assert list(table.columns) == ["image_id", "path", "digit", *PROBABILITY_COLUMNS, "confidence", "margin",
+                                   "model_version"]
+    assert set(table["model_version"]) == {"v1"}
+
+
+def test_drift_figures():
+    from numtaflow.scoring import chi_square_p, digit_counts, population_stability
+
+    uniform = [50] * 10
+    assert digit_counts([0, 0, 9, 3]) == [2, 0, 0, 1, 0, 0, 0, 0, 0, 1]
+    assert population_stability(uniform, [100] * 10) == 0.0
+    assert population_stability(uniform, [20] * 10) == 0.0  # shares, not counts
+    skewed = [500] + [10] * 9
+    assert population_stability(uniform, skewed) > 1.0 and chi_square_p(uniform, skewed) < 1e-6
+    assert 0 < population_stability(uniform, [60, 40] + [50] * 8) < 0.05
+    assert chi_square_p(uniform, [50] * 10) == 1.0
+    assert population_stability(uniform, [0] + [50] * 9) < 1.5  # an empty digit stays finite
+
+
+def test_low_confidence_and_the_review_order():
+    import pandas as pd
+
+    from numtaflow.scoring import least_confident, low_confidence_share
+
+    assert low_confidence_share([0.9, 0.5, 0.69, 0.7], 0.7) == 0.5 and low_confidence_share([], 0.7) == 0.0
+    table = pd.DataFrame({"image_id": ["c", "a", "b"], "confidence": [0.4, 0.9, 0.4]})
+    assert list(least_confident(table, 2)["image_id"]) == ["b", "c"]
+
+
+def test_thumbnails_are_small_grey_pngs():
+    from numtaflow.images import thumbnail_png
+
+    big = Image.new("RGB", (400, 300), (255, 255, 255))
+    thumb = Image.open(io.BytesIO(thumbnail_png(_png(big))))
+    assert thumb.format == "PNG" and thumb.mode == "L" and max(thumb.size) == 96
+    grey16 = Image.open(io.BytesIO(thumbnail_png(_png(Image.new("I;16", (30, 30), 0), ink=True))))
+    assert grey16.size == (30, 30)

@@ -40,7 +40,8 @@ def test_the_catalog_declares_each_artifact_once_and_serves_only_declared_names(
     keys = [RunLayout("b", "r").key(artifact) for artifact in ARTIFACTS]
     assert len(keys) == len(set(keys))
     assert all(artifact.step in (*STEPS, "") for artifact in ARTIFACTS)
-    assert set(SERVED) == {"confusion_eval.png", "confusion_split.png", "validation.html", "metrics.json", "run.json"}
+    assert set(SERVED) == {"confusion_eval.png", "confusion_split.png", "validation.html", "metrics.json", "run.json",
+                           "misclassified.png"}
 
 
 def test_s3_errors_name_the_endpoint_the_bucket_and_what_was_refused():

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from numtaflow.catalog import (CHAMPION_KEY, CONFUSION, INDEX_KEY, LINEAGE, METRICS, VALIDATION_HTML, VERSIONS_PREFIX,
-                               RunLayout)
-from numtaflow.webapp import create_app, models_page, run_page
+from numtaflow.catalog import (CHAMPION_KEY, CONFUSION, INDEX_KEY, LINEAGE, METRICS, MISCLASSIFIED, SCORING_INDEX_KEY,
+                               SCORING_REPORT, VALIDATION_HTML, VERSIONS_PREFIX, RunLayout)
+from numtaflow.webapp import create_app, models_page, run_page, scoring_page
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -30,6 +30,10 @@ class FakeStorage:
         if key not in self.objects:
             raise FileNotFoundError(key)
         return self.objects[key]
+
+    def get_bytes(self, key: str) -> bytes:
+        value = self.get_json(key)
+        return value if isinstance(value, bytes) else json.dumps(value).encode()
 
 
 def metrics(reason: str) -> dict:
@@ -78,7 +82,7 @@ def test_run_page_shows_gate_metrics_and_evidence():
     assert "<tr><th>ROC AUC (OvR)</th><td>–</td><td>–</td></tr>" in page
     assert "<tr><td>7</td><td>0.9000</td><td>0.8000</td><td>0.8500</td><td>20</td></tr>" in page
     assert links(page) == ["/numtaflow/"] + [f"/numtaflow/runs/manual__1/{artifact.served_as}" for artifact in (
-        CONFUSION["eval"], VALIDATION_HTML, CONFUSION["split"], METRICS, LINEAGE)]
+        CONFUSION["eval"], MISCLASSIFIED, VALIDATION_HTML, CONFUSION["split"], METRICS, LINEAGE)]
 
 
 def test_hostile_run_id_reason_and_base_are_escaped():
@@ -110,3 +114,56 @@ def test_a_broken_champion_record_is_shown_not_a_server_error():
     broken.objects[CHAMPION_KEY] = {"run_id": "older"}  # parses, but has nothing the gate needs
     page = models_page(broken, "/numtaflow")
     assert "is not a usable champion record" in page and "manual__1" in page
+
+
+SCORING_RUN = "asset_triggered__2026-02-01"
+
+
+def scoring_storage(image_id: str = "dt=2026-02-01/b1/scan 7.png") -> FakeStorage:
+    layout = RunLayout.scoring(FakeStorage.bucket, SCORING_RUN)
+    line = {"run_id": SCORING_RUN, "run_type": "asset_triggered", "created_at": "2026-02-01T10:00:00+00:00",
+            "images_scored": 498, "images_rejected": 2, "psi": 0.31, "drift": True, "low_confidence_share": 0.104,
+            "evaluation_low_confidence_share": 0.05, "version": "0123456789abcdef"}
+    report = {**line, "model": {"requested": "champion", "version": "0123456789abcdef", "run_id": "manual__1",
+                                "pipeline_uri": "s3://test/models/versions/0123456789abcdef/pipeline",
+                                "pinned_at": "2026-02-01T09:59:00+00:00"},
+              "inputs": ["s3://test/inbox/dt=2026-02-01/b1"], "predicted_distribution": {str(d): 50 for d in range(10)},
+              "training_distribution": {str(d): 50 for d in range(10)}, "chi_square_p": 1.0, "drift_threshold": 0.2,
+              "confidence_threshold": 0.7,
+              "gallery": [{"n": 0, "image_id": image_id, "path": "s3://test/x.png", "top": [[3, 0.41], [5, 0.39]]}]}
+    base = storage()
+    base.objects.update({SCORING_INDEX_KEY: {"runs": [line]}, layout.key(SCORING_REPORT): report,
+                         f"{layout.key(SCORING_REPORT).rsplit('/', 2)[0]}/report_batch/gallery/0.png": b"\x89PNG"})
+    return base
+
+
+def test_the_scoring_page_shows_drift_confidence_and_the_gallery_through_the_app():
+    page = scoring_page(scoring_storage(), SCORING_RUN, "/numtaflow")
+    assert "498 images scored, 2 rejected" in page and "PSI 0.3100 (threshold 0.2): <span class='no'>drift</span>" in page
+    assert "10.4% of this batch, against 5.0% of the model's evaluation images" in page
+    assert "<td>3 (0.410)</td><td>5 (0.390)</td>" in page
+    run_url = f"/numtaflow/scoring/{SCORING_RUN}"
+    assert links(page) == ["/numtaflow/", "/numtaflow/versions/0123456789abcdef", "/numtaflow/runs/manual__1",
+                           f"{run_url}/gallery/0.png", f"{run_url}/predictions.csv", f"{run_url}/rejected.csv",
+                           f"{run_url}/report.json", f"{run_url}/model.json"]
+    models = models_page(scoring_storage(), "/numtaflow")
+    assert f"/numtaflow/scoring/{SCORING_RUN}" in links(models) and "0.3100 drift" in models
+
+
+def test_a_hostile_image_name_in_the_gallery_is_inert():
+    page = scoring_page(scoring_storage(HOSTILE), SCORING_RUN, "/numtaflow")
+    assert HOSTILE not in page and ESCAPED in page
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx`")
+def test_the_app_serves_gallery_images_and_only_declared_scoring_files():
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(storage_factory=scoring_storage), root_path="/numtaflow")
+    assert client.get(f"/scoring/{SCORING_RUN}").status_code == 200
+    image = client.get(f"/scoring/{SCORING_RUN}/gallery/0.png")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert client.get(f"/scoring/{SCORING_RUN}/gallery/1.png").status_code == 404
+    assert client.get(f"/scoring/{SCORING_RUN}/images.parquet").status_code == 404  # the batch's bytes stay private
+    assert client.get(f"/scoring/{SCORING_RUN}/gallery/..%2F..%2Fmodels.png").status_code == 404
+    assert client.get("/scoring/nope").status_code == 404

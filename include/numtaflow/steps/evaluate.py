@@ -1,8 +1,10 @@
 """evaluate: metrics on the 20% hold-out and the independent set, the evidence, then the gate.
 
-Outputs ``metrics.json``, ``gate.json``, ``confusion_*.png``, ``per_class_*.csv`` and the run's
-lineage record ``run.json``, all before the champion pointer may move (evidence first, pointer
-last). Promotion itself belongs to the registry: this step supplies the judge.
+Outputs ``predictions.parquet`` (each evaluation image's digit and probabilities), ``metrics.json``,
+``gate.json``, ``confusion_*.png``, ``per_class_*.csv``, ``misclassified.png`` and the run's lineage
+record ``run.json``, all before the champion pointer may move (evidence first, pointer last). The
+gate also holds the canary step's scores against these predictions. Promotion itself belongs to the
+registry: this step supplies the judge.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import time
 
 import numpy as np
 
-from ..catalog import CONFUSION, FEATURES, GATE, HOLDOUT, LINEAGE, METRICS, MODEL, PER_CLASS, STEPS
+from ..catalog import (CANARY, CONFUSION, EVAL_PREDICTIONS, FEATURES, GATE, HOLDOUT, LINEAGE, METRICS, MISCLASSIFIED,
+                       MODEL, PER_CLASS, SAMPLED_IMAGES, STEPS)
 from ..contracts import EvaluateSummary
-from ..evaluation import compute_metrics, confusion_png, per_class_csv
-from ..gating import GateThresholds, decide, feature_signature
+from ..evaluation import (compute_metrics, confused_pairs, confusion_png, misclassified_ids, misclassified_png,
+                          per_class_csv)
+from ..gating import CanaryCheck, GateThresholds, check_canary, decide, feature_signature
 from ..jobs import StepContext
 from ..lineage import run_record
 from ..model import with_vector
@@ -24,12 +28,21 @@ from ..vocabulary import DIGITS
 REPORTED_METRICS = (*HEADLINE_METRICS, "per_class", "confusion_matrix")
 
 
-def predict(model, frame) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and class probabilities (only these small columns reach the driver)."""
+def scored(model, frame):
+    """Each image's id, label, predicted digit and probabilities (lazy; small columns only)."""
     from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
 
-    scored = model.transform(with_vector(frame)).select("label", vector_to_array("probability").alias("p"))
-    rows = scored.toPandas()
+    return model.transform(with_vector(frame)).select(
+        "image_id", "label", F.col("prediction").cast("int").alias("digit"), vector_to_array("probability").alias("p"))
+
+
+def predict(model, frame) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and class probabilities, for the metrics."""
+    return label_and_probabilities(scored(model, frame).toPandas())
+
+
+def label_and_probabilities(rows) -> tuple[np.ndarray, np.ndarray]:
     if rows.empty:
         return np.zeros(0, dtype=int), np.zeros((0, len(DIGITS)))
     return rows["label"].to_numpy(dtype=int), np.stack(rows["p"].to_numpy())
@@ -51,7 +64,8 @@ def champion_metrics(champion: Champion, candidate: ModelVersion, eval_frame) ->
     return champion.metrics.model_dump(), "champion uses other features and other evaluation images; recorded metrics used"
 
 
-def judge(context: StepContext, candidate: ModelVersion, metrics: dict, eval_frame, current: Champion | None) -> dict:
+def judge(context: StepContext, candidate: ModelVersion, metrics: dict, eval_frame, current: Champion | None,
+          canary: CanaryCheck) -> dict:
     """The gate's verdict on the candidate against ``current``, as written to ``gate.json``."""
     before = {"champion_before": current.run_id if current else None,
               "champion_version_before": current.version if current else None,
@@ -61,19 +75,36 @@ def judge(context: StepContext, candidate: ModelVersion, metrics: dict, eval_fra
                                               "task retried)"], **before, "champion_after": current.run_id,
                 "compared_with": None, "champion_metrics": None}
     baseline, how = (None, "no champion yet") if current is None else champion_metrics(current, candidate, eval_frame)
-    decision = decide(metrics, baseline, GateThresholds.from_settings(context.settings))
+    decision = decide(metrics, baseline, GateThresholds.from_settings(context.settings), canary)
     return {**decision.to_json(), **before,
             "champion_after": context.run_id if decision.promoted else before["champion_before"],
             "compared_with": how, "champion_metrics": {k: baseline.get(k) for k in ("accuracy", "f1")} if baseline else None}
 
 
-def write_plots(context: StepContext, results: dict[str, dict]) -> None:
+def write_plots(context: StepContext, results: dict[str, dict], predictions) -> None:
     storage, layout, settings = context.storage, context.layout, context.settings
     for name, values in results.items():
         title = (f"{settings.backbone}, {'independent' if name == 'eval' else '20% split'} set: n={values['n']}, "
                  f"accuracy {values['accuracy']:.3f}\nrun {context.run_id}")
         storage.put_bytes(layout.key(CONFUSION[name]), confusion_png(values["confusion_matrix"], title), CONFUSION[name].media_type)
         storage.put_bytes(layout.key(PER_CLASS[name]), per_class_csv(values).encode(), PER_CLASS[name].media_type)
+    title = f"Misclassified evaluation images, run {context.run_id}"
+    storage.put_bytes(layout.key(MISCLASSIFIED), misclassified_png(misclassified_examples(context, results["eval"],
+                                                                                         predictions), title),
+                      MISCLASSIFIED.media_type)
+
+
+def misclassified_examples(context: StepContext, metrics: dict, predictions, per_pair: int = 6) -> list:
+    """The most confused pairs, each with the bytes of up to ``per_pair`` of its images."""
+    from pyspark.sql import functions as F
+
+    pairs = confused_pairs(metrics["confusion_matrix"])
+    chosen = misclassified_ids(predictions, pairs, per_pair)
+    ids = [image_id for group in chosen for image_id in group]
+    images = context.spark.read.parquet(context.s3a(SAMPLED_IMAGES["eval"]))
+    content = {row["image_id"]: bytes(row["content"])
+               for row in images.where(F.col("image_id").isin(ids)).select("image_id", "content").collect()}
+    return [(pair, [content[i] for i in group]) for pair, group in zip(pairs, chosen)]
 
 
 def metrics_record(context: StepContext, results: dict[str, dict], commits: dict, gate: dict, started: float) -> dict:
@@ -89,7 +120,7 @@ def metrics_record(context: StepContext, results: dict[str, dict], commits: dict
 
 
 def gate_and_promote(context: StepContext, candidate: ModelVersion, results: dict, commits: dict, eval_frame,
-                     started: float) -> dict:
+                     canary: CanaryCheck, started: float) -> dict:
     """Judge the candidate against the champion as it is, write the evidence, and only then let the
     registry move the pointer (re-judged on a lost race). Returns the final verdict."""
     storage, layout = context.storage, context.layout
@@ -98,7 +129,7 @@ def gate_and_promote(context: StepContext, candidate: ModelVersion, results: dic
     verdicts = []
 
     def choose(current: Champion | None):
-        gate = judge(context, candidate, results["eval"], eval_frame, current)
+        gate = judge(context, candidate, results["eval"], eval_frame, current, canary)
         verdicts.append(gate)
         metrics = metrics_record(context, results, commits, gate, started)
         storage.put_json(layout.key(METRICS), metrics)
@@ -120,12 +151,16 @@ def run(context: StepContext) -> EvaluateSummary:
     commits = {step: context.require(step) for step in STEPS if step != "evaluate"}
     model = LogisticRegressionModel.load(context.s3a(MODEL))
     eval_frame = spark.read.parquet(context.s3a(FEATURES["eval"])).cache()
-    results = {"eval": compute_metrics(*predict(model, eval_frame)),
+    scored(model, eval_frame).write.mode("overwrite").parquet(context.s3a(EVAL_PREDICTIONS))
+    predictions = spark.read.parquet(context.s3a(EVAL_PREDICTIONS)).toPandas()
+    results = {"eval": compute_metrics(*label_and_probabilities(predictions)),
                "split": compute_metrics(*predict(model, spark.read.parquet(context.s3a(HOLDOUT))))}
-    write_plots(context, results)
+    write_plots(context, results, predictions)
+    evaluated = {row.image_id: (int(row.digit), list(row.p)) for row in predictions.itertuples()}
+    canary = check_canary(context.storage.get_json(context.layout.key(CANARY)), evaluated, settings.canary_tolerance)
     candidate = candidate_version(context.storage, context.layout, results["eval"], settings.run_settings(),
                                   commits["featurize"].summary.featurizer(), commits["sample"].summary.eval.ids_sha256)
-    gate = gate_and_promote(context, candidate, results, commits, eval_frame, started)
+    gate = gate_and_promote(context, candidate, results, commits, eval_frame, canary, started)
     update_index(context.storage, context.run_id, {
         "run_id": context.run_id, "logical_date": context.logical_date, "run_type": context.run_type,
         "finished_at": commits["train"].finished_at, "backbone": settings.backbone,

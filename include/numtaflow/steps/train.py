@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pyspark.sql import functions as F
 
-from ..catalog import FEATURES, HOLDOUT, MODEL, PIPELINE, TRAIN_PARAMS
-from ..contracts import FeaturizeSummary, TrainSummary
-from ..features import FeaturizerSpec
+from ..catalog import FEATURES, FEATURIZER, HOLDOUT, MODEL, PIPELINE, TRAIN_PARAMS
+from ..contracts import TrainSummary
 from ..jobs import StepContext
 from ..ml import ImageFeaturizer, digit_pipeline
 from ..model import CV_FOLDS, fit, with_vector
@@ -51,33 +50,17 @@ def training_rows(split, settings, partitions: int):
     return with_vector(split.where("is_train").select("image_id", "label", "features", fold.alias("fold"))).coalesce(partitions)
 
 
-def featurizer_stage(featurized: FeaturizeSummary, settings) -> ImageFeaturizer:
-    """The featurize step's featurizer, as recorded in its commit, as a pipeline stage (the
-    evaluation pass's: each image averaged with its test views)."""
-    spec = FeaturizerSpec(
-        backbone=featurized.backbone,
-        image_size=featurized.image_size,
-        layers=tuple(layer for layer in featurized.layers if layer != "last"),
-        weights=featurized.weights,
-        batch_size=settings.udf_batch_size,
-        intra_op_threads=settings.tf_intra_op_threads,
-        crop=settings.crop_to_ink,
-        test_views=featurized.test_views,
-    )
-    return ImageFeaturizer.from_spec(spec, featurized.weights_sha256)
-
-
 def run(context: StepContext) -> TrainSummary:
     spark, settings = context.spark, context.settings
-    featurize = context.require("featurize").summary
-    featurized = featurize.train
+    featurized = context.require("featurize").summary.train
     features = spark.read.parquet(context.s3a(FEATURES["train"]))
     split = split_sample(features, settings)
     partitions = training_partitions(featurized.rows, featurized.dimension, spark.sparkContext.defaultParallelism)
     train = training_rows(split, settings, partitions)
     model, params, cv_table = fit(train, settings.lr_preset, settings.split_seed)
     model.write().overwrite().save(context.s3a(MODEL))
-    digit_pipeline(featurizer_stage(featurize, settings), model).write().overwrite().save(context.s3a(PIPELINE))
+    featurizer = ImageFeaturizer.load(context.s3a(FEATURIZER))  # the stage that computed the evaluated features
+    digit_pipeline(featurizer, model).write().overwrite().save(context.s3a(PIPELINE))
     holdout = split.where(~F.col("is_train") & (F.col("view") == 0)).select("image_id", "label", "features")
     holdout.write.mode("overwrite").parquet(context.s3a(HOLDOUT))
     summary = TrainSummary(

@@ -8,63 +8,16 @@ steps use exactly the data that passed validation. Blank and tiny images are lef
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
 from ..catalog import BATCH_SELECTION, STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
 from ..contracts import BatchSelection, InputRecord, ValidateSummary
-from ..data import InputError, build_manifest, manifest_hash, resolve_input
+from ..data import InputError, build_manifest, decode_images, manifest_hash, resolve_input
 from ..incoming import Batch, choose_batches
 from ..jobs import StepContext, StepFailed, log
 from ..quality import ValidationReport, render_html, structure_failure, validate_manifest
-from ..storage import spark_path
-
-
-def relative_path_pattern(root_uri: str) -> str:
-    """A regex capturing a file's path relative to ``root_uri`` from the path Spark reports."""
-    root = spark_path(root_uri).rstrip("/")
-    if root.startswith("file:"):
-        return r"^file:/*" + re.escape(root[len("file:") :].lstrip("/")) + r"/(.*)$"
-    return "^" + re.escape(root) + r"/(.*)$"
-
 
 MANIFEST_SCHEMA = "image_id string, label_raw string, in_csv boolean, has_file boolean, size long"
-
-
-def decode_images(spark, root_uri: str, max_pixels: int):
-    """All files under the root with their bytes, content hash, decoded size/mode/frames, and the
-    reason one fails to decode or to prepare as featurize does, or is excluded (``images.inspect_image``)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.functions import pandas_udf
-
-    from ..images import inspect_image
-
-    @pandas_udf("width int, height int, mode string, frames int, decode_error string, excluded string, "
-                "content_sha256 string")
-    def inspect(contents: pd.Series) -> pd.DataFrame:
-        infos = [inspect_image(content, max_pixels) for content in contents]
-        return pd.DataFrame(
-            {
-                "width": pd.array([i.width for i in infos], dtype="Int32"),
-                "height": pd.array([i.height for i in infos], dtype="Int32"),
-                "mode": [i.mode for i in infos],
-                "frames": pd.array([i.frames for i in infos], dtype="Int32"),
-                "decode_error": [i.error for i in infos],
-                "excluded": [i.excluded for i in infos],
-                "content_sha256": [i.sha256 for i in infos],
-            }
-        )
-
-    files = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(spark_path(root_uri))
-        .withColumn("image_id", F.regexp_extract("path", relative_path_pattern(root_uri), 1))
-    )
-    return files.select("image_id", "content", inspect("content").alias("info")).select(
-        "image_id", "content", "info.*"
-    )
 
 
 def read_sources(context: StepContext, sources: list[tuple[str, str]]):

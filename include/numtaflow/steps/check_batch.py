@@ -1,0 +1,82 @@
+"""check_batch: pin the model, then decode and prepare every file of the batch exactly as scoring will.
+
+What is scored is the form's input (a folder of images, a .zip, an s3:// prefix), or else inbox
+batches: for a backfill those of its logical day, otherwise the committed batches no scoring run has
+claimed yet (``incoming.claim_batches``). One bad scan never blocks a batch: each file that cannot be
+scored is listed with its reason in ``rejected.csv`` and the rest go on; the run fails, with the
+reasons, only when nothing is scorable. Outputs ``model.json`` (the pinned version, written once),
+``images.parquet`` (every file: id, source path, bytes of the scorable ones, the reason of the
+others) and ``rejected.csv``.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import reduce
+
+from ..catalog import MODEL_PIN, REJECTED, SCORABLE, SCORING_BATCHES, STAGING_PREFIX
+from ..contracts import CheckBatchSummary
+from ..data import InputError, decode_images, list_files, stage_zip
+from ..incoming import claim_batches
+from ..jobs import StepContext, StepFailed
+from ..scoring import pin_model
+
+SHOWN_REASONS = 10
+
+
+def scoring_inputs(context: StepContext) -> list[tuple[str, str]]:
+    """(image id prefix, folder URI) of everything this run scores."""
+    scoring, settings = context.scoring, context.settings
+    if scoring.scoring_input:
+        return [("", scoring.scoring_input)]
+    if not settings.inbox_input:
+        raise StepFailed("nothing to score: the form names no input and NUMTAFLOW_INBOX_INPUT is empty")
+    day = (context.logical_date or "")[:10] if context.run_type == "backfill" else None
+    selection = claim_batches(context.storage, context.layout.key(SCORING_BATCHES), settings.inbox_input,
+                              context.run_id, day or None)
+    if not selection.batches:
+        when = f"dated {day}" if day else "that no scoring run has claimed"
+        raise StepFailed(f"nothing to score: no committed batch {when} under {settings.inbox_input}")
+    return [(f"dt={batch.day}/{batch.name}/", batch.uri) for batch in selection.batches]
+
+
+def inspected(context: StepContext, id_prefix: str, uri: str):
+    """Every file under ``uri`` with its bytes if it can be scored, else the reason."""
+    from pyspark.sql import functions as F
+
+    if uri.lower().endswith(".zip"):
+        uri = stage_zip(uri, context.storage, STAGING_PREFIX)
+    try:
+        if not list_files(uri, context.storage):
+            raise StepFailed(f"nothing to score: {uri} holds no files")
+    except InputError as error:
+        raise StepFailed(f"nothing to score: {error}") from None
+    files = decode_images(context.spark, uri, context.settings.max_image_pixels)
+    reason = F.coalesce("decode_error", F.concat(F.lit("holds no digit: "), "excluded"))
+    return files.select(F.concat(F.lit(id_prefix), "image_id").alias("image_id"),
+                        F.concat(F.lit(uri.rstrip("/") + "/"), "image_id").alias("path"),
+                        F.when(reason.isNull(), F.col("content")).alias("content"), "content_sha256",
+                        reason.alias("reason"))
+
+
+def run(context: StepContext) -> CheckBatchSummary:
+    from pyspark.sql import functions as F
+
+    storage, layout = context.storage, context.layout
+    pin = pin_model(storage, layout.key(MODEL_PIN), context.scoring.model)
+    inputs = scoring_inputs(context)
+    frames = [inspected(context, prefix, uri) for prefix, uri in inputs]
+    reduce(lambda a, b: a.unionByName(b), frames).write.mode("overwrite").parquet(context.s3a(SCORABLE))
+    checked = context.spark.read.parquet(context.s3a(SCORABLE))
+    rejected = checked.where(F.col("reason").isNotNull()).select("image_id", "path", "reason").orderBy("image_id")
+    table = rejected.toPandas()
+    text = io.StringIO()
+    table.to_csv(text, index=False)
+    storage.put_bytes(layout.key(REJECTED), text.getvalue().encode(), REJECTED.media_type)
+    files = checked.count()
+    if len(table) == files:
+        shown = "; ".join(f"{row.path}: {row.reason}" for row in table.head(SHOWN_REASONS).itertuples())
+        raise StepFailed(f"nothing in {', '.join(uri for _, uri in inputs)} can be scored: all {files} files were "
+                         f"refused ({shown}); every reason is in {context.uri(REJECTED)}")
+    return CheckBatchSummary(inputs=[uri for _, uri in inputs], model_version=pin.version, files=files,
+                             scorable=files - len(table), rejected=len(table))

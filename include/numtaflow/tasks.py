@@ -1,0 +1,75 @@
+"""The Airflow task every step runs as, for both DAGs: a SparkSubmitOperator over ``spark_jobs/<step>.py``.
+
+One place for what each step's task passes to its job (the run id, the form's values, the logical
+date, the run type, the data cut-off) and how it is submitted (the connection, the package archive,
+the s3a jars, the Spark conf), so the training and the scoring DAG cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Param
+from pydantic import BaseModel
+
+from .config import PROJECT_ROOT, RunSettings, Settings, form_fields
+from .spark import py_files, s3a_jar_paths, spark_conf
+
+JOBS = PROJECT_ROOT / "spark_jobs"
+
+
+def on_failure(context) -> None:
+    """One clear line in the task log naming the run, the task and where its outputs are."""
+    task_instance = context["task_instance"]
+    print(
+        f"numtaflow: task '{task_instance.task_id}' of run {context['run_id']} failed "
+        f"(try {task_instance.try_number}); its outputs under the run's {task_instance.task_id}/ prefix "
+        "are not committed and will be rewritten by a retry. Cause: see the lines above."
+    )
+
+
+DEFAULT_ARGS = {
+    "owner": "numtaflow",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+    "on_failure_callback": on_failure,
+}
+
+
+def form_params(schema_model: type[BaseModel]) -> dict[str, Param]:
+    """A DAG's trigger form, generated from a settings schema: typed ``Param``s in sections. It shows the
+    schema's defaults; for run settings, an untouched field leaves the worker's environment in force."""
+    fallback = schema_model is RunSettings
+    return {name: Param(default, description=description + (
+                f" Unchanged: the worker's NUMTAFLOW_{name.upper()} if set, else this default." if fallback else ""),
+                        **schema)
+            for name, (default, description, schema) in form_fields(schema_model).items()}
+
+
+def spark_step(step: str, settings: Settings, doc: str, timeout_minutes: int,
+               outlets: list | None = None) -> SparkSubmitOperator:
+    """The task of ``step``: its job, submitted with this platform's Spark settings and package."""
+    return SparkSubmitOperator(
+        task_id=step,
+        doc_md=doc,
+        application=str(JOBS / f"{step}.py"),
+        conn_id="spark_default",
+        conf=spark_conf(settings),
+        jars=",".join(s3a_jar_paths(settings)) or None,
+        packages=settings.spark_packages or None,
+        py_files=",".join(py_files(settings)) or None,  # the package archive, rebuilt only when the code changes
+        name=f"numtaflow-{step}",
+        application_args=[
+            "--run-id", "{{ run_id }}",
+            "--form-json", "{{ params | tojson }}",
+            # runs triggered from the UI or API may have no logical date (Airflow 3)
+            "--logical-date", "{{ dag_run.logical_date.isoformat() if dag_run.logical_date else '' }}",
+            "--run-type", "{{ dag_run.run_type }}",
+            "--data-until", "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
+        ],
+        execution_timeout=timedelta(minutes=timeout_minutes),
+        outlets=outlets or [],
+    )

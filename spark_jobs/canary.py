@@ -1,0 +1,17 @@
+"""Spark job 'canary': the saved pipeline, loaded from the bucket in this process, scores a stratified canary of the evaluation images.
+
+    spark-submit [--jars <s3a jars>] [--conf ...] spark_jobs/canary.py --run-id RUN [--settings-json '{...}']
+
+(`python -m numtaflow submit canary --run-id RUN` prints the full command; the DAG runs it.)
+"""
+
+from numtaflow.jobs import run_step
+from numtaflow.steps import canary
+
+
+def main() -> None:
+    run_step("canary", canary.run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Spark job 'report_batch' of the scoring DAG (numtadb_batch_predict): see include/numtaflow/steps/report_batch.py.
+
+    spark-submit [--jars <s3a jars>] [--conf ...] spark_jobs/report_batch.py --run-id RUN [--form-json '{...}']
+
+(`python -m numtaflow submit report_batch --run-id RUN` prints the full command; the DAG runs it.)
+"""
+
+from numtaflow.jobs import run_step
+from numtaflow.steps import report_batch
+
+
+def main() -> None:
+    run_step("report_batch", report_batch.run)
+
+
+if __name__ == "__main__":
+    main()
