@@ -19,7 +19,8 @@ help:
 	@echo "make ui         start Airflow on http://127.0.0.1:8080 with the DAG unpaused (make ui-stop)"
 	@echo "make cluster    start a Spark standalone master + worker on 127.0.0.1 (make cluster-stop)"
 	@echo "make bench      featurization: plain Keras vs Spark local[*] vs a standalone cluster (bench/results/featurize.{json,md})"
-	@echo "make bench-scale featurize + train on 500, 5,000 and all 44,000 images: time and peak memory (bench/results/scale.{json,md})"
+	@echo "make bench-scale featurize + train, then batch scoring, on 500, 5,000 and all 44,000 images: time, images/s and"
+	@echo "                peak memory (bench/results/scale.{json,md}, bench/results/scoring_scale.{json,md})"
 	@echo "make stop       stop the embedded services"
 
 setup: prereqs $(VENV)/.installed $(JARS)
@@ -98,6 +99,7 @@ bench: setup s3-start
 bench-scale: setup s3-start
 	$(ENV) python -m numtaflow load-data
 	$(ENV) python benchmarks/scale_bench.py --out bench/results
+	$(ENV) python benchmarks/scoring_bench.py --sizes 500,5000,44000 --out bench/results
 
 cluster: setup
 	$(ENV) python -m numtaflow cluster start

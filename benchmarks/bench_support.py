@@ -4,7 +4,11 @@ result as JSON plus a Markdown table."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +63,22 @@ class PeakMemory:
         return {"peak_rss_gb_all": round(self.peak_total / 2**30, 2),
                 "peak_rss_gb_jvm": round(self.peak_jvm / 2**30, 2),
                 "peak_rss_gb_one_python_worker": round(self.peak_python_worker / 2**30, 2)}
+
+
+def run_job(step: str, run_id: str, settings: dict, env: dict | None = None) -> dict:
+    """One Spark job through spark-submit (``numtaflow submit``): its wall seconds and the peak memory of
+    its process tree; a failed job stops the benchmark with its error output."""
+    command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
+               "--settings-json", json.dumps(settings)]
+    started = time.time()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **(env or {})})
+    memory = PeakMemory(process.pid)
+    _, errors = process.communicate()
+    figures = {"wall_seconds": round(time.time() - started, 1), **memory.stop()}
+    if process.returncode != 0:
+        raise SystemExit(f"{step} of {run_id} failed (exit {process.returncode}):\n{errors[-4000:]}")
+    return figures
 
 
 def write_results(out: str, stem: str, result: dict, markdown: str) -> None:

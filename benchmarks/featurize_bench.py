@@ -57,7 +57,7 @@ def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, ma
     """Images/s through the featurize step's UDF, with the jobs' Spark configuration and package."""
     from numtaflow.features import weights_sha256
     from numtaflow.ml import ImageFeaturizer
-    from numtaflow.steps.featurize import training_copies
+    from numtaflow.steps.featurize import featurized, training_copies
 
     spark = interactive_session(settings, "numtaflow-bench", master)
     frame = spark.createDataFrame(images).cache()
@@ -67,11 +67,12 @@ def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, ma
     # a few rows per core start every Python worker and build its model; written, not counted:
     # a count lets Spark prune the feature column and never call the UDF
     stage = ImageFeaturizer.from_spec(spec, weights_sha256(spec.weights))
-    training_copies(frame.limit(partitions * 8), stage, partitions, 0, 0).write.mode("overwrite").format("noop").save()
+    featurized(stage, training_copies(frame.limit(partitions * 8), 0, 0), partitions, copies=True).write.mode(
+        "overwrite").format("noop").save()
     warm_up = time.perf_counter() - started
     memory = PeakMemory(os.getpid())
     started = time.perf_counter()
-    training_copies(frame, stage, partitions, 0, 0).write.mode("overwrite").format("noop").save()
+    featurized(stage, training_copies(frame, 0, 0), partitions, copies=True).write.mode("overwrite").format("noop").save()
     rate = len(images) / (time.perf_counter() - started)
     peaks = memory.stop()
     spark.stop()

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 
 import psutil
-from bench_support import PeakMemory, write_results
+from bench_support import run_job, write_results
 from numtaflow.catalog import SAMPLED_IMAGES, RunLayout
 from numtaflow.config import Settings
 from numtaflow.contracts import parse_commit
@@ -76,22 +73,11 @@ def commit_samples(settings: Settings, storage: Storage, sizes: list[int]) -> di
     return held
 
 
-def run_job(step: str, run_id: str) -> dict:
-    command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
-               "--settings-json", json.dumps(JOB_SETTINGS)]
-    started = time.time()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    memory = PeakMemory(process.pid)
-    _, errors = process.communicate()
-    figures = {"wall_seconds": round(time.time() - started, 1), **memory.stop()}
-    if process.returncode != 0:
-        raise SystemExit(f"{step} of {run_id} failed:\n{errors[-3000:]}")
-    return figures
-
-
 def measure(settings: Settings, storage: Storage, size: int, images: int) -> dict:
     run_id = f"scale-{size}"
-    featurize, train = run_job("featurize", run_id), run_job("train", run_id)
+    # the cost of computing every feature: nothing read back from earlier runs' feature cache
+    computing = {"NUMTAFLOW_FEATURE_CACHE": "false"}
+    featurize, train = (run_job(step, run_id, JOB_SETTINGS, computing) for step in ("featurize", "train"))
     layout = RunLayout(settings.bucket, run_id)
     featurized = parse_commit("featurize", storage.require_step(layout, "featurize")).summary.train.model_dump()
     trained = parse_commit("train", storage.require_step(layout, "train")).summary.model_dump()

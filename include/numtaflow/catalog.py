@@ -119,6 +119,8 @@ MODEL_CARD_TEXT = "model_card.md"
 MODEL_CARD_EXAMPLES = "misclassified.png"  # the run's misclassified.png, copied
 VERSION_FILES = {MODEL_CARD_TEXT: "text/markdown; charset=utf-8", MODEL_CARD_EXAMPLES: PNG}  # served by the web app
 CHAMPION_ASSET = "numtadb_champion"  # the Airflow Asset a promotion updates; other DAGs can schedule on it
+# --- caches -----------------------------------------------------------------------------------
+FEATURE_CACHE_PREFIX = "cache/features/"  # <featurizer>/<run>-<pass>/: see feature_cache.py
 # --- inputs and scratch space --------------------------------------------------------------
 DATASETS_PREFIX = "datasets/numtadb"  # where ``numtaflow load-data`` puts NumtaDB folders
 STAGING_PREFIX = "staging/"  # zips unpacked for Spark

@@ -147,6 +147,8 @@ class PlatformSettings(BaseModel):
     tf_intra_op_threads: int = Field(0, ge=0)  # 0: spark.task.cpus
     # images through the CNN per featurize task: bounds what a lost task redoes on large inputs
     featurize_task_images: int = Field(2000, ge=1)
+    # reuse features computed by earlier runs (same image bytes, featurizer and view; feature_cache.py)
+    feature_cache: bool = True
     # --- orchestration -------------------------------------------------------------------
     schedule: str = "@weekly"  # retraining schedule (cron or preset); "none": no time-based runs
     # --- spark ---------------------------------------------------------------------------

@@ -88,6 +88,7 @@ class FeaturizedSet(Contract):
     seconds: float
     images_through_cnn: int
     images_per_second: float | None
+    reused: int = 0  # rows whose features came from the feature cache
 
 
 class Featurizer(Contract):

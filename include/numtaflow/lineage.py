@@ -67,6 +67,9 @@ def run_record(storage: Storage, layout: RunLayout, commits: dict[str, StepCommi
         "code_version": code_version(),
         "versions": versions(),
         "featurizer": featurize.featurizer().model_dump(),
+        # rows whose features came from the feature cache, and images that went through the network
+        "features": {name: {"rows": part.rows, "reused": part.reused, "images_through_cnn": part.images_through_cnn}
+                     for name, part in (("train", featurize.train), ("eval", featurize.eval))},
         "steps": steps,
         "artifacts": artifact_uris(storage, layout, writing=(METRICS, GATE, LINEAGE)),  # evaluate writes them with it
     }

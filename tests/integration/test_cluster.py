@@ -65,7 +65,9 @@ def cluster_env(tmp_path_factory, cluster, worker_python, storage, s3_env, featu
         "NUMTAFLOW_SPARK_MASTER": master, "NUMTAFLOW_EXECUTOR_PYTHON": worker_python,
         "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
         "NUMTAFLOW_PER_CLASS": "5", "NUMTAFLOW_EVAL_PER_CLASS": "2",
-        "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0"})
+        "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0",
+        # every feature computed on the executors, whatever earlier tests left in the feature cache
+        "NUMTAFLOW_FEATURE_CACHE": "false"})
 
 
 def executor_udf_running(app_id: str) -> bool:

@@ -34,7 +34,7 @@ def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
     assert metrics["gate"]["promoted"] is True
     assert storage.get_json(CHAMPION_KEY)["run_id"] == run_id
     record = storage.get_json(layout(run_id).key(LINEAGE))
-    assert set(record["steps"]) == {"validate", "sample", "featurize", "train"}
+    assert set(record["steps"]) == {"validate", "sample", "featurize", "train", "canary"}  # those before evaluate
     for secret in (airflow_env["AWS_SECRET_ACCESS_KEY"], airflow_env["AWS_ACCESS_KEY_ID"]):
         assert secret not in log  # task logs, spark-submit's "cmd" line included
         assert not any(secret in line for line in command_lines)  # ps / /proc/<pid>/cmdline

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from numtaflow.catalog import FEATURES, SAMPLED_IMAGES
+from numtaflow.catalog import FEATURE_CACHE_PREFIX, FEATURES, SAMPLED_IMAGES
 from tests.conftest import ROOT, commit, layout, make_numtadb, read_parquet, run_job, upload_folder
 
 pytestmark = pytest.mark.integration
@@ -45,11 +45,17 @@ def start_featurize(env: dict) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def writing_features(storage) -> bool:
+    """Spark has started writing computed features (temporary files included): into the feature cache's
+    part of this run, or without the cache into the step's own output."""
+    output = [o["Key"] for o in storage.list_objects(RUN.key(FEATURES["train"]))]
+    cached = [o["Key"] for o in storage.list_objects(FEATURE_CACHE_PREFIX) if f"/{RUN_ID}-train/" in o["Key"]]
+    return any(key.endswith(".parquet") or "_temporary" in key for key in output + cached)
+
+
 def wait_until_writing(storage, job: subprocess.Popen, timeout: float = 300) -> None:
-    """Until Spark has started writing the step's Parquet output (temporary files included)."""
     deadline = time.time() + timeout
-    while not any(o["Key"].endswith(".parquet") or "_temporary" in o["Key"]
-                  for o in storage.list_objects(RUN.prefix("featurize"))):
+    while not writing_features(storage):
         assert job.poll() is None, job.stdout.read()[-3000:]
         assert time.time() < deadline, "featurize never started writing"
         time.sleep(0.2)
@@ -64,11 +70,16 @@ def assert_complete_features(storage) -> None:
 
 
 def test_a_job_killed_mid_write_leaves_nothing_trusted_and_a_retry_completes(sampled, storage):
+    storage.delete_prefix(FEATURE_CACHE_PREFIX)  # other tests' images may be these: every feature is computed
     job = start_featurize(sampled)
     wait_until_writing(storage, job)
     os.killpg(job.pid, signal.SIGKILL)  # spark-submit, the driver JVM and its Python workers
     job.wait(timeout=60)
     assert not storage.exists(MARKER)
+    # the cache part being written has no marker, so no run will ever read it
+    part_markers = [o["Key"] for o in storage.list_objects(FEATURE_CACHE_PREFIX)
+                    if o["Key"].endswith(f"/{RUN_ID}-train/_COMMITTED.json")]
+    assert part_markers == []
     train = run_job("train", RUN_ID, sampled)
     assert train.returncode == 1
     assert "step 'featurize' of run manual__faults has no commit marker" in train.stdout + train.stderr
@@ -79,6 +90,7 @@ def test_a_job_killed_mid_write_leaves_nothing_trusted_and_a_retry_completes(sam
 
 def test_s3_stopped_mid_step_fails_cleanly_and_a_retry_after_it_is_back_succeeds(sampled, storage, s3_server):
     storage.delete_prefix(RUN.prefix("featurize"))  # so the earlier test's output is not taken for this one's
+    sampled = {**sampled, "NUMTAFLOW_FEATURE_CACHE": "false"}  # every feature computed again, as S3 goes away
     job = start_featurize(sampled)
     wait_until_writing(storage, job)
     s3_server.stop()

@@ -39,17 +39,21 @@ def storage(s3_env):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, storage, s3_env, featurizer_env):
+def inputs_env(tmp_path_factory, storage, s3_env, featurizer_env):
     """Training input in S3, evaluation input on local disk: both forms in one run."""
     root = tmp_path_factory.mktemp("inputs")
     train = upload_folder(storage, make_numtadb(root / "training-a", PER_CLASS + 2), "datasets/jobs")
     evaluation = make_numtadb(root / "training-c", EVAL_PER_CLASS, source="training-c")
-    env = {**featurizer_env, **BUCKET, "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": str(evaluation),
-           "NUMTAFLOW_PER_CLASS": str(PER_CLASS), "NUMTAFLOW_EVAL_PER_CLASS": str(EVAL_PER_CLASS),
-           "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0"}
+    return {**featurizer_env, **BUCKET, "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": str(evaluation),
+            "NUMTAFLOW_PER_CLASS": str(PER_CLASS), "NUMTAFLOW_EVAL_PER_CLASS": str(EVAL_PER_CLASS),
+            "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0"}
+
+
+@pytest.fixture(scope="module")
+def pipeline(inputs_env):
     results = {}
     for step in STEPS:
-        results[step] = run_job(step, RUN_ID, env)
+        results[step] = run_job(step, RUN_ID, inputs_env)
         if results[step].returncode != 0:
             break
     return results
@@ -88,6 +92,8 @@ def test_featurize_writes_one_vector_per_image(pipeline, storage):
     assert len(read_parquet(storage, RUN_ID, FEATURES["eval"])) == 10 * EVAL_PER_CLASS
     assert features["features"].map(len).nunique() == 1 and len(features["features"].iloc[0]) > 100
     assert any(storage.list_objects(layout(RUN_ID).key(FEATURIZER) + "/metadata/"))  # the pipeline's first stage
+    summary = commit(storage, RUN_ID, "featurize").summary  # a fresh bucket: every feature computed, then cached
+    assert summary.train.reused == 0 and summary.train.images_through_cnn == len(features)
 
 
 def test_train_saves_model_and_exact_holdout(pipeline, storage):
@@ -140,6 +146,28 @@ def test_evaluate_writes_metrics_and_promotes_first_champion(pipeline, storage):
         expected = f"s3://{storage.bucket}/{layout(RUN_ID).key(artifact)}"
         assert any(uri.startswith(expected) for uri in record["artifacts"]), artifact.name
     assert set(record["versions"]) >= {"python", "pyspark", "keras", "great-expectations"}
+
+
+def test_a_second_run_reads_every_feature_from_the_cache_and_gets_the_same_model(pipeline, storage, inputs_env):
+    """The same inputs and settings under another run id: no image goes through the network again, and
+    the metrics and every prediction equal those of the run that computed the features."""
+    assert_step_ok(pipeline, "evaluate")
+    run_id = "manual__cached"
+    for step in STEPS:
+        result = run_job(step, run_id, inputs_env)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    featurized = commit(storage, run_id, "featurize").summary
+    for name in ("train", "eval"):
+        assert getattr(featurized, name).reused == getattr(featurized, name).rows > 0, name
+        assert getattr(featurized, name).images_through_cnn == 0, name
+    assert storage.get_json(layout(run_id).key(LINEAGE))["features"]["eval"]["reused"] == featurized.eval.rows
+    first, second = (storage.get_json(layout(run).key(METRICS)) for run in (RUN_ID, run_id))
+    for key in ("accuracy", "f1", "roc_auc", "per_class", "confusion_matrix", "split"):
+        assert first[key] == second[key], key
+    before, after = (read_parquet(storage, run, EVAL_PREDICTIONS).sort_values("image_id").reset_index(drop=True)
+                     for run in (RUN_ID, run_id))
+    assert before["digit"].tolist() == after["digit"].tolist()
+    assert np.array_equal(np.stack(before["p"].to_numpy()), np.stack(after["p"].to_numpy()))
 
 
 def scoring_layout(run_id: str):

@@ -111,10 +111,11 @@ def test_run_json_lists_the_batches_the_run_chose_and_those_it_refused():
     chosen = choose_batches(bucket, run.key(BATCH_SELECTION), BASE, "r", "2026-12-01T20:00:00+00:00")
     validate = ValidateSummary(inputs={}, data_until="2026-12-01", class_counts={}, incoming=chosen)
     step = {"started_at": "", "finished_at": "", "seconds": 1.0}
+    featurized = SimpleNamespace(rows=10, reused=10, images_through_cnn=0)
     commits = {"validate": SimpleNamespace(summary=validate, **step),
                "sample": SimpleNamespace(summary=SimpleNamespace(model_dump=dict), **step),
-               "featurize": SimpleNamespace(summary=SimpleNamespace(featurizer=lambda: SimpleNamespace(model_dump=dict)),
-                                            **step)}
+               "featurize": SimpleNamespace(summary=SimpleNamespace(featurizer=lambda: SimpleNamespace(model_dump=dict),
+                                                                    train=featurized, eval=featurized), **step)}
     record = run_record(bucket, run, commits, None, "asset_triggered", {})
     assert [b["uri"] for b in record["incoming"]["batches"]] == [f"{BASE}/dt=2026-11-02/early"]
     assert record["incoming"]["batches"][0]["arrived_at"] == "2026-12-01T20:00:00+00:00"

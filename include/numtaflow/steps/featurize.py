@@ -2,51 +2,94 @@
 
 The stage (``ml.ImageFeaturizer``) runs a batched pandas UDF that builds the model once per Python
 worker (``features.load_featurizer`` caches it, and ``spark.python.worker.reuse`` keeps the worker).
-Outputs ``train.parquet`` (image_id, label, view, features: view 0 is the image, 1..train_views
-reproducible distorted copies), ``eval.parquet`` (one row per image, features averaged over
-test_views views) and ``featurizer/``: the evaluation pass's stage, which train puts in the
-pipeline, so served features are computed exactly as the evaluated ones.
+Only features not in the feature cache (``feature_cache.py``: per image bytes, featurizer and view)
+go through the network; the others are read back. Outputs ``train.parquet`` (image_id, label, view,
+features: view 0 is the image, 1..train_views reproducible distorted copies), ``eval.parquet`` (one
+row per image, features averaged over test_views views) and ``featurizer/``: the evaluation pass's
+stage, which train puts in the pipeline, so served features are computed exactly as the evaluated ones.
 """
 
 from __future__ import annotations
 
 import time
 
+from .. import feature_cache
 from ..catalog import FEATURES, FEATURIZER, SAMPLED_IMAGES
 from ..contracts import FeaturizedSet, FeaturizeSummary
 from ..features import FeaturizerSpec, weights_sha256
-from ..jobs import StepContext, StepFailed
+from ..jobs import StepContext, StepFailed, log
 from ..ml import ImageFeaturizer
 from ..spark import task_count
 
+COLUMNS = ["image_id", "label", "view", "features"]
 
-def training_copies(frame, stage: ImageFeaturizer, partitions: int, views: int, seed: int):
-    """Features of every image and of ``views`` distorted copies each; lazy, runs on the executors.
 
-    A copy's distortion is drawn from ``(seed, image id, view)``, so re-runs are identical.
-    """
+def training_copies(frame, seed: int, views: int):
+    """Each image and ``views`` distorted copies, whose distortion is drawn from ``(seed, image id,
+    view)``, so re-runs are identical."""
     from pyspark.sql import functions as F
 
     copies = frame.withColumn("view", F.explode(F.sequence(F.lit(0), F.lit(views))))
-    copies = copies.withColumn("view_key", F.concat_ws(":", F.lit(str(seed)), F.col("image_id")))
-    copier = stage.copy({stage.testViews: 0, stage.viewKeyCol: "view_key", stage.viewCol: "view"})
-    return stored(copier.transform(copies.repartition(partitions)), F.col("view"))
+    return copies.withColumn("view_key", F.concat_ws(":", F.lit(str(seed)), F.col("image_id")))
 
 
-def evaluation_features(frame, stage: ImageFeaturizer, partitions: int):
-    """Features of each image as the saved pipeline computes them (test views averaged)."""
+def evaluation_images(frame):
+    """Each image once, its test views seeded by its own bytes, as the saved pipeline computes them."""
     from pyspark.sql import functions as F
 
-    return stored(stage.transform(frame.repartition(partitions)), F.lit(0))
+    return frame.withColumn("view", F.lit(0)).withColumn("view_key", F.lit(""))
 
 
-def stored(featurized, view):
-    """The stored form: the stage's float32 vector as a float array (what every reader of the
-    features, old runs' included, expects)."""
+def featurized(stage: ImageFeaturizer, rows, partitions: int, copies: bool):
+    """The stage's features of ``rows`` (lazy; runs on the executors) beside their other columns but the
+    bytes, as float arrays (what every reader of the features, old runs' included, expects)."""
     from pyspark.ml.functions import vector_to_array
 
-    return featurized.select("image_id", "label", view.alias("view"),
-                             vector_to_array("features", "float32").alias("features"))
+    if copies:
+        stage = stage.copy({stage.testViews: 0, stage.viewKeyCol: "view_key", stage.viewCol: "view"})
+    computed = stage.transform(rows.repartition(partitions)).drop("content")
+    return computed.withColumn("features", vector_to_array("features", "float32"))
+
+
+def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, views_per_row: int) -> FeaturizedSet:
+    """Features of ``rows`` into ``FEATURES[name]``: the cached ones read back, the others computed
+    and added to the cache."""
+    from pyspark.sql import functions as F
+
+    spark, storage, settings = context.spark, context.storage, context.settings
+    started = time.time()
+    rows = rows.withColumn("content_sha256", F.sha2("content", 256))
+    expected = rows.count()
+    key = feature_cache.stage_key(stage) if settings.feature_cache else None
+    known = feature_cache.cached(spark, storage, key)
+    missing = rows if known is None else rows.join(known.select(*feature_cache.KEY_COLUMNS),
+                                                    on=feature_cache.KEY_COLUMNS, how="left_anti")
+    to_compute = missing.count()
+    # cores read after that first job: a cluster's executors register after the session
+    # starts, and defaultParallelism counts only those registered
+    partitions = task_count(to_compute * views_per_row, spark.sparkContext.defaultParallelism,
+                            settings.featurize_task_images)
+    computed = featurized(stage, missing, partitions, copies=name == "train")
+    if key is None:
+        computed.select(*COLUMNS).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
+    else:
+        added = feature_cache.add(storage, key, f"{context.run_id}-{name}", computed) if to_compute else 0
+        if added != to_compute:
+            raise StepFailed(f"featurize computed {added} {name} features, expected {to_compute}")
+        features = rows.join(feature_cache.cached(spark, storage, key), on=feature_cache.KEY_COLUMNS)
+        features.select(*COLUMNS).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
+    written = spark.read.parquet(context.s3a(FEATURES[name]))
+    rows_written = written.count()
+    if rows_written != expected:  # whatever happened to the executors, a short or doubled output is never committed
+        raise StepFailed(f"featurize wrote {rows_written} {name} rows, expected {expected}")
+    dimension = len(written.select("features").first()["features"]) if rows_written else 0
+    seconds = time.time() - started
+    log.info("featurize %s: %d rows, %d read from the feature cache, %d computed (%d images through the network) "
+             "in %.1f s", name, rows_written, expected - to_compute, to_compute, to_compute * views_per_row, seconds)
+    through_cnn = to_compute * views_per_row
+    return FeaturizedSet(rows=rows_written, partitions=partitions, dimension=dimension, seconds=round(seconds, 2),
+                         images_through_cnn=through_cnn, reused=expected - to_compute,
+                         images_per_second=round(through_cnn / seconds, 1) if seconds and through_cnn else None)
 
 
 def run(context: StepContext) -> FeaturizeSummary:
@@ -57,33 +100,10 @@ def run(context: StepContext) -> FeaturizeSummary:
     sha256 = weights_sha256(spec.weights)
     stage = ImageFeaturizer.from_spec(spec, sha256)
     stage.write().overwrite().save(context.s3a(FEATURIZER))
-    summary = {
-        "backbone": spec.backbone,
-        "image_size": spec.image_size,
-        "layers": list(spec.layers) or ["last"],
-        "weights": spec.weights,
-        "weights_sha256": sha256,
-    }
-    summary["train_views"], summary["test_views"] = settings.train_views, settings.test_views
-    for name, views, views_per_row in (("train", settings.train_views, 1), ("eval", 0, 1 + settings.test_views)):
-        started = time.time()
-        images = spark.read.parquet(context.s3a(SAMPLED_IMAGES[name]))
-        expected = images.count() * (1 + views)
-        # cores read after that first job: a cluster's executors register after the session
-        # starts, and defaultParallelism counts only those registered
-        partitions = task_count(expected * views_per_row, spark.sparkContext.defaultParallelism,
-                                settings.featurize_task_images)
-        features = (training_copies(images, stage, partitions, views, settings.seed) if name == "train"
-                    else evaluation_features(images, stage, partitions))
-        features.write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
-        written = spark.read.parquet(context.s3a(FEATURES[name]))
-        rows = written.count()
-        if rows != expected:  # whatever happened to the executors, a short or doubled output is never committed
-            raise StepFailed(f"featurize wrote {rows} {name} rows, expected {expected}")
-        dimension = len(written.select("features").first()["features"]) if rows else 0
-        seconds = time.time() - started
-        images_run = rows * views_per_row
-        summary[name] = FeaturizedSet(rows=rows, partitions=partitions, dimension=dimension, seconds=round(seconds, 2),
-                                      images_through_cnn=images_run,
-                                      images_per_second=round(images_run / seconds, 1) if seconds else None)
-    return FeaturizeSummary(**summary)
+    images = {name: spark.read.parquet(context.s3a(SAMPLED_IMAGES[name])) for name in ("train", "eval")}
+    return FeaturizeSummary(
+        backbone=spec.backbone, image_size=spec.image_size, layers=list(spec.layers) or ["last"], weights=spec.weights,
+        weights_sha256=sha256, train_views=settings.train_views, test_views=settings.test_views,
+        train=run_pass(context, "train", stage, training_copies(images["train"], settings.seed, settings.train_views), 1),
+        eval=run_pass(context, "eval", stage, evaluation_images(images["eval"]), 1 + settings.test_views),
+    )

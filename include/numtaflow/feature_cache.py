@@ -1,0 +1,80 @@
+"""Features computed once per (image bytes, featurizer, view), reused by every later run that needs them.
+
+An entry's key is the image's sha256, the view's seed key and number, inside a folder named by a hash
+of everything that defines the features: the featurizer stage's Params (backbone, size, layers, crop,
+test views, the weights' sha256) and the source of the code that prepares and featurizes an image.
+Changing any of them misses the cache by construction; random weights are never cached (they are
+drawn anew per process). Each run adds the entries it computed as one part,
+``cache/features/<featurizer>/<run>-<pass>/``, committed by a marker written after it: a part without
+its marker (a crashed write) is never read, and a missing or unreadable cache only means computing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+
+from .catalog import COMMIT_MARKER, FEATURE_CACHE_PREFIX
+from .ml import RANDOM, ImageFeaturizer
+from .storage import Storage
+
+KEY_COLUMNS = ["content_sha256", "view_key", "view"]
+DEFINING_PARAMS = ("backbone", "imageSize", "layers", "cropToInk", "testViews", "weightsFile", "weightsSha256")
+CODE = ("images.py", "features.py", "ml.py")  # what turns bytes into features
+
+
+def code_version() -> str:
+    """sha256 of the preparation and featurizer source, as this process runs it (also from the
+    package archive a Spark driver imports)."""
+    digest = hashlib.sha256()
+    for name in CODE:
+        digest.update(resources.files(__package__).joinpath(name).read_bytes())
+    return digest.hexdigest()
+
+
+def featurizer_key(params: dict, code: str) -> str | None:
+    """The cache folder of a featurizer's features; None for random weights (not reproducible)."""
+    if params["weightsFile"] == RANDOM:
+        return None
+    defining = {name: params[name] for name in DEFINING_PARAMS}
+    return hashlib.sha256(json.dumps({"params": defining, "code": code}, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def stage_key(stage: ImageFeaturizer) -> str | None:
+    return featurizer_key({p.name: stage.getOrDefault(p) for p in stage.params if p.name in DEFINING_PARAMS},
+                          code_version())
+
+
+def folder(key: str) -> str:
+    return f"{FEATURE_CACHE_PREFIX}{key}/"
+
+
+def committed_parts(storage: Storage, key: str) -> list[str]:
+    """The s3a paths of the parts whose marker was written."""
+    markers = [o["Key"] for o in storage.list_objects(folder(key)) if o["Key"].endswith("/" + COMMIT_MARKER)]
+    return [f"s3a://{storage.bucket}/{marker[: -len(COMMIT_MARKER)]}" for marker in sorted(markers)]
+
+
+def cached(spark, storage: Storage, key: str | None):
+    """Every committed entry of the featurizer (one per key), or None."""
+    if key is None:
+        return None
+    parts = committed_parts(storage, key)
+    if not parts:
+        return None
+    return spark.read.parquet(*parts).select(*KEY_COLUMNS, "features").dropDuplicates(KEY_COLUMNS)
+
+
+def add(storage: Storage, key: str | None, part: str, entries) -> int:
+    """Write ``entries`` (rows a run featurized: the key columns, the features, and whatever else they
+    carry) as a committed part; returns its rows."""
+    if key is None:
+        return 0
+    prefix = f"{folder(key)}{part}/"
+    storage.delete_prefix(prefix)
+    path = f"s3a://{storage.bucket}/{prefix}"
+    entries.write.mode("overwrite").parquet(path)
+    rows = entries.sparkSession.read.parquet(path).count()
+    storage.put_json(prefix + COMMIT_MARKER, {"rows": rows})
+    return rows

@@ -1,0 +1,27 @@
+"""The feature cache's key: whatever defines the features names the cache folder, nothing else does."""
+
+from numtaflow.feature_cache import code_version, featurizer_key
+
+PARAMS = {"backbone": "MobileNetV2", "imageSize": 128, "layers": ["out_relu"], "cropToInk": True, "testViews": 4,
+          "weightsFile": "mobilenet.h5", "weightsSha256": "ab" * 32, "batchSize": 16, "inputCol": "content"}
+
+
+def test_everything_that_defines_the_features_changes_the_key():
+    key = featurizer_key(PARAMS, "code")
+    assert key == featurizer_key(dict(PARAMS), "code") and len(key) == 24
+    for change in ({"weightsSha256": "cd" * 32}, {"testViews": 0}, {"imageSize": 96}, {"layers": ["out_relu:2"]},
+                   {"cropToInk": False}, {"backbone": "VGG16"}, {"weightsFile": "other.h5"}):
+        assert featurizer_key({**PARAMS, **change}, "code") != key, change
+    assert featurizer_key(PARAMS, "the preparation changed") != key
+
+
+def test_what_does_not_change_the_features_keeps_the_key():
+    assert featurizer_key({**PARAMS, "batchSize": 32, "inputCol": "bytes"}, "code") == featurizer_key(PARAMS, "code")
+
+
+def test_random_weights_are_never_cached():
+    assert featurizer_key({**PARAMS, "weightsFile": "random", "weightsSha256": ""}, "code") is None
+
+
+def test_the_code_version_is_the_source_of_the_preparation_and_featurizer():
+    assert len(code_version()) == 64 and code_version() == code_version()
