@@ -31,8 +31,8 @@ STEP_DOCS = {
     "scorable image: `predictions.parquet` and `predictions.csv` (digit, each digit's probability, margin, "
     "model version).",
     "report_batch": "`report.json` and the report page: images scored and rejected, predicted digits against the "
-    "training distribution (PSI, flagged above the threshold), the low-confidence share against the model's own "
-    "evaluation set, and thumbnails of the least confident images for review.",
+    "training distribution (PSI and chi-square; flagged when both say it shifted), the low-confidence share "
+    "against the model's own evaluation set, and thumbnails of the least confident images for review.",
 }
 assert tuple(STEP_DOCS) == SCORING_STEPS
 TIMEOUTS = {"check_batch": 30, "score_batch": 90, "report_batch": 15}

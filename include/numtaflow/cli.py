@@ -169,12 +169,14 @@ def cmd_inbox_batch(args: argparse.Namespace) -> None:
     storage = Storage(settings)
     if not settings.inbox_input:
         raise SystemExit("inbox-batch: NUMTAFLOW_INBOX_INPUT is empty: there is no inbox to land in")
-    exclude = evaluation_names(storage, args.exclude_run) if args.exclude_run else set()
+    excluded_run = args.exclude_run and find_run(storage, None if args.exclude_run == "latest" else args.exclude_run,
+                                                 None)
+    exclude = evaluation_names(storage, excluded_run) if excluded_run else set()
     now = datetime.now(timezone.utc)
     day, name = args.date or now.date().isoformat(), args.name or f"scans-{now:%H%M%S}"
     batch, labels = unlabelled_batch(storage, args.source, settings.inbox_input, day, name, args.count, exclude)
     print(f"landed {len(labels)} unlabelled images in {batch.uri}/ (committed by {batch.uri}/_BATCH.json)"
-          + (f", none of run {args.exclude_run}'s {len(exclude)} evaluation images" if exclude else ""))
+          + (f", none of run {excluded_run}'s {len(exclude)} evaluation images" if exclude else ""))
     if args.labels_out:
         Path(args.labels_out).parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(labels, columns=["filename", "digit"]).to_csv(args.labels_out, index=False)
@@ -182,14 +184,13 @@ def cmd_inbox_batch(args: argparse.Namespace) -> None:
 
 
 def evaluation_names(storage: Storage, run_id: str) -> set[str]:
-    """The file names of a training run's evaluation images (``latest``: the newest finished run)."""
+    """The file names of a training run's evaluation images."""
     import io
 
     import pandas as pd
 
     from .catalog import SAMPLED_IMAGES
 
-    run_id = find_run(storage, None if run_id == "latest" else run_id, None)
     prefix = RunLayout(storage.bucket, run_id).key(SAMPLED_IMAGES["eval"]) + "/"
     parts = [o["Key"] for o in storage.list_objects(prefix) if o["Key"].endswith(".parquet")]
     ids = pd.concat([pd.read_parquet(io.BytesIO(storage.get_bytes(k)), columns=["image_id"]) for k in parts])

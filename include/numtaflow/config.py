@@ -193,7 +193,8 @@ class ScoringSettings(BaseModel):
                                            "evaluation set.", ge=0, le=1)
     drift_threshold: float = _on_form(0.2, "Review", "Drift threshold (PSI)",
                                       "Population stability index of the predicted digits against the model's "
-                                      "training distribution above which the batch is flagged.", ge=0)
+                                      "training distribution above which the batch is flagged (when a chi-square "
+                                      "test also rejects the training distribution at p < 0.01).", ge=0)
     gallery_size: int = _on_form(24, "Review", "Review gallery size",
                                  "How many of the least confident images the report shows.", ge=0, le=500)
 

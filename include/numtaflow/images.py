@@ -77,11 +77,14 @@ def unusable(gray: np.ndarray) -> str | None:
 
 
 def thumbnail_png(content: bytes, side: int = 96) -> bytes:
-    """A small grey PNG of an image as the model sees its colours (first frame, EXIF orientation),
-    for people to review; never larger than the original."""
+    """A grey PNG of an image as the model sees its colours (first frame, EXIF orientation), ``side``
+    pixels on its longer side, for people to review: small scans (NumtaDB's are about 30 px) are
+    enlarged pixel for pixel, large ones reduced."""
     with Image.open(io.BytesIO(content)) as image:
         gray = Image.fromarray(np.clip(luminance(image), 0, 255).astype(np.uint8))
-    gray.thumbnail((side, side))
+    scale = side / max(gray.size)
+    size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
+    gray = gray.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     gray.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -126,6 +126,15 @@ def chi_square_p(expected: Sequence[float], observed: Sequence[int]) -> float:
     return float(chisquare(observed, shares * observed.sum()).pvalue)
 
 
+DRIFT_P = 0.01  # the chi-square test must also reject "same distribution" at this level
+
+
+def drifted(psi: float, p_value: float, threshold: float) -> bool:
+    """A shift worth a person's look: PSI above ``threshold`` and a chi-square p-value under ``DRIFT_P``.
+    On a few dozen images PSI swings widely by chance; the test keeps small batches from being flagged."""
+    return psi > threshold and p_value < DRIFT_P
+
+
 def low_confidence_share(confidence: Sequence[float], threshold: float) -> float:
     """The share of predictions whose top probability is below ``threshold``."""
     confidence = np.asarray(confidence, dtype=float)

@@ -220,9 +220,11 @@ def test_scoring_the_evaluation_images_gives_evaluates_digits(pipeline, storage,
 
 def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeline, storage, featurizer_env,
                                                                          tmp_path):
-    """A batch with a truncated file, a text file named .png, a decompression bomb and a 16-bit grey PNG
+    """A zip holding a truncated file, a text file named .png, a decompression bomb and a 16-bit grey PNG
     among good images; a new champion promoted between check and score: the bad three are in rejected.csv
     with their reasons, the rest scored, all by the version the run pinned."""
+    import zipfile
+
     from PIL import Image, ImageDraw
 
     from numtaflow.registry import ModelVersion, read_champion, switch_champion
@@ -236,15 +238,19 @@ def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeli
     grey16 = Image.new("I;16", (40, 40), 60000)
     ImageDraw.Draw(grey16).line((8, 8, 30, 32), fill=2000, width=4)
     grey16.save(folder / "grey16.png")
+    batch = tmp_path / "scans.zip"
+    with zipfile.ZipFile(batch, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, path.name)
     run_id, env = "manual__score-batch", {**featurizer_env, **BUCKET}
-    score(run_id, env, {"scoring_input": str(folder)}, steps=("check_batch",))
+    score(run_id, env, {"scoring_input": str(batch)}, steps=("check_batch",))
     champion, _ = read_champion(storage)
     pinned = ModelVersion(**champion.model_dump(include=set(ModelVersion.model_fields)))
     other = pinned.model_copy(update={"version": "0" * 16, "pipeline_uri": pinned.pipeline_uri + "-elsewhere"})
     switch_champion(storage, lambda current: (other, "promote", ["promoted while a scoring run was under way"]),
                     "a promotion during scoring")
     try:
-        score(run_id, env, {"scoring_input": str(folder)}, steps=("score_batch", "report_batch"))
+        score(run_id, env, {"scoring_input": str(batch)}, steps=("score_batch", "report_batch"))
     finally:
         switch_champion(storage, lambda current: (pinned, "rollback", ["restored after the test"]), "restoring")
     table = predictions(storage, run_id)

@@ -71,6 +71,16 @@ def test_drift_figures():
     assert population_stability(uniform, [0] + [50] * 9) < 1.5  # an empty digit stays finite
 
 
+def test_a_small_batch_is_not_flagged_for_drift_by_chance():
+    from numtaflow.scoring import chi_square_p, drifted, population_stability
+
+    small = [2, 0, 2, 1, 1, 0, 1, 0, 2, 1]  # 10 images: PSI 2.3, yet nothing a test can tell from uniform
+    psi, p_value = population_stability([6] * 10, small), chi_square_p([6] * 10, small)
+    assert psi > 2 and p_value > 0.5 and not drifted(psi, p_value, 0.2)
+    shifted = [300] + [22] * 9
+    assert drifted(population_stability([50] * 10, shifted), chi_square_p([50] * 10, shifted), 0.2)
+
+
 def test_low_confidence_and_the_review_order():
     import pandas as pd
 
@@ -87,5 +97,5 @@ def test_thumbnails_are_small_grey_pngs():
     big = Image.new("RGB", (400, 300), (255, 255, 255))
     thumb = Image.open(io.BytesIO(thumbnail_png(_png(big))))
     assert thumb.format == "PNG" and thumb.mode == "L" and max(thumb.size) == 96
-    grey16 = Image.open(io.BytesIO(thumbnail_png(_png(Image.new("I;16", (30, 30), 0), ink=True))))
-    assert grey16.size == (30, 30)
+    grey16 = Image.open(io.BytesIO(thumbnail_png(_png(Image.new("I;16", (30, 20), 0), ink=True))))
+    assert grey16.size == (96, 64)  # a small scan enlarged, so a person can see it

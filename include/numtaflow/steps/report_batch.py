@@ -20,7 +20,8 @@ from ..contracts import PinnedModel, ReportBatchSummary
 from ..images import thumbnail_png
 from ..jobs import StepContext
 from ..registry import now_iso, update_index, version_prefix
-from ..scoring import chi_square_p, digit_counts, least_confident, low_confidence_share, population_stability
+from ..scoring import (chi_square_p, digit_counts, drifted, least_confident, low_confidence_share,
+                       population_stability)
 from ..vocabulary import DIGITS
 
 
@@ -64,7 +65,7 @@ def run(context: StepContext) -> ReportBatchSummary:
     card = storage.get_json(version_prefix(pin.version) + MODEL_CARD_FACTS)
     trained = [card["training_data"]["per_class"][str(d)] for d in DIGITS]
     predicted = digit_counts(table["digit"])
-    psi = population_stability(trained, predicted)
+    psi, p_value = population_stability(trained, predicted), chi_square_p(trained, predicted)
     evaluation = evaluation_confidence(context, pin)
     low = low_confidence_share(table["confidence"], scoring.confidence_threshold)
     report = {
@@ -72,8 +73,8 @@ def run(context: StepContext) -> ReportBatchSummary:
         "inputs": check.inputs, "images_scored": len(table), "images_rejected": check.rejected,
         "predicted_distribution": dict(zip(map(str, DIGITS), predicted)),
         "training_distribution": dict(zip(map(str, DIGITS), trained)),
-        "psi": round(psi, 4), "chi_square_p": chi_square_p(trained, predicted), "drift_threshold": scoring.drift_threshold,
-        "drift": psi > scoring.drift_threshold,
+        "psi": round(psi, 4), "chi_square_p": p_value, "drift_threshold": scoring.drift_threshold,
+        "drift": drifted(psi, p_value, scoring.drift_threshold),
         "confidence_threshold": scoring.confidence_threshold, "low_confidence_share": round(low, 4),
         "evaluation_low_confidence_share": (round(low_confidence_share(evaluation, scoring.confidence_threshold), 4)
                                             if evaluation is not None else None),
