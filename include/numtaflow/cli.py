@@ -86,15 +86,16 @@ def cmd_ui(args: argparse.Namespace) -> None:
 
 def cmd_cluster(args: argparse.Namespace) -> None:
     """Start (or stop) a Spark standalone master and worker on 127.0.0.1."""
-    from .services import SPARK_MASTER_UI, SPARK_WORKER_UI, start_spark_cluster, stop_spark_cluster
+    from .services import SparkPorts, start_spark_cluster, stop_spark_cluster
 
     state = STATE_DIR / "spark"
     if args.action == "stop":
         print("stopped" if stop_spark_cluster(state) else "not running")
         return
-    master = start_spark_cluster(state, args.cores, args.memory)
-    print(f"Spark master {master} (UI http://127.0.0.1:{SPARK_MASTER_UI}/, worker UI "
-          f"http://127.0.0.1:{SPARK_WORKER_UI}/); run the DAG on it with NUMTAFLOW_SPARK_MASTER={master}")
+    ports = SparkPorts()
+    master = start_spark_cluster(state, args.cores, args.memory, ports)
+    print(f"Spark master {master} (UI http://127.0.0.1:{ports.master_ui}/, worker UI "
+          f"http://127.0.0.1:{ports.worker_ui}/); run the DAG on it with NUMTAFLOW_SPARK_MASTER={master}")
 
 
 def cmd_load_data(args: argparse.Namespace) -> None:

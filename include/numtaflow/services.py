@@ -233,34 +233,57 @@ def stop_airflow(state_dir: Path) -> bool:
     return any([stop_background(name, state_dir) for name in AIRFLOW_COMPONENTS])
 
 
-SPARK_MASTER_PORT, SPARK_MASTER_UI, SPARK_WORKER_UI = 7077, 8180, 8181  # UIs away from Airflow's 8080
+@dataclass(frozen=True)
+class SparkPorts:
+    """The standalone cluster's ports: the master's RPC port and both web UIs (away from Airflow's 8080).
+
+    Spark moves a web UI to the next free port when its own is taken, and the status would then be
+    read from whatever holds it: a taken port is refused at start instead."""
+
+    master: int = 7077
+    master_ui: int = 8180
+    worker_ui: int = 8181
+
+    @classmethod
+    def offset(cls, delta: int) -> "SparkPorts":
+        return cls(*(port + delta for port in astuple(cls())))
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://127.0.0.1:{self.master}"
 
 
-def start_spark_cluster(state_dir: Path, worker_cores: int, worker_memory: str, timeout: float = 90) -> str:
+def start_spark_cluster(state_dir: Path, worker_cores: int, worker_memory: str, ports: SparkPorts = SparkPorts(),
+                        timeout: float = 90) -> str:
     """A standalone master and one worker from the installed pyspark, bound to 127.0.0.1."""
-    master = f"spark://127.0.0.1:{SPARK_MASTER_PORT}"
-    if not running_pid("spark-master", state_dir) and port_open(SPARK_MASTER_PORT):
-        raise RuntimeError(f"port {SPARK_MASTER_PORT} is taken by another process (another Spark master?)")
     if not running_pid("spark-master", state_dir):
+        for port in (ports.master, ports.master_ui):
+            if port_open(port):
+                raise RuntimeError(f"port {port} is taken by another process (another Spark master?)")
         pid = start_background("spark-master", [
             "spark-class", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-            "--port", str(SPARK_MASTER_PORT), "--webui-port", str(SPARK_MASTER_UI)], state_dir, _spark_env(state_dir))
-        wait_for(lambda: port_open(SPARK_MASTER_PORT), timeout, "Spark master", pid, state_dir / "spark-master.log")
-    start_spark_worker(state_dir, master, worker_cores, worker_memory, timeout)
-    return master
+            "--port", str(ports.master), "--webui-port", str(ports.master_ui)], state_dir, _spark_env(state_dir))
+        wait_for(lambda: port_open(ports.master) and port_open(ports.master_ui), timeout, "Spark master", pid,
+                 state_dir / "spark-master.log")
+    start_spark_worker(state_dir, worker_cores, worker_memory, ports, timeout)
+    return ports.master_url
 
 
-def start_spark_worker(state_dir: Path, master: str, cores: int, memory: str, timeout: float = 90) -> int:
-    """One worker registered with ``master`` (unless this state folder's worker still runs): also
-    what replaces a lost worker. Returns its process group id."""
+def start_spark_worker(state_dir: Path, cores: int, memory: str, ports: SparkPorts = SparkPorts(),
+                       timeout: float = 90) -> int:
+    """One worker registered with the master on ``ports`` (unless this state folder's worker still
+    runs): also what replaces a lost worker. Returns its process group id."""
     pid = running_pid("spark-worker", state_dir)
     if not pid:
-        known = alive_workers()
+        if port_open(ports.worker_ui):
+            raise RuntimeError(f"port {ports.worker_ui} is taken by another process (another Spark worker?)")
+        known = alive_workers(ports)
         pid = start_background("spark-worker", [
-            "spark-class", "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
-            "--webui-port", str(SPARK_WORKER_UI), "--cores", str(cores), "--memory", memory],
+            "spark-class", "org.apache.spark.deploy.worker.Worker", ports.master_url, "--host", "127.0.0.1",
+            "--webui-port", str(ports.worker_ui), "--cores", str(cores), "--memory", memory],
             state_dir, _spark_env(state_dir))
-        wait_for(lambda: bool(alive_workers() - known), timeout, "Spark worker", pid, state_dir / "spark-worker.log")
+        wait_for(lambda: bool(alive_workers(ports) - known), timeout, "Spark worker", pid,
+                 state_dir / "spark-worker.log")
     return pid
 
 
@@ -269,7 +292,7 @@ def _spark_env(state_dir: Path) -> dict:
             "SPARK_LOG_DIR": str(state_dir / "logs")}
 
 
-def master_status(port: int = SPARK_MASTER_UI) -> dict:
+def master_status(port: int = SparkPorts().master_ui) -> dict:
     """A standalone master's (or, with the worker's UI port, a worker's) JSON status."""
     import urllib.request
 
@@ -277,12 +300,13 @@ def master_status(port: int = SPARK_MASTER_UI) -> dict:
         return json.loads(response.read())
 
 
-def alive_workers() -> set[str]:
-    """Ids of the workers the master counts as alive (none while the master is unreachable)."""
+def alive_workers(ports: SparkPorts = SparkPorts()) -> set[str]:
+    """Ids of the workers the master counts as alive (none while its UI is unreachable or still starting)."""
     try:
-        return {worker["id"] for worker in master_status().get("workers", []) if worker.get("state") == "ALIVE"}
-    except OSError:
+        status = master_status(ports.master_ui)
+    except (OSError, ValueError):
         return set()
+    return {worker["id"] for worker in status.get("workers", []) if worker.get("state") == "ALIVE"}
 
 
 def stop_spark_cluster(state_dir: Path) -> bool:

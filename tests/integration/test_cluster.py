@@ -20,11 +20,13 @@ import venv
 import pytest
 
 from numtaflow.catalog import FEATURES, METRICS, STEPS
-from tests.conftest import commit, dags_test, layout, make_numtadb, migrated_airflow, run_for, upload_folder
+from numtaflow.services import SparkPorts
+from tests.conftest import TEST_PORT_OFFSET, commit, dags_test, layout, make_numtadb, migrated_airflow, run_for, upload_folder
 
 pytestmark = pytest.mark.integration
 LOGICAL_DATE = "2026-03-01T00:00:00+00:00"
 WORKER_CORES, WORKER_MEMORY = 2, "4g"
+PORTS = SparkPorts.offset(TEST_PORT_OFFSET)  # never the ports of a cluster started with `make cluster`
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def cluster(tmp_path_factory):
     from numtaflow.services import start_spark_cluster, stop_spark_cluster
 
     state = tmp_path_factory.mktemp("spark")
-    master = start_spark_cluster(state, WORKER_CORES, WORKER_MEMORY)
+    master = start_spark_cluster(state, WORKER_CORES, WORKER_MEMORY, PORTS)
     yield state, master
     stop_spark_cluster(state)
 
@@ -98,19 +100,19 @@ def wait_until(check, timeout: float, what: str):
 def lose_the_worker_mid_featurize(cluster, record: dict) -> None:
     """Kill the worker's process group (worker, executor, Python workers) once featurize's UDF runs,
     then start a replacement with the services' code; what was seen goes into ``record``."""
-    from numtaflow.services import SPARK_WORKER_UI, master_status, running_pid, start_spark_worker
+    from numtaflow.services import master_status, running_pid, start_spark_worker
 
-    state, master = cluster
+    state, _ = cluster
     try:
-        record["app_id"] = wait_until(lambda: next((a["id"] for a in master_status()["activeapps"]
+        record["app_id"] = wait_until(lambda: next((a["id"] for a in master_status(PORTS.master_ui)["activeapps"]
                                                     if a["name"].startswith("numtaflow-featurize-")), None),
                                       600, "the featurize application")
         wait_until(lambda: executor_udf_running(record["app_id"]), 300, "featurize tasks in Python workers")
-        record["lost_worker"] = master_status(SPARK_WORKER_UI)
+        record["lost_worker"] = master_status(PORTS.worker_ui)
         os.killpg(running_pid("spark-worker", state), signal.SIGKILL)
         record["killed_at"] = time.time()
         wait_until(lambda: not running_pid("spark-worker", state), 30, "the killed worker to exit")
-        start_spark_worker(state, master, WORKER_CORES, WORKER_MEMORY)
+        start_spark_worker(state, WORKER_CORES, WORKER_MEMORY, PORTS)
     except BaseException as error:  # reported by the tests, not lost in this thread
         record["error"] = repr(error)
 
@@ -131,12 +133,12 @@ def our_apps(run_id: str) -> dict[str, list[dict]]:
     """The master's finished applications of each task of ``run_id``."""
     from numtaflow.services import master_status
 
-    finished = master_status()["completedapps"]
+    finished = master_status(PORTS.master_ui)["completedapps"]
     return {step: [app for app in finished if app["name"] == f"numtaflow-{step}-{run_id}"] for step in STEPS}
 
 
 def test_the_dag_runs_on_the_cluster_with_the_package_shipped(cluster, dag_run, storage):
-    from numtaflow.services import SPARK_WORKER_UI, master_status
+    from numtaflow.services import master_status
     from numtaflow.spark import package_archive
 
     state, master = cluster
@@ -152,7 +154,7 @@ def test_the_dag_runs_on_the_cluster_with_the_package_shipped(cluster, dag_run, 
         step: ["FINISHED"] for step in STEPS}
     ids = {step: found[0]["id"] for step, found in apps.items()}
     lost = {e["appid"] for e in record["lost_worker"]["finishedexecutors"] + record["lost_worker"]["executors"]}
-    replacement = {e["appid"] for e in master_status(SPARK_WORKER_UI)["finishedexecutors"]}
+    replacement = {e["appid"] for e in master_status(PORTS.worker_ui)["finishedexecutors"]}
     assert {ids["validate"], ids["sample"], ids["featurize"]} <= lost
     assert {ids["featurize"], ids["train"], ids["evaluate"]} <= replacement
     # the archive was fetched into each executor's folder: the only numtaflow its Python could import
@@ -167,7 +169,7 @@ def test_a_worker_lost_mid_featurize_is_replaced_and_the_step_commits_once(dag_r
     from numtaflow.services import master_status
 
     run_id, _, record = dag_run
-    workers = {w["id"]: w["state"] for w in master_status()["workers"]}
+    workers = {w["id"]: w["state"] for w in master_status(PORTS.master_ui)["workers"]}
     assert workers[record["lost_worker"]["id"]] == "DEAD"
     assert record["app_id"] == our_apps(run_id)["featurize"][0]["id"]  # Spark re-ran the tasks, not Airflow
 
