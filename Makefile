@@ -11,7 +11,7 @@ JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.90
 # hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
 JAR_SDIST := sagemaker_pyspark==1.4.5
 
-.PHONY: help prereqs setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench bench-scale stop clean
+.PHONY: help prereqs setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench bench-scale bench-rerun stop clean
 help:
 	@echo "make demo       set up, start the embedded S3 server, train on NumtaDB, score 500 new images, print the results"
 	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
@@ -21,6 +21,8 @@ help:
 	@echo "make bench      featurization: plain Keras vs Spark local[*] vs a standalone cluster (bench/results/featurize.{json,md})"
 	@echo "make bench-scale featurize + train, then batch scoring, on 500, 5,000 and all 44,000 images: time, images/s and"
 	@echo "                peak memory (bench/results/scale.{json,md}, bench/results/scoring_scale.{json,md})"
+	@echo "make bench-rerun four DAG runs on NumtaDB (cold, repeat, another seed, +1% new images): what each pays"
+	@echo "                for, with reused steps (bench/results/rerun.{json,md})"
 	@echo "make stop       stop the embedded services"
 
 setup: prereqs $(VENV)/.installed $(JARS)
@@ -100,6 +102,10 @@ bench-scale: setup s3-start
 	$(ENV) python -m numtaflow load-data
 	$(ENV) python benchmarks/scale_bench.py --out bench/results
 	$(ENV) python benchmarks/scoring_bench.py --sizes 500,5000,44000 --out bench/results
+
+bench-rerun: setup s3-start .local/airflow/.migrated
+	$(ENV) python -m numtaflow load-data
+	$(ENV) python benchmarks/rerun_bench.py --out bench/results
 
 cluster: setup
 	$(ENV) python -m numtaflow cluster start

@@ -75,8 +75,8 @@ def commit_samples(settings: Settings, storage: Storage, sizes: list[int]) -> di
 
 def measure(settings: Settings, storage: Storage, size: int, images: int) -> dict:
     run_id = f"scale-{size}"
-    # the cost of computing every feature: nothing read back from earlier runs' feature cache
-    computing = {"NUMTAFLOW_FEATURE_CACHE": "false"}
+    # the cost of computing every feature: nothing read back from earlier runs' steps or feature cache
+    computing = {"NUMTAFLOW_FEATURE_CACHE": "false", "NUMTAFLOW_REUSE_STEPS": "false"}
     featurize, train = (run_job(step, run_id, JOB_SETTINGS, computing) for step in ("featurize", "train"))
     layout = RunLayout(settings.bucket, run_id)
     featurized = parse_commit("featurize", storage.require_step(layout, "featurize")).summary.train.model_dump()

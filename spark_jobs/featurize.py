@@ -10,7 +10,7 @@ from numtaflow.steps import featurize
 
 
 def main() -> None:
-    run_step("featurize", featurize.run)
+    run_step("featurize", featurize.run, reuse=featurize.REUSE)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from numtaflow.steps import sample
 
 
 def main() -> None:
-    run_step("sample", sample.run)
+    run_step("sample", sample.run, reuse=sample.REUSE)
 
 
 if __name__ == "__main__":

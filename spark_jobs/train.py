@@ -10,7 +10,7 @@ from numtaflow.steps import train
 
 
 def main() -> None:
-    run_step("train", train.run)
+    run_step("train", train.run, reuse=train.REUSE)
 
 
 if __name__ == "__main__":

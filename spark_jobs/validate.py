@@ -10,7 +10,7 @@ from numtaflow.steps import validate
 
 
 def main() -> None:
-    run_step("validate", validate.run)
+    run_step("validate", validate.run, reuse=validate.REUSE)
 
 
 if __name__ == "__main__":

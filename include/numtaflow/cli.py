@@ -289,6 +289,9 @@ def cmd_report(args: argparse.Namespace) -> None:
               f"{version_prefix(gate['candidate_version'])} (model/, pipeline/, model_card.md); classify images "
               "with `python -m numtaflow predict PATH...`")
     print("timings (s): " + ", ".join(f"{k} {v}" for k, v in metrics["timings"].items()))
+    print("steps (s):   " + ", ".join(f"{step} {v['seconds']}" + (f" (reused from {v['reused_from']})"
+                                                                  if v.get("reused_from") else "")
+                                      for step, v in record["steps"].items()))
     print(f"artifacts ({len(record['artifacts'])} objects; Parquet part files not listed):")
     for uri in record["artifacts"]:
         print(f"  {uri}")

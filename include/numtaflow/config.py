@@ -106,6 +106,11 @@ class RunSettings(BaseModel):
     # digit; each must get evaluate's digit, and every probability within the tolerance of evaluate's
     canary_per_class: int = Field(20, ge=1)
     canary_tolerance: float = Field(1e-4, gt=0, lt=1)
+    # --- reuse (how the result is reached, not what it is: left out of step fingerprints) -----
+    reuse_steps: bool = _on_form(True, "Reuse", "Reuse unchanged steps",
+                                 "A step whose inputs, settings and code equal those of a step committed "
+                                 "earlier takes that output instead of computing it (validate, sample, "
+                                 "featurize, train). Off: every step computes.")
 
     @field_validator("feature_layers")
     @classmethod
@@ -122,6 +127,12 @@ class RunSettings(BaseModel):
         if 0 < value < 32:
             raise ValueError("must be 0 (the backbone's recommended size) or at least 32")
         return value
+
+
+# Run settings only the later steps read (train; canary and evaluate): the steps before them reuse their
+# output whatever these are (jobs.Reuse). tests/unit/test_jobs.py checks which modules read them.
+TRAINING_SETTINGS = ("lr_preset", "train_fraction", "split_seed")
+GATE_SETTINGS = ("min_accuracy", "min_f1", "max_regression", "canary_per_class", "canary_tolerance")
 
 
 class PlatformSettings(BaseModel):

@@ -196,6 +196,11 @@ class StepCommit(Contract, Generic[Summary]):
     logical_date: str | None
     run_type: str
     summary: Summary
+    # what the step's output is a function of (jobs.step_fingerprint); None for steps never reused
+    fingerprint: str | None = None
+    reused_from: str | None = None  # the run whose committed output this step took instead of computing
+    # a reusable step's objects (relative key -> ETag) as committed: a later change or loss is seen
+    outputs: dict[str, str] | None = None
 
 
 class ContractError(ValueError):

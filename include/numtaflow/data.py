@@ -219,6 +219,23 @@ def list_files(uri: str, storage: Storage | None) -> list[ListedFile]:
     return sorted(listed, key=lambda f: f.relative_path)
 
 
+def input_identity(uri: str, storage: Storage | None) -> str:
+    """sha256 of what identifies an input's files without reading them: in S3 each object's key,
+    size and ETag, locally each file's path, size and modification time; the folder (or zip) and
+    anything named like it beside it (its NumtaDB CSV) are included. A changed, added or removed
+    file changes it."""
+    scheme, bucket, key = split_uri(uri)
+    stem = key.rstrip("/")
+    if scheme == "s3":
+        entries = [(o["Key"], o["Size"], o["ETag"]) for o in _require(storage).list_objects(stem, bucket=bucket)]
+    else:
+        root = Path(os.path.abspath(stem))
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        entries = [(str(p), s.st_size, s.st_mtime_ns) for p in (*paths, Path(f"{root}.csv"))
+                   if p.is_file() and (s := p.stat())]
+    return hashlib.sha256(repr(sorted(entries)).encode()).hexdigest()
+
+
 def read_bytes(uri: str, storage: Storage | None) -> bytes:
     fs, path = _filesystem(uri, storage)
     if fs.get_file_info(path).type != pafs.FileType.File:

@@ -1,12 +1,21 @@
-"""What every Spark job shares: arguments, settings, the run's storage layout, commit markers.
+"""What every Spark job shares: arguments, settings, the run's storage layout, commit markers, reuse.
 
 A step clears its own run-scoped prefix, writes its outputs, and commits them with a marker
 last. A retry therefore starts from scratch and a reader never trusts a half-written step.
+
+A reusable step (validate, sample, featurize, train) records a fingerprint of what its output is a
+function of: the step, the package's source, the run settings (but ``reuse_steps``) and its inputs
+(validate: the identity of the input files; the others: the fingerprints of the steps they read). A
+committed step leaves ``cache/steps/<step>/<fingerprint>.json`` naming its run; a later step with
+the same fingerprint copies that run's committed output (server-side) and commits it as its own,
+with ``reused_from``, without starting Spark. A record whose run no longer holds a committed output
+with that fingerprint is ignored, so deleting runs or the cache only means computing again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -14,9 +23,10 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from importlib import resources
+from typing import Any, Callable
 
-from .catalog import SCORING_STEPS, Artifact, RunLayout
+from .catalog import COMMIT_MARKER, SCORING_STEPS, STEP_CACHE_PREFIX, Artifact, RunLayout
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, ContractError, StepCommit, parse_commit
 from .storage import Storage, StorageError, safe_run_id
@@ -96,8 +106,116 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
     )
 
 
-def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str] | None = None) -> None:
-    """Entry point of ``spark_jobs/<step>.py``: run ``body`` and commit, or exit 1 with the reason."""
+@dataclass(frozen=True)
+class Reuse:
+    """What a reusable step reads: the earlier steps of its run (``after``), or, for a step that reads
+    the inputs themselves, ``identify``: a function of the context giving their identity; and the run
+    settings its output does not depend on (``ignores``)."""
+
+    after: tuple[str, ...] = ()
+    identify: Callable[[StepContext], Any] | None = None
+    ignores: tuple[str, ...] = ()
+
+
+NOT_DEFINING = ("reuse_steps",)  # run settings that change how a result is reached, never what it is
+
+
+def package_sha256() -> str:
+    """sha256 of the package's source files as this process imports them (also from the archive a
+    Spark driver imports): any change to the code makes every step compute again."""
+    digest = hashlib.sha256()
+
+    def walk(folder) -> None:
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.is_dir() and entry.name != "__pycache__":
+                walk(entry)
+            elif entry.is_file() and not entry.name.endswith(".pyc"):
+                digest.update(entry.name.encode() + b"\0" + entry.read_bytes())
+
+    walk(resources.files(__package__))
+    return digest.hexdigest()
+
+
+def fingerprint_of(step: str, code: str, settings: dict, inputs: Any, ignores: tuple[str, ...] = ()) -> str:
+    """What a step's output is a function of, as one hash."""
+    defining = {k: v for k, v in settings.items() if k not in NOT_DEFINING + ignores}
+    document = {"step": step, "code": code, "settings": defining, "inputs": inputs}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def step_fingerprint(context: StepContext, reuse: Reuse) -> str | None:
+    """This run's fingerprint of the step; None when a step it reads recorded none."""
+    if reuse.identify:
+        inputs = reuse.identify(context)
+    else:
+        inputs = {step: context.require(step).fingerprint for step in reuse.after}
+        if None in inputs.values():
+            return None
+    return fingerprint_of(context.step, package_sha256(), context.recorded_settings(), inputs, reuse.ignores)
+
+
+def step_record_key(step: str, fingerprint: str) -> str:
+    return f"{STEP_CACHE_PREFIX}{step}/{fingerprint}.json"
+
+
+def step_outputs(storage: Storage, layout: RunLayout, step: str) -> dict[str, str]:
+    """The step's objects in ``layout`` (relative key -> ETag), its commit marker left out."""
+    prefix = layout.prefix(step)
+    return {obj["Key"][len(prefix):]: obj["ETag"] for obj in storage.list_objects(prefix)
+            if obj["Key"][len(prefix):] != COMMIT_MARKER}
+
+
+def committed_with(context: StepContext, fingerprint: str) -> str | None:
+    """The run whose committed output of this step has ``fingerprint`` and is still exactly the
+    objects it committed, or None."""
+    storage = context.storage
+    try:
+        run_id = storage.get_json(step_record_key(context.step, fingerprint))["run_id"]
+        source = RunLayout(context.layout.bucket, run_id)
+        marker = storage.get_json(source.marker_key(context.step))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    if marker.get("fingerprint") != fingerprint or marker.get("outputs") != step_outputs(storage, source, context.step):
+        return None
+    return run_id
+
+
+def reuse_output(context: StepContext, source_run: str, started: float, fingerprint: str) -> None:
+    """Commit ``source_run``'s output of the step as this run's: copied, unless it is this run's own."""
+    storage, layout, step = context.storage, context.layout, context.step
+    source = RunLayout(layout.bucket, source_run)
+    marker = storage.get_json(source.marker_key(step))
+    if source_run != context.run_id:
+        storage.begin_step(layout, step)
+        storage.copy_prefix(source.prefix(step), layout.prefix(step), leave_out=(COMMIT_MARKER,))
+        if set(step_outputs(storage, layout, step)) != set(marker["outputs"]):
+            raise StepFailed(f"copying step '{step}' of run {source_run} did not give the same objects")
+    finished = time.time()
+    commit(context, started, finished, marker["summary"], fingerprint, reused_from=source_run)
+    log.info("step %s of run %s reused the committed output of run %s (same inputs, settings and code: "
+             "fingerprint %s) in %.1f s", step, context.run_id, source_run, fingerprint[:16], finished - started)
+
+
+def commit(context: StepContext, started: float, finished: float, summary: dict, fingerprint: str | None,
+           reused_from: str | None = None) -> None:
+    context.storage.commit_step(context.layout, context.step, {
+        "started_at": _iso(started),
+        "finished_at": _iso(finished),
+        "seconds": round(finished - started, 2),
+        "settings": context.recorded_settings(),
+        "logical_date": context.logical_date,
+        "run_type": context.run_type,
+        "summary": summary,
+        "fingerprint": fingerprint,
+        "reused_from": reused_from,
+        "outputs": step_outputs(context.storage, context.layout, context.step) if fingerprint else None,
+    })
+
+
+def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str] | None = None,
+             reuse: Reuse | None = None) -> None:
+    """Entry point of ``spark_jobs/<step>.py``: reuse an equal committed output (``reuse``), or run
+    ``body`` and commit; exit 1 with the reason when the step fails."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars would flood the task log
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -110,23 +228,19 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
 
         spark_jars(context.settings)  # a clear error now rather than a ClassNotFound for s3a later
         context.storage.check_bucket()  # wrong keys or a missing bucket: one sentence, not a traceback
+        fingerprint = step_fingerprint(context, reuse) if reuse else None
+        source_run = committed_with(context, fingerprint) if fingerprint else None
+        if source_run and context.settings.reuse_steps:
+            reuse_output(context, source_run, started, fingerprint)
+            return
         context.storage.begin_step(context.layout, step)
         context.spark = build_session(f"numtaflow-{step}-{context.run_id}")
         summary = body(context)
         finished = time.time()
-        context.storage.commit_step(
-            context.layout,
-            step,
-            {
-                "started_at": _iso(started),
-                "finished_at": _iso(finished),
-                "seconds": round(finished - started, 2),
-                "settings": context.recorded_settings(),
-                "logical_date": context.logical_date,
-                "run_type": context.run_type,
-                "summary": summary.model_dump(),
-            },
-        )
+        commit(context, started, finished, summary.model_dump(), fingerprint)
+        if fingerprint:
+            context.storage.put_json(step_record_key(step, fingerprint), {"run_id": context.run_id,
+                                                                           "committed_at": _iso(finished)})
         log.info("step %s of run %s committed in %.1f s: %s", step, context.run_id, finished - started,
                  summary.model_dump_json()[:2000])
     except (StepFailed, StorageError, ContractError, ValueError, FileNotFoundError) as error:

@@ -52,8 +52,8 @@ def run_record(storage: Storage, layout: RunLayout, commits: dict[str, StepCommi
                run_type: str, settings: dict) -> dict:
     """The lineage record of a run whose steps up to evaluate have committed."""
     validate, sample, featurize = commits["validate"].summary, commits["sample"].summary, commits["featurize"].summary
-    steps = {step: {"started_at": c.started_at, "finished_at": c.finished_at, "seconds": c.seconds}
-             for step, c in commits.items()}
+    steps = {step: {"started_at": c.started_at, "finished_at": c.finished_at, "seconds": c.seconds,
+                    "reused_from": c.reused_from} for step, c in commits.items()}
     return {
         "run_id": layout.run_id,
         "logical_date": logical_date,

@@ -114,10 +114,11 @@ class Storage:
             self.client.delete_object(Bucket=self.bucket, Key=folder)
         return len(keys)
 
-    def copy_prefix(self, source: str, target: str) -> list[str]:
-        """Server-side copy of every object under ``source`` to the same relative key under ``target``;
-        returns the relative keys, sorted."""
+    def copy_prefix(self, source: str, target: str, leave_out: tuple[str, ...] = ()) -> list[str]:
+        """Server-side copy of every object under ``source`` (but the relative keys in ``leave_out``)
+        to the same relative key under ``target``; returns the relative keys copied, sorted."""
         relative = sorted(obj["Key"][len(source):] for obj in self.list_objects(source))
+        relative = [name for name in relative if name not in leave_out]
         for name in relative:
             self.copy(self.bucket, source + name, target + name)
         return relative

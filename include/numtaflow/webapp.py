@@ -43,7 +43,8 @@ def run_page(storage: Storage, run_id: str, base: str) -> str:
     metrics = storage.get_json(layout.key(METRICS))
     record = storage.get_json(layout.key(LINEAGE))
     return render("run.html", title=f"Run {run_id}", base=base, run_id=run_id, metrics=metrics,
-                  lr_params=json.dumps(metrics["lr_params"]), lineage=json.dumps(record, indent=2))
+                  lr_params=json.dumps(metrics["lr_params"]), steps=record.get("steps", {}),
+                  lineage=json.dumps(record, indent=2))
 
 
 def version_page(storage: Storage, version: str, base: str) -> str:

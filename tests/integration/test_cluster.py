@@ -68,8 +68,8 @@ def cluster_env(tmp_path_factory, cluster, worker_python, storage, s3_env, featu
         "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
         "NUMTAFLOW_PER_CLASS": "5", "NUMTAFLOW_EVAL_PER_CLASS": "2",
         "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0",
-        # every feature computed on the executors, whatever earlier tests left in the feature cache
-        "NUMTAFLOW_FEATURE_CACHE": "false"})
+        # every step and feature computed on the executors, whatever earlier tests left in the caches
+        "NUMTAFLOW_FEATURE_CACHE": "false", "NUMTAFLOW_REUSE_STEPS": "false"})
 
 
 def executor_udf_running(app_id: str) -> bool:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from numtaflow.catalog import CHAMPION_KEY, LINEAGE, METRICS
+from numtaflow.catalog import CHAMPION_KEY, LINEAGE, METRICS, STEPS, TRAIN_PARAMS
 from tests.conftest import commit, dags_test, layout, make_numtadb, migrated_airflow, run_for, upload_folder
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
         assert not any(secret in line for line in command_lines)  # ps / /proc/<pid>/cmdline
 
     # a second run that cannot pass the gate ends green, says why, and leaves the champion alone
-    second, log, _ = dags_test(airflow_env, "2026-02-02T00:00:00+00:00", {"min_accuracy": 1.0, "seed": 7})
+    second, log, _ = dags_test(airflow_env, "2026-02-02T00:00:00+00:00", {"min_accuracy": 1.0, "lr_preset": "study"})
     assert second.returncode == 0, log[-5000:]
     rejected = run_for(storage, "2026-02-02T00:00:00+00:00")
     second_metrics = storage.get_json(layout(rejected).key(METRICS))
@@ -49,9 +49,11 @@ def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):
     assert gate["promoted"] is False and gate["champion_after"] == run_id
     assert any("below the minimum 1.0000" in reason for reason in gate["reasons"])
     assert storage.get_json(CHAMPION_KEY)["run_id"] == run_id
-    sample_first = commit(storage, run_id, "sample").summary.train.ids_sha256
-    sample_second = commit(storage, rejected, "sample").summary.train.ids_sha256
-    assert sample_first != sample_second  # the form's seed reached the job
+    # only training and gate settings changed: the steps before train took the first run's output
+    assert {step: commit(storage, rejected, step).reused_from for step in STEPS} == {
+        **dict.fromkeys(("validate", "sample", "featurize"), run_id), "train": None, "canary": None, "evaluate": None}
+    assert "reused the committed output of run" in log
+    assert storage.get_json(layout(rejected).key(TRAIN_PARAMS))["params"]["preset"] == "study"  # the conf reached train
 
 
 def test_airflow_commands_wait_for_a_busy_metadata_database(airflow_env):

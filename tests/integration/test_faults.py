@@ -32,7 +32,8 @@ def sampled(tmp_path_factory, storage, featurizer_env):
     train = upload_folder(storage, make_numtadb(root / "training-a", PER_CLASS), "datasets/faults")
     evaluation = upload_folder(storage, make_numtadb(root / "training-c", 1, source="training-c"), "datasets/faults")
     env = {**featurizer_env, "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
-           "NUMTAFLOW_PER_CLASS": str(PER_CLASS), "NUMTAFLOW_EVAL_PER_CLASS": "1"}
+           "NUMTAFLOW_PER_CLASS": str(PER_CLASS), "NUMTAFLOW_EVAL_PER_CLASS": "1",
+           "NUMTAFLOW_REUSE_STEPS": "false"}  # each step computes, and so can be interrupted
     for step in ("validate", "sample"):
         result = run_job(step, RUN_ID, env)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]

@@ -153,9 +153,11 @@ def test_a_second_run_reads_every_feature_from_the_cache_and_gets_the_same_model
     the metrics and every prediction equal those of the run that computed the features."""
     assert_step_ok(pipeline, "evaluate")
     run_id = "manual__cached"
-    for step in STEPS:
-        result = run_job(step, run_id, inputs_env)
+    for step in STEPS:  # validate and sample reused; from featurize on, the setting that makes each step compute
+        computing = STEPS.index(step) >= STEPS.index("featurize")
+        result = run_job(step, run_id, {**inputs_env, "NUMTAFLOW_REUSE_STEPS": str(not computing).lower()})
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+        assert (commit(storage, run_id, step).reused_from is None) == computing, step
     featurized = commit(storage, run_id, "featurize").summary
     for name in ("train", "eval"):
         assert getattr(featurized, name).reused == getattr(featurized, name).rows > 0, name
@@ -167,6 +169,35 @@ def test_a_second_run_reads_every_feature_from_the_cache_and_gets_the_same_model
     before, after = (read_parquet(storage, run, EVAL_PREDICTIONS).sort_values("image_id").reset_index(drop=True)
                      for run in (RUN_ID, run_id))
     assert before["digit"].tolist() == after["digit"].tolist()
+    assert np.array_equal(np.stack(before["p"].to_numpy()), np.stack(after["p"].to_numpy()))
+
+
+def test_a_run_whose_inputs_did_not_change_reuses_each_step_and_gets_the_same_model(pipeline, storage, inputs_env):
+    """Same inputs, settings and code under a third run id: validate, sample, featurize and train take an
+    earlier run's committed output (copied, no Spark session started); canary and evaluate run. The
+    metrics and every prediction equal those of the first run."""
+    assert_step_ok(pipeline, "evaluate")
+    run_id = "manual__reused"
+    logs = {}
+    for step in STEPS:
+        result = run_job(step, run_id, inputs_env)
+        logs[step] = result.stdout + result.stderr
+        assert result.returncode == 0, logs[step][-4000:]
+    record = storage.get_json(layout(run_id).key(LINEAGE))
+    for step in ("validate", "sample", "featurize", "train"):
+        marker = commit(storage, run_id, step)
+        source = commit(storage, marker.reused_from, step)
+        assert marker.reused_from in (layout(RUN_ID).run_id, "manual__cached") and source.reused_from is None, step
+        assert f"reused the committed output of run {marker.reused_from}" in logs[step], step
+        assert marker.fingerprint == source.fingerprint and marker.summary == source.summary, step
+        assert set(marker.outputs) == set(source.outputs), step
+        assert record["steps"][step]["reused_from"] == marker.reused_from
+    assert [commit(storage, run_id, step).reused_from for step in ("canary", "evaluate")] == [None, None]
+    first, again = (storage.get_json(layout(run).key(METRICS)) for run in (RUN_ID, run_id))
+    for key in ("accuracy", "f1", "roc_auc", "per_class", "confusion_matrix", "split"):
+        assert first[key] == again[key], key
+    before, after = (read_parquet(storage, run, EVAL_PREDICTIONS).sort_values("image_id").reset_index(drop=True)
+                     for run in (RUN_ID, run_id))
     assert np.array_equal(np.stack(before["p"].to_numpy()), np.stack(after["p"].to_numpy()))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from numtaflow.catalog import CONFUSION, LINEAGE, METRICS, SCORING_REPORT, VALIDATION_HTML, RunLayout
+from numtaflow.catalog import CONFUSION, LINEAGE, METRICS, SCORING_REPORT, STEPS, VALIDATION_HTML, RunLayout
 from numtaflow.storage import safe_run_id
 from tests.conftest import ROOT, layout
 
@@ -394,6 +394,10 @@ def test_rerunning_a_date_reproduces_it_and_touches_nothing_else(airflow_ui, sto
     rerun_sample = storage.get_json(first_sample)
     assert rerun_sample["started_at"] >= before[first_sample]["finished_at"]
     assert rerun_sample["summary"] == before[first_sample]["summary"]
+    # nothing it reads changed: the steps up to train kept their committed output, canary and evaluate ran
+    reused = {step: storage.get_json(first_run.marker_key(step))["reused_from"] for step in STEPS}
+    assert reused == {**dict.fromkeys(("validate", "sample", "featurize", "train"), first_run.run_id),
+                      "canary": None, "evaluate": None}
     metrics = storage.get_json(first_metrics)
     for key in ("accuracy", "f1", "precision", "recall", "roc_auc", "confusion_matrix"):
         assert metrics[key] == before[first_metrics][key], key

@@ -110,7 +110,7 @@ def test_run_json_lists_the_batches_the_run_chose_and_those_it_refused():
     run = RunLayout("b", "r")
     chosen = choose_batches(bucket, run.key(BATCH_SELECTION), BASE, "r", "2026-12-01T20:00:00+00:00")
     validate = ValidateSummary(inputs={}, data_until="2026-12-01", class_counts={}, incoming=chosen)
-    step = {"started_at": "", "finished_at": "", "seconds": 1.0}
+    step = {"started_at": "", "finished_at": "", "seconds": 1.0, "reused_from": None}
     featurized = SimpleNamespace(rows=10, reused=10, images_through_cnn=0)
     commits = {"validate": SimpleNamespace(summary=validate, **step),
                "sample": SimpleNamespace(summary=SimpleNamespace(model_dump=dict), **step),

@@ -31,3 +31,65 @@ def test_form_values_must_be_an_object_of_known_settings():
         context_from_args("sample", parse_args(["--run-id", "r", "--settings-json", "[1]"]))
     with pytest.raises(ValueError, match="unknown run setting"):
         context_from_args("sample", parse_args(["--run-id", "r", "--settings-json", '{"nope": 1}']))
+
+
+def test_a_fingerprint_changes_with_what_defines_the_output_and_only_with_that():
+    from numtaflow.config import Settings
+    from numtaflow.jobs import fingerprint_of
+
+    settings = Settings().run_settings()
+    base = fingerprint_of("train", "code", settings, {"featurize": "f1"})
+    assert base == fingerprint_of("train", "code", dict(reversed(settings.items())), {"featurize": "f1"})
+    assert base == fingerprint_of("train", "code", {**settings, "reuse_steps": False}, {"featurize": "f1"})
+    assert (fingerprint_of("train", "code", settings, {"featurize": "f1"}, ("min_f1",))
+            == fingerprint_of("train", "code", {**settings, "min_f1": 0.5}, {"featurize": "f1"}, ("min_f1",)))
+    changed = [fingerprint_of("sample", "code", settings, {"featurize": "f1"}),
+               fingerprint_of("train", "code2", settings, {"featurize": "f1"}),
+               fingerprint_of("train", "code", {**settings, "seed": 43}, {"featurize": "f1"}),
+               fingerprint_of("train", "code", settings, {"featurize": "f2"})]
+    assert len({base, *changed}) == 5
+
+
+def test_the_package_fingerprint_is_its_source():
+    from numtaflow.jobs import package_sha256
+
+    assert package_sha256() == package_sha256() and len(package_sha256()) == 64
+
+
+def test_an_input_identity_changes_with_any_file_and_the_csv_beside_the_folder(tmp_path):
+    import os
+
+    from numtaflow.data import input_identity
+
+    folder = tmp_path / "training-a"
+    folder.mkdir()
+    (folder / "a00000.png").write_bytes(b"one")
+    (folder / "a00001.png").write_bytes(b"two")
+    first = input_identity(str(folder), None)
+    assert input_identity(str(folder) + "/", None) == first
+    (tmp_path / "training-a.csv").write_text("filename,digit\n")
+    with_csv = input_identity(str(folder), None)
+    (folder / "a00001.png").write_bytes(b"TWO")  # same size, new content: a new modification time
+    os.utime(folder / "a00001.png", ns=(1, 1))
+    rewritten = input_identity(str(folder), None)
+    (folder / "a00002.png").write_bytes(b"three")
+    added = input_identity(str(folder), None)
+    assert len({first, with_csv, rewritten, added}) == 4
+
+
+def test_only_the_later_steps_read_the_settings_the_earlier_steps_ignore():
+    """validate, sample and featurize are reused whatever the training and gate settings are, and train
+    whatever the gate's: so no module those steps run may read them."""
+    import re
+    from pathlib import Path
+
+    import numtaflow
+    from numtaflow.config import GATE_SETTINGS, TRAINING_SETTINGS
+
+    package = Path(numtaflow.__file__).parent
+    readers = {name: sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
+                            if re.search(rf"\.{name}\b", path.read_text()))
+               for name in TRAINING_SETTINGS + GATE_SETTINGS}
+    later = {"steps/train.py", "steps/canary.py", "steps/evaluate.py", "gating.py"}
+    assert {name: files for name, files in readers.items() if not files or not set(files) <= later} == {}
+    assert not any("steps/train.py" in readers[name] for name in GATE_SETTINGS)

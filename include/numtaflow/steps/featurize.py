@@ -15,9 +15,10 @@ import time
 
 from .. import feature_cache
 from ..catalog import FEATURES, FEATURIZER, SAMPLED_IMAGES
+from ..config import GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import FeaturizedSet, FeaturizeSummary
 from ..features import FeaturizerSpec, weights_sha256
-from ..jobs import StepContext, StepFailed, log
+from ..jobs import Reuse, StepContext, StepFailed, log
 from ..ml import ImageFeaturizer
 from ..spark import task_count
 
@@ -90,6 +91,9 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
     return FeaturizedSet(rows=rows_written, partitions=partitions, dimension=dimension, seconds=round(seconds, 2),
                          images_through_cnn=through_cnn, reused=expected - to_compute,
                          images_per_second=round(through_cnn / seconds, 1) if seconds and through_cnn else None)
+
+
+REUSE = Reuse(after=("sample",), ignores=TRAINING_SETTINGS + GATE_SETTINGS)
 
 
 def run(context: StepContext) -> FeaturizeSummary:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 
 from ..catalog import FEATURES, FEATURIZER, HOLDOUT, MODEL, PIPELINE, TRAIN_PARAMS
+from ..config import GATE_SETTINGS
 from ..contracts import TrainSummary
-from ..jobs import StepContext
+from ..jobs import Reuse, StepContext
 from ..ml import ImageFeaturizer, digit_pipeline
 from ..model import CV_FOLDS, fit, with_vector
 from ..sampling import stratified_split
@@ -48,6 +49,9 @@ def training_rows(split, settings, partitions: int):
     """The training rows as MLlib input, with a cross-validation ``fold`` per original image."""
     fold = F.pmod(F.xxhash64(F.lit(settings.split_seed), "image_id"), F.lit(CV_FOLDS)).cast("int")
     return with_vector(split.where("is_train").select("image_id", "label", "features", fold.alias("fold"))).coalesce(partitions)
+
+
+REUSE = Reuse(after=("featurize",), ignores=GATE_SETTINGS)
 
 
 def run(context: StepContext) -> TrainSummary:

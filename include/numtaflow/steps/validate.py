@@ -11,10 +11,11 @@ from __future__ import annotations
 import pandas as pd
 
 from ..catalog import BATCH_SELECTION, STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
+from ..config import GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import BatchSelection, InputRecord, ValidateSummary
-from ..data import InputError, build_manifest, decode_images, manifest_hash, resolve_input
+from ..data import InputError, build_manifest, decode_images, input_identity, manifest_hash, resolve_input
 from ..incoming import Batch, choose_batches
-from ..jobs import StepContext, StepFailed, log
+from ..jobs import Reuse, StepContext, StepFailed, log
 from ..quality import ValidationReport, render_html, structure_failure, validate_manifest
 
 MANIFEST_SCHEMA = "image_id string, label_raw string, in_csv boolean, has_file boolean, size long"
@@ -95,6 +96,16 @@ def training_sources(context: StepContext) -> tuple[list[tuple[str, str]], Batch
                             context.run_id, context.data_until)
     batches = [Batch(**b.model_dump()) for b in chosen.batches]
     return [("", settings.train_input)] + [(b.id_prefix, b.uri) for b in batches], chosen
+
+
+def inputs_identity(context: StepContext) -> dict:
+    """What validate reads, identified without reading it: each source's files (input_identity)."""
+    train, _ = training_sources(context)
+    return {name: [(uri, input_identity(uri, context.storage)) for _, uri in sources]
+            for name, sources in (("train", train), ("eval", [("", context.settings.eval_input)]))}
+
+
+REUSE = Reuse(identify=inputs_identity, ignores=TRAINING_SETTINGS + GATE_SETTINGS)
 
 
 def run(context: StepContext) -> ValidateSummary:
