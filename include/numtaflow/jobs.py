@@ -109,12 +109,14 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
 @dataclass(frozen=True)
 class Reuse:
     """What a reusable step reads: the earlier steps of its run (``after``), or, for a step that reads
-    the inputs themselves, ``identify``: a function of the context giving their identity; and the run
-    settings its output does not depend on (``ignores``)."""
+    the inputs themselves, ``identify``: a function of the context giving their identity; the run
+    settings its output does not depend on (``ignores``); and ``adapt``, which turns the reused
+    summary (and outputs) into this run's where they record facts of the run rather than of the data."""
 
     after: tuple[str, ...] = ()
     identify: Callable[[StepContext], Any] | None = None
     ignores: tuple[str, ...] = ()
+    adapt: Callable[[StepContext, dict], dict] | None = None
 
 
 NOT_DEFINING = ("reuse_steps",)  # run settings that change how a result is reached, never what it is
@@ -180,7 +182,7 @@ def committed_with(context: StepContext, fingerprint: str) -> str | None:
     return run_id
 
 
-def reuse_output(context: StepContext, source_run: str, started: float, fingerprint: str) -> None:
+def reuse_output(context: StepContext, reuse: Reuse, source_run: str, started: float, fingerprint: str) -> None:
     """Commit ``source_run``'s output of the step as this run's: copied, unless it is this run's own."""
     storage, layout, step = context.storage, context.layout, context.step
     source = RunLayout(layout.bucket, source_run)
@@ -190,8 +192,9 @@ def reuse_output(context: StepContext, source_run: str, started: float, fingerpr
         storage.copy_prefix(source.prefix(step), layout.prefix(step), leave_out=(COMMIT_MARKER,))
         if set(step_outputs(storage, layout, step)) != set(marker["outputs"]):
             raise StepFailed(f"copying step '{step}' of run {source_run} did not give the same objects")
+    summary = reuse.adapt(context, marker["summary"]) if reuse.adapt else marker["summary"]
     finished = time.time()
-    commit(context, started, finished, marker["summary"], fingerprint, reused_from=source_run)
+    commit(context, started, finished, summary, fingerprint, reused_from=source_run)
     log.info("step %s of run %s reused the committed output of run %s (same inputs, settings and code: "
              "fingerprint %s) in %.1f s", step, context.run_id, source_run, fingerprint[:16], finished - started)
 
@@ -231,7 +234,7 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
         fingerprint = step_fingerprint(context, reuse) if reuse else None
         source_run = committed_with(context, fingerprint) if fingerprint else None
         if source_run and context.settings.reuse_steps:
-            reuse_output(context, source_run, started, fingerprint)
+            reuse_output(context, reuse, source_run, started, fingerprint)
             return
         context.storage.begin_step(context.layout, step)
         context.spark = build_session(f"numtaflow-{step}-{context.run_id}")

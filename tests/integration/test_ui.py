@@ -279,13 +279,20 @@ def trigger_from_the_form(ui, browser, dag_id: str, form: dict, screenshot: str)
 
 
 def test_run_triggered_from_the_form_in_chromium(airflow_ui, browser, storage):
-    """Open the trigger form, change fields (non-default seed and sample size), trigger, see it succeed."""
-    form = {"Data": (("per_class", "3"), ("seed", "11")), "Gate": (("min_accuracy", "0.05"),)}
+    """Open the trigger form, change a gate field, trigger, see it succeed. The data-arrival run saw the
+    same data with the same other settings: the steps up to train take its output; canary and evaluate run."""
+    (landed,) = wait_for_runs(airflow_ui, lambda r: r["run_type"] == "asset_triggered", 1)
+    form = {"Gate": (("min_accuracy", "0.05"),)}
     run = trigger_from_the_form(airflow_ui, browser, DAG_ID, form, "trigger-form-filled.png")
-    assert run["conf"]["per_class"] == 3 and run["conf"]["seed"] == 11 and run["conf"]["min_accuracy"] == 0.05
+    assert run["conf"]["min_accuracy"] == 0.05
     assert run["state"] == "success"
+    record = run_record(storage, run)
+    assert record["settings"]["min_accuracy"] == 0.05 and record["run_type"] == "manual"
+    assert {step: times["reused_from"] for step, times in record["steps"].items()} == {
+        **dict.fromkeys(("validate", "sample", "featurize", "train"), layout(landed["dag_run_id"]).run_id),
+        "canary": None}
     metrics = storage.get_json(layout(run["dag_run_id"]).key(METRICS))
-    assert metrics["per_class_sample"] == 3 and metrics["seed"] == 11 and metrics["n_eval"] == 20
+    assert metrics["per_class_sample"] == 4 and metrics["n_eval"] == 20
 
 
 def test_new_batches_start_one_run_by_themselves(airflow_ui, storage):

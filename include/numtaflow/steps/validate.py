@@ -105,7 +105,16 @@ def inputs_identity(context: StepContext) -> dict:
             for name, sources in (("train", train), ("eval", [("", context.settings.eval_input)]))}
 
 
-REUSE = Reuse(identify=inputs_identity, ignores=TRAINING_SETTINGS + GATE_SETTINGS)
+def with_this_runs_selection(context: StepContext, summary: dict) -> dict:
+    """A reused validate's summary and report, holding this run's batch selection: the same batches (the
+    identity holds their URIs), but this run's data cut-off, arrival times and refused markers."""
+    _, chosen = training_sources(context)
+    report = context.storage.get_json(context.layout.key(VALIDATION_REPORT))
+    context.storage.put_json(context.layout.key(VALIDATION_REPORT), {**report, "incoming": chosen.model_dump()})
+    return {**summary, "data_until": chosen.data_until[:10], "incoming": chosen.model_dump()}
+
+
+REUSE = Reuse(identify=inputs_identity, ignores=TRAINING_SETTINGS + GATE_SETTINGS, adapt=with_this_runs_selection)
 
 
 def run(context: StepContext) -> ValidateSummary:
