@@ -291,7 +291,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     print("timings (s): " + ", ".join(f"{k} {v}" for k, v in metrics["timings"].items()))
     print("steps (s):   " + ", ".join(f"{step} {v['seconds']}" + (f" (reused from {v['reused_from']})"
                                                                   if v.get("reused_from") else "")
-                                      for step, v in record["steps"].items()))
+                                      for step, v in sorted(record["steps"].items(), key=lambda s: STEPS.index(s[0]))))
     print(f"artifacts ({len(record['artifacts'])} objects; Parquet part files not listed):")
     for uri in record["artifacts"]:
         print(f"  {uri}")
