@@ -71,8 +71,9 @@ def judge(context: StepContext, candidate: ModelVersion, metrics: dict, eval_fra
               "champion_version_before": current.version if current else None,
               "candidate_version": candidate.version}
     if current and current.model_sha256 == candidate.model_sha256:
-        return {"promoted": True, "reasons": [f"this model is already the champion (version {current.version}; "
-                                              "task retried)"], **before, "champion_after": current.run_id,
+        return {"promoted": True, "reasons": [f"this model is already the champion: the same bytes as version "
+                                              f"{current.version} (a retried task, or a run that reused train)"],
+                **before, "champion_after": current.run_id,
                 "compared_with": None, "champion_metrics": None}
     baseline, how = (None, "no champion yet") if current is None else champion_metrics(current, candidate, eval_frame)
     decision = decide(metrics, baseline, GateThresholds.from_settings(context.settings), canary)
