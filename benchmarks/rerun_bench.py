@@ -13,7 +13,11 @@ first run finds both caches (steps, features) cold:
 4. ``plus_batch``: after landing a batch of ``--batch-per-class`` new labelled images per digit
    (training-c images, 1% of training-a at 20 per digit) under the incoming prefix.
 
-Per run: the DAG's wall seconds, each step's own seconds and whether it was reused (from run.json),
+Then ``validate`` alone (spark-submit, step reuse off) over the same inputs: with the inspection cache
+off (every file read and decoded: cold), on (every file known: warm), and after landing 500 and then
+5,000 more new images (``--validate-batches``): its own seconds and how many files it read and decoded.
+
+Per run: the DAG's wall seconds, each step's own seconds and whether it was reused (from its marker),
 what is left outside the steps (spark-submit, JVM and Python start, Airflow), the metrics; each run's
 wall time as a ratio of the cold run's, measured in the same benchmark run. Goals: repeat at most
 0.4 of cold, plus_batch at most 0.5; the repeat's metrics identical to the cold run's. Writes
@@ -54,12 +58,30 @@ def dag_run(name: str, day: str, conf: dict, env: dict, storage: Storage) -> dic
     run_id = find_run(storage, None, logical_date)
     layout = RunLayout(storage.bucket, run_id)
     record, metrics = storage.get_json(layout.key(LINEAGE)), storage.get_json(layout.key(METRICS))
-    steps = {step: {"seconds": record["steps"][step]["seconds"], "reused": bool(record["steps"][step]["reused_from"])}
-             for step in STEPS}
+    markers = {step: storage.require_step(layout, step) for step in STEPS}
+    steps = {step: {"seconds": marker["seconds"], "reused": bool(marker.get("reused_from"))}
+             for step, marker in markers.items()}
     return {"run": name, "run_id": run_id, "conf": conf, "wall_seconds": round(wall, 1), "steps": steps,
             "outside_steps_seconds": round(wall - sum(s["seconds"] for s in steps.values()), 1),
             "features": record["features"], "promoted": metrics["gate"]["promoted"],
             "metrics": {key: metrics[key] for key in ("accuracy", "f1", "roc_auc", "confusion_matrix")}}
+
+
+def validate_run(name: str, data_until: str, extra_env: dict, env: dict, storage: Storage) -> dict:
+    """``validate`` alone under its own run id, as the DAG submits it; its seconds and files decoded."""
+    run_id = f"manual__validate-{name}"
+    command = ["python", "-m", "numtaflow", "submit", "validate", "--run-id", run_id, "--data-until", data_until]
+    started = time.time()
+    result = subprocess.run(command, env={**env, "NUMTAFLOW_REUSE_STEPS": "false", **extra_env},
+                            capture_output=True, text=True)
+    wall = time.time() - started
+    if result.returncode != 0:
+        raise SystemExit(f"validate {name} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    marker = storage.require_step(RunLayout(storage.bucket, run_id), "validate")
+    inputs = marker["summary"]["inputs"]
+    sources = [record for name in ("train", "eval") for record in (inputs[name], *inputs[name].get("batches", []))]
+    return {"run": name, "wall_seconds": round(wall, 1), "step_seconds": marker["seconds"],
+            "files": sum(r["files"] for r in sources), "files_decoded": sum(r["files_decoded"] for r in sources)}
 
 
 def markdown(result: dict) -> str:
@@ -72,13 +94,18 @@ def markdown(result: dict) -> str:
                      + f" | {row['outside_steps_seconds']:.0f} | {row['metrics']['accuracy']:.4f} |")
     lines += ["", f"- goals: {', '.join(f'{k} ≤ {v}× cold' for k, v in GOALS.items())}; met: {result['goals_met']}",
               f"- repeat's metrics identical to cold's: {result['repeat_metrics_identical']}",
-              f"- batch landed for plus_batch: {result['batch_images']} images", ""]
-    return "\n".join(lines)
+              f"- batch landed for plus_batch: {result['batch_images']} images", "",
+              "| validate alone | files | read and decoded | step s | wall s |", "|---|---|---|---|---|"]
+    lines += [f"| {row['run']} | {row['files']} | {row['files_decoded']} | {row['step_seconds']:.0f} | "
+              f"{row['wall_seconds']:.0f} |" for row in result["validate"]]
+    return "\n".join(lines + [""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-per-class", type=int, default=20)
+    parser.add_argument("--validate-batches", type=lambda text: [int(n) for n in text.split(",")], default=[500, 5000],
+                        help="new images landed before each warm validate run")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     home = Settings.from_env()
@@ -96,10 +123,18 @@ def main() -> None:
                                          "rerun-bench", args.batch_per_class)
         runs.append(dag_run(name, day, conf, env, storage))
         print(f"{name}: {runs[-1]['wall_seconds']} s", flush=True)
+    validate = [validate_run("cold", "2026-01-05", {"NUMTAFLOW_VALIDATION_CACHE": "false"}, env, storage),
+                validate_run("warm", "2026-01-05", {}, env, storage)]
+    for day, images in zip(("2026-01-06", "2026-01-07"), args.validate_batches):
+        drop_batch(storage, f"{data}/training-c", f"s3://{BUCKET}/incoming", day, f"validate-{images}", images // 10)
+        validate.append(validate_run(f"plus_{images}_new", day, {}, env, storage))
+    for row in validate:
+        print(f"validate {row['run']}: {row['step_seconds']} s, {row['files_decoded']} files decoded", flush=True)
     cold = runs[0]["wall_seconds"]
     for row in runs:
         row["ratio_to_cold"] = round(row["wall_seconds"] / cold, 3)
     result = {"machine": f"{os.cpu_count()} cores, {platform.machine()}", "runs": runs, "batch_images": batch_images,
+              "validate": validate,
               "repeat_metrics_identical": runs[1]["metrics"] == runs[0]["metrics"],
               "goals_met": {name: next(r["ratio_to_cold"] for r in runs if r["run"] == name) <= goal
                             for name, goal in GOALS.items()}}

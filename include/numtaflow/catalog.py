@@ -121,6 +121,7 @@ VERSION_FILES = {MODEL_CARD_TEXT: "text/markdown; charset=utf-8", MODEL_CARD_EXA
 CHAMPION_ASSET = "numtadb_champion"  # the Airflow Asset a promotion updates; other DAGs can schedule on it
 # --- caches -----------------------------------------------------------------------------------
 FEATURE_CACHE_PREFIX = "cache/features/"  # <featurizer>/<run>-<pass>/: see feature_cache.py
+INSPECTION_CACHE_PREFIX = "cache/inspections/"  # <inspection>/<run>-<input>/: see inspection_cache.py
 STEP_CACHE_PREFIX = "cache/steps/"  # <step>/<fingerprint>.json: the run that committed it (jobs.py)
 # --- inputs and scratch space --------------------------------------------------------------
 DATASETS_PREFIX = "datasets/numtadb"  # where ``numtaflow load-data`` puts NumtaDB folders

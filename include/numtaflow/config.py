@@ -160,6 +160,9 @@ class PlatformSettings(BaseModel):
     featurize_task_images: int = Field(2000, ge=1)
     # reuse features computed by earlier runs (same image bytes, featurizer and view; feature_cache.py)
     feature_cache: bool = True
+    # validate reads and decodes only files no earlier run inspected in their present version
+    # (inspection_cache.py); false: every file
+    validation_cache: bool = True
     # --- orchestration -------------------------------------------------------------------
     schedule: str = "@weekly"  # retraining schedule (cron or preset); "none": no time-based runs
     # --- spark ---------------------------------------------------------------------------

@@ -26,6 +26,8 @@ class SourceRecord(Contract):
     layout: str
     files: int
     manifest_sha256: str
+    files_decoded: int | None = None  # read and decoded by the run that validated it; the others were
+    # known to the inspection cache in their present version
 
 
 class InputRecord(SourceRecord):

@@ -169,9 +169,15 @@ def relative_path_pattern(root_uri: str) -> str:
     return "^" + re.escape(root) + r"/(.*)$"
 
 
-def decode_images(spark, root_uri: str, max_pixels: int):
-    """All files under the root with their bytes, content hash, decoded size/mode/frames, and the
-    reason one fails to decode or to prepare as featurize does, or is excluded (``images.inspect_image``)."""
+def literal_path(path: str) -> str:
+    """``path`` with Hadoop's glob characters escaped, so Spark reads the file of that very name."""
+    return re.sub(r"([\\{}\[\]*?])", r"\\\1", path)
+
+
+def decode_images(spark, root_uri: str, max_pixels: int, only: list[str] | None = None):
+    """All files under the root (or ``only`` these, relative to it) with their bytes, content hash,
+    decoded size/mode/frames, and the reason one fails to decode or to prepare as featurize does, or
+    is excluded (``images.inspect_image``)."""
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
@@ -193,10 +199,12 @@ def decode_images(spark, root_uri: str, max_pixels: int):
             }
         )
 
+    root = spark_path(root_uri).rstrip("/")
+    paths = [root] if only is None else [f"{root}/{literal_path(name)}" for name in only]
     files = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
-        .load(spark_path(root_uri))
+        .load(paths)
         .withColumn("image_id", F.regexp_extract("path", relative_path_pattern(root_uri), 1))
     )
     return files.select("image_id", "content", inspect("content").alias("info")).select(
@@ -219,21 +227,38 @@ def list_files(uri: str, storage: Storage | None) -> list[ListedFile]:
     return sorted(listed, key=lambda f: f.relative_path)
 
 
-def input_identity(uri: str, storage: Storage | None) -> str:
-    """sha256 of what identifies an input's files without reading them: in S3 each object's key,
-    size and ETag, locally each file's path, size and modification time; the folder (or zip) and
-    anything named like it beside it (its NumtaDB CSV) are included. A changed, added or removed
-    file changes it."""
+def versioned_files(uri: str, storage: Storage | None) -> list[tuple[str, int, str]]:
+    """(location, size, version) of every file at ``uri`` or whose name starts with it, listed without
+    reading them: in S3 the object's URI and ETag, locally the file's path and modification time (ns).
+    A rewritten file gets another version."""
     scheme, bucket, key = split_uri(uri)
     stem = key.rstrip("/")
     if scheme == "s3":
-        entries = [(o["Key"], o["Size"], o["ETag"]) for o in _require(storage).list_objects(stem, bucket=bucket)]
-    else:
-        root = Path(os.path.abspath(stem))
-        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        entries = [(str(p), s.st_size, s.st_mtime_ns) for p in (*paths, Path(f"{root}.csv"))
-                   if p.is_file() and (s := p.stat())]
-    return hashlib.sha256(repr(sorted(entries)).encode()).hexdigest()
+        return [(f"s3://{bucket}/{o['Key']}", o["Size"], o["ETag"].strip('"'))
+                for o in _require(storage).list_objects(stem, bucket=bucket)]
+    root = Path(os.path.abspath(stem))
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return [(str(p), s.st_size, str(s.st_mtime_ns)) for p in (*paths, Path(f"{root}.csv"))
+            if p.is_file() and (s := p.stat())]
+
+
+def input_identity(uri: str, storage: Storage | None) -> str:
+    """sha256 of what identifies an input's files without reading them (``versioned_files``): the
+    folder (or zip) and anything named like it beside it (its NumtaDB CSV). A changed, added or
+    removed file changes it."""
+    return hashlib.sha256(repr(sorted(versioned_files(uri, storage))).encode()).hexdigest()
+
+
+def file_versions(dataset: DatasetInput, storage: Storage | None) -> pd.DataFrame:
+    """The dataset's listed files with their location and version: ``image_id`` (the path relative to
+    its root), ``object``, ``version`` (size and ETag, or size and modification time)."""
+    wanted = {f.relative_path for f in dataset.files}
+    scheme, bucket, key = split_uri(dataset.root_uri)
+    base = (f"s3://{bucket}/{key.rstrip('/')}" if scheme == "s3" else os.path.abspath(key)) + "/"
+    rows = [(location[len(base):], location, f"{size}:{version}")
+            for location, size, version in versioned_files(dataset.root_uri, storage)
+            if location.startswith(base) and location[len(base):] in wanted]
+    return pd.DataFrame(rows, columns=["image_id", "object", "version"])
 
 
 def read_bytes(uri: str, storage: Storage | None) -> bytes:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from importlib import resources
 
-from .catalog import COMMIT_MARKER, FEATURE_CACHE_PREFIX
+from .catalog import FEATURE_CACHE_PREFIX
 from .ml import RANDOM, ImageFeaturizer
 from .storage import Storage
 
@@ -50,17 +50,9 @@ def folder(key: str) -> str:
     return f"{FEATURE_CACHE_PREFIX}{key}/"
 
 
-def committed_parts(storage: Storage, key: str) -> list[str]:
-    """The s3a paths of the parts whose marker was written."""
-    markers = [o["Key"] for o in storage.list_objects(folder(key)) if o["Key"].endswith("/" + COMMIT_MARKER)]
-    return [f"s3a://{storage.bucket}/{marker[: -len(COMMIT_MARKER)]}" for marker in sorted(markers)]
-
-
 def cached(spark, storage: Storage, key: str | None):
     """Every committed entry of the featurizer (one per key), or None."""
-    if key is None:
-        return None
-    parts = committed_parts(storage, key)
+    parts = storage.committed_parts(folder(key)) if key else []
     if not parts:
         return None
     return spark.read.parquet(*parts).select(*KEY_COLUMNS, "features").dropDuplicates(KEY_COLUMNS)
@@ -69,12 +61,4 @@ def cached(spark, storage: Storage, key: str | None):
 def add(storage: Storage, key: str | None, part: str, entries) -> int:
     """Write ``entries`` (rows a run featurized: the key columns, the features, and whatever else they
     carry) as a committed part; returns its rows."""
-    if key is None:
-        return 0
-    prefix = f"{folder(key)}{part}/"
-    storage.delete_prefix(prefix)
-    path = f"s3a://{storage.bucket}/{prefix}"
-    entries.write.mode("overwrite").parquet(path)
-    rows = entries.sparkSession.read.parquet(path).count()
-    storage.put_json(prefix + COMMIT_MARKER, {"rows": rows})
-    return rows
+    return storage.write_part(f"{folder(key)}{part}/", entries) if key else 0

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any, Iterator
 
-from .catalog import RunLayout
+from .catalog import COMMIT_MARKER, RunLayout
 from .config import Settings
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -122,6 +122,21 @@ class Storage:
         for name in relative:
             self.copy(self.bucket, source + name, target + name)
         return relative
+
+    # --- cache parts: Parquet folders committed by a marker written after them --------------
+    def committed_parts(self, folder: str) -> list[str]:
+        """The s3a paths of the parts under ``folder`` whose marker was written (a crashed write has none)."""
+        markers = sorted(o["Key"] for o in self.list_objects(folder) if o["Key"].endswith("/" + COMMIT_MARKER))
+        return [f"s3a://{self.bucket}/{marker[: -len(COMMIT_MARKER)]}" for marker in markers]
+
+    def write_part(self, prefix: str, frame) -> int:
+        """Write a Spark DataFrame as the part ``prefix``, then its marker; returns its rows."""
+        self.delete_prefix(prefix)
+        path = f"s3a://{self.bucket}/{prefix}"
+        frame.write.mode("overwrite").parquet(path)
+        rows = frame.sparkSession.read.parquet(path).count()
+        self.put_json(prefix + COMMIT_MARKER, {"rows": rows})
+        return rows
 
     def put_if_absent(self, key: str, value: Any) -> bool:
         """Create ``key`` with ``value`` unless it exists (never overwrites); True if this call created it."""

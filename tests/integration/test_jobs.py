@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -417,3 +418,54 @@ def test_predict_classifies_new_images_with_the_champions_pipeline(pipeline, sto
     missing = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans), "--model", "0" * 16], env=env,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_validate_reads_and_decodes_only_files_it_has_not_seen_in_their_present_state(pipeline, storage, inputs_env):
+    """A later validate (reuse off, so it runs) takes every unchanged file's inspection and bytes from
+    the inspection cache, and reads again only a rewritten S3 object (new ETag) and a touched local
+    file (new modification time); its images tables hold the bytes as they are now. A cache part that
+    cannot be read means inspecting every file."""
+    from PIL import Image, PngImagePlugin
+
+    from numtaflow.catalog import INSPECTION_CACHE_PREFIX, VALIDATED_IMAGES
+
+    assert_step_ok(pipeline, "validate")
+    first = commit(storage, RUN_ID, "validate").summary
+    assert all(first.inputs[name].files_decoded == first.inputs[name].files for name in ("train", "eval"))
+    train_uri, eval_folder = inputs_env["NUMTAFLOW_TRAIN_INPUT"], inputs_env["NUMTAFLOW_EVAL_INPUT"]
+    rewritten_key = sorted(o["Key"] for o in storage.list_objects(train_uri.split("/", 3)[3] + "/"))[0]
+    info = PngImagePlugin.PngInfo()
+    info.add_text("note", "the same pixels, other bytes")
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(storage.get_bytes(rewritten_key))).save(buffer, format="PNG", pnginfo=info)
+    storage.put_bytes(rewritten_key, buffer.getvalue())
+    touched = sorted(p for p in os.listdir(eval_folder) if p.endswith(".png"))[0]
+    os.utime(os.path.join(eval_folder, touched), ns=(1, 1))
+    env = {**inputs_env, "NUMTAFLOW_REUSE_STEPS": "false"}
+
+    result = run_job("validate", "manual__inspected", env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    again = commit(storage, "manual__inspected", "validate").summary
+    assert (again.inputs["train"].files_decoded, again.inputs["eval"].files_decoded) == (1, 1)
+    for name in ("train", "eval"):
+        before, after = (read_parquet(storage, run, VALIDATED_IMAGES[name]).set_index("image_id").sort_index()
+                         for run in (RUN_ID, "manual__inspected"))
+        assert list(before.index) == list(after.index), name
+        changed = after.index[before["content_sha256"] != after["content_sha256"]].tolist()
+        assert changed == ([rewritten_key.rsplit("/", 1)[1]] if name == "train" else []), name
+        assert all(hashlib.sha256(content).hexdigest() == digest
+                   for content, digest in zip(after["content"], after["content_sha256"])), name
+
+    folders = {o["Key"].split("/")[2] for o in storage.list_objects(INSPECTION_CACHE_PREFIX)}
+    assert len(folders) == 1
+    broken = f"{INSPECTION_CACHE_PREFIX}{folders.pop()}/zz-broken/"
+    storage.put_bytes(broken + "part-00000.parquet", b"not parquet")
+    storage.put_json(broken + catalog.COMMIT_MARKER, {"rows": 1})
+    try:
+        result = run_job("validate", "manual__inspected", env)
+    finally:
+        storage.delete_prefix(broken)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "cannot be read, inspecting every file" in result.stdout + result.stderr
+    everything = commit(storage, "manual__inspected", "validate").summary
+    assert all(everything.inputs[name].files_decoded == first.inputs[name].files for name in ("train", "eval"))

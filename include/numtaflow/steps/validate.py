@@ -1,5 +1,9 @@
 """validate: read each input, decode every image once in Spark, run the GX suites.
 
+Files an earlier run inspected in their present version (same ETag, or size and modification time)
+are taken from the inspection cache (``inspection_cache.py``) instead of being read and decoded again;
+the suites always run over the whole input.
+
 Outputs (``runs/<run>/validate/``): ``report.json``, ``report.html``, and per input
 (``train``, ``eval``) an images table ``<input>_images.parquet`` holding the validated bytes and
 their sha256 (copies under several names are all kept; ``sample`` counts them once), so later
@@ -10,10 +14,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .. import inspection_cache
 from ..catalog import BATCH_SELECTION, STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
 from ..config import GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import BatchSelection, InputRecord, ValidateSummary
-from ..data import InputError, build_manifest, decode_images, input_identity, manifest_hash, resolve_input
+from ..data import InputError, build_manifest, input_identity, manifest_hash, resolve_input
 from ..incoming import Batch, choose_batches
 from ..jobs import Reuse, StepContext, StepFailed, log
 from ..quality import ValidationReport, render_html, structure_failure, validate_manifest
@@ -24,11 +29,8 @@ MANIFEST_SCHEMA = "image_id string, label_raw string, in_csv boolean, has_file b
 def read_sources(context: StepContext, sources: list[tuple[str, str]]):
     """Resolve and decode each source; image ids get the source's prefix so they stay unique.
 
-    Returns (manifest, decoded images, lineage per source, layouts), or raises ``InputError``
-    naming the source that cannot be read.
+    Returns (manifest, decoded images per source, lineage per source, layouts), or raises ``InputError`` naming the source that cannot be read.
     """
-    from functools import reduce
-
     from pyspark.sql import functions as F
 
     manifests, decoded, records, layouts = [], [], [], set()
@@ -39,13 +41,15 @@ def read_sources(context: StepContext, sources: list[tuple[str, str]]):
         except InputError as error:
             raise InputError(f"{uri}: {error}") from None
         manifests.append(manifest.assign(image_id=id_prefix + manifest["image_id"]))
-        images = decode_images(context.spark, dataset.root_uri, context.settings.max_image_pixels)
+        images, known, decoded_now = inspection_cache.inspect_files(
+            context.spark, context.storage, dataset, context.settings.max_image_pixels, context.settings.validation_cache)
+        log.info("%s: %d files known to the inspection cache, %d read and decoded", uri, known, decoded_now)
         decoded.append(images.withColumn("image_id", F.concat(F.lit(id_prefix), "image_id")))
         layouts.add(dataset.layout)
         records.append({"uri": uri, "resolved_uri": dataset.root_uri, "csv_uri": dataset.csv_uri,
                         "layout": dataset.layout, "files": len(dataset.files),
-                        "manifest_sha256": manifest_hash(manifest)})
-    return pd.concat(manifests, ignore_index=True), reduce(lambda a, b: a.unionByName(b), decoded), records, layouts
+                        "manifest_sha256": manifest_hash(manifest), "files_decoded": decoded_now})
+    return pd.concat(manifests, ignore_index=True), decoded, records, layouts
 
 
 def validate_input(context: StepContext, name: str, sources: list[tuple[str, str]], per_class: int
@@ -54,13 +58,15 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
 
     Returns (suite record, lineage record or None when unreadable).
     """
+    from functools import reduce
+
     from pyspark.sql import functions as F
 
     try:
-        manifest, decoded, records, layouts = read_sources(context, sources)
+        manifest, per_source, records, layouts = read_sources(context, sources)
     except InputError as error:
         return structure_failure(name, str(error)), None
-    decoded = decoded.cache()
+    decoded = reduce(lambda a, b: a.unionByName(b), per_source)
     # an explicit schema: an input with no rows reaches "the dataset is not empty" instead of failing inference
     manifest_frame = context.spark.createDataFrame(manifest.drop(columns=["uri"]), MANIFEST_SCHEMA)
     images = manifest_frame.join(decoded, on="image_id", how="left").withColumn(
@@ -70,7 +76,7 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
         .when(F.col("has_file") & F.col("content").isNull(), F.lit("file listed but not readable"))
         .when(F.col("has_file"), F.col("decode_error")),
     )
-    metadata = images.drop("content").toPandas()
+    metadata = images.drop("content", "object", "version", "inspected").toPandas()
     source = sources[0][1] + (f" and {len(sources) - 1} landed batch(es)" if len(sources) > 1 else "")
     suite = validate_manifest(name, metadata, per_class, require_csv_rows="numtadb" in layouts, source=source)
     lineage = InputRecord(**{**records[0], "manifest_sha256": manifest_hash(manifest), "batches": records[1:]})
@@ -84,7 +90,11 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
             .write.mode("overwrite")
             .parquet(context.s3a(VALIDATED_IMAGES[name]))
         )
-    decoded.unpersist()
+        if context.settings.validation_cache and any(record["files_decoded"] for record in records):
+            key = inspection_cache.cache_key(context.settings.max_image_pixels)
+            kept = inspection_cache.add(context.storage, key, f"{context.run_id}-{name}", decoded)
+            log.info("%s: kept the inspections of %d newly read files", name, kept)
+    context.spark.catalog.clearCache()  # the inspected files, held in memory while this input was validated
     return suite, lineage
 
 

@@ -1,0 +1,99 @@
+"""What validate learned about each input file, kept so that a run reads and decodes only files it has
+not seen in their present state.
+
+An entry is keyed by the file (its ``s3://`` URI or local path) and its version (size and ETag, or
+size and modification time; ``data.file_versions``): a rewritten file has another version and is
+inspected again. It holds the inspection (size, mode, frames, decode error or exclusion, sha256) and
+the bytes, so the images table a run writes still holds the very bytes that passed. The entries live in
+a folder named by a hash of everything that decides an inspection: the decoding and preparation code,
+Pillow's version and ``max_image_pixels``. Each run adds the files it inspected as one part,
+``cache/inspections/<key>/<run>-<input>/``, committed by a marker written after it, and only once its
+input passed validation. A part without its marker is never read, an entry whose bytes no longer hash
+to its sha256 is inspected again, and a cache that cannot be read means inspecting every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from importlib import resources
+
+from .catalog import INSPECTION_CACHE_PREFIX
+from .data import DatasetInput, decode_images, file_versions
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+KEY_COLUMNS = ["object", "version"]
+INSPECTION = ["content", "width", "height", "mode", "frames", "decode_error", "excluded", "content_sha256"]
+CODE = ("images.py", "vocabulary.py", "data.py")  # what decides an inspection
+
+
+def cache_key(max_pixels: int) -> str:
+    """The cache folder of inspections made by this code, this Pillow and this pixel limit."""
+    import PIL
+
+    digest = hashlib.sha256(f"Pillow {PIL.__version__}, max_pixels {max_pixels}\n".encode())
+    for name in CODE:
+        digest.update(resources.files(__package__).joinpath(name).read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def folder(key: str) -> str:
+    return f"{INSPECTION_CACHE_PREFIX}{key}/"
+
+
+def known_inspections(spark, storage: Storage, key: str, versions):
+    """The cached inspections of these files (a Spark frame with ``image_id``, or None), those whose
+    bytes still hash to their recorded sha256 only, cached in memory; None when nothing is cached or
+    the cache cannot be read."""
+    from pyspark.sql import functions as F
+
+    parts = storage.committed_parts(folder(key))
+    if not parts:
+        return None
+    try:
+        entries = spark.read.parquet(*parts).select(*KEY_COLUMNS, *INSPECTION).dropDuplicates(KEY_COLUMNS)
+        known = (versions.join(entries, on=KEY_COLUMNS)
+                 .where(F.sha2("content", 256) == F.col("content_sha256"))
+                 .cache())
+        known.count()
+        return known
+    except Exception as error:  # whatever makes the cache unreadable only means inspecting every file
+        log.warning("the inspection cache %s cannot be read, inspecting every file: %s", folder(key), error)
+        return None
+
+
+def inspect_files(spark, storage: Storage, dataset: DatasetInput, max_pixels: int, use_cache: bool):
+    """Every file of the dataset with its bytes and inspection (``data.decode_images``' columns, plus
+    ``object``, ``version`` and ``inspected``: true for files read and decoded now), reading and
+    decoding only files the cache does not know in their present version; cached in memory. Returns
+    (that frame, how many files the cache knew, how many were read and decoded)."""
+    from pyspark.sql import functions as F
+
+    versions = spark.createDataFrame(file_versions(dataset, storage), "image_id string, object string, version string")
+    known = known_inspections(spark, storage, cache_key(max_pixels), versions) if use_cache else None
+    seen = set() if known is None else {row.image_id for row in known.select("image_id").collect()}
+    unseen = [f.relative_path for f in dataset.files
+              if f.relative_path not in seen and not f.relative_path.lower().endswith(".csv")]
+    columns = ["image_id", *INSPECTION, *KEY_COLUMNS, "inspected"]
+    frames = [] if known is None else [known.withColumn("inspected", F.lit(False)).select(*columns)]
+    if unseen or known is None:
+        decoded = decode_images(spark, dataset.root_uri, max_pixels, only=unseen if seen else None)
+        frames.append(decoded.join(versions, on="image_id", how="left").withColumn("inspected", F.lit(True))
+                      .select(*columns))
+    images = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+    images = images.cache()
+    if known is not None:
+        images.count()
+        known.unpersist()
+    return images, len(seen), len(unseen)
+
+
+def add(storage: Storage, key: str, part: str, images) -> int:
+    """Keep the inspections of the files a run read and decoded (``inspect_files``' ``inspected`` rows
+    with a version) as a committed part; returns its rows."""
+    from pyspark.sql import functions as F
+
+    entries = images.where(F.col("inspected") & F.col("version").isNotNull()).select(*KEY_COLUMNS, *INSPECTION)
+    return storage.write_part(f"{folder(key)}{part}/", entries)
