@@ -167,9 +167,9 @@ def step_outputs(storage: Storage, layout: RunLayout, step: str) -> dict[str, st
             if obj["Key"][len(prefix):] != COMMIT_MARKER}
 
 
-def committed_with(context: StepContext, fingerprint: str) -> str | None:
+def committed_with(context: StepContext, fingerprint: str) -> tuple[str, dict] | None:
     """The run whose committed output of this step has ``fingerprint`` and is still exactly the
-    objects it committed, or None."""
+    objects it committed, with its marker; or None."""
     storage = context.storage
     try:
         run_id = storage.get_json(step_record_key(context.step, fingerprint))["run_id"]
@@ -179,14 +179,15 @@ def committed_with(context: StepContext, fingerprint: str) -> str | None:
         return None
     if marker.get("fingerprint") != fingerprint or marker.get("outputs") != step_outputs(storage, source, context.step):
         return None
-    return run_id
+    return run_id, marker
 
 
-def reuse_output(context: StepContext, reuse: Reuse, source_run: str, started: float, fingerprint: str) -> None:
-    """Commit ``source_run``'s output of the step as this run's: copied, unless it is this run's own."""
+def reuse_output(context: StepContext, reuse: Reuse, source_run: str, marker: dict, started: float,
+                 fingerprint: str) -> None:
+    """Commit ``source_run``'s output of the step (committed with ``marker``) as this run's: copied,
+    unless it is this run's own."""
     storage, layout, step = context.storage, context.layout, context.step
     source = RunLayout(layout.bucket, source_run)
-    marker = storage.get_json(source.marker_key(step))
     if source_run != context.run_id:
         storage.begin_step(layout, step)
         storage.copy_prefix(source.prefix(step), layout.prefix(step), leave_out=(COMMIT_MARKER,))
@@ -232,9 +233,9 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
         spark_jars(context.settings)  # a clear error now rather than a ClassNotFound for s3a later
         context.storage.check_bucket()  # wrong keys or a missing bucket: one sentence, not a traceback
         fingerprint = step_fingerprint(context, reuse) if reuse else None
-        source_run = committed_with(context, fingerprint) if fingerprint else None
-        if source_run and context.settings.reuse_steps:
-            reuse_output(context, reuse, source_run, started, fingerprint)
+        earlier = committed_with(context, fingerprint) if fingerprint and context.settings.reuse_steps else None
+        if earlier:
+            reuse_output(context, reuse, *earlier, started, fingerprint)
             return
         context.storage.begin_step(context.layout, step)
         context.spark = build_session(f"numtaflow-{step}-{context.run_id}")
