@@ -129,10 +129,13 @@ class RunSettings(BaseModel):
         return value
 
 
-# Run settings only the later steps read (train; canary and evaluate): the steps before them reuse their
-# output whatever these are (jobs.Reuse). tests/unit/test_jobs.py checks which modules read them.
-TRAINING_SETTINGS = ("lr_preset", "train_fraction", "split_seed")
-GATE_SETTINGS = ("min_accuracy", "min_f1", "max_regression", "canary_per_class", "canary_tolerance")
+# Run settings only the later steps read: the steps before them reuse their output whatever these are
+# (jobs.Reuse). tests/unit/test_jobs.py checks which modules read them.
+SAMPLING_SETTINGS = ("seed",)  # from sample on
+FEATURIZER_SETTINGS = ("backbone", "weights", "image_size", "feature_layers", "crop_to_ink", "train_views",
+                       "test_views")  # from featurize on
+TRAINING_SETTINGS = ("lr_preset", "train_fraction", "split_seed")  # from train on
+GATE_SETTINGS = ("min_accuracy", "min_f1", "max_regression", "canary_per_class", "canary_tolerance")  # canary, evaluate
 
 
 class PlatformSettings(BaseModel):

@@ -9,13 +9,13 @@ when both come from the same input or a landed batch copies evaluation images.
 from __future__ import annotations
 
 from ..catalog import SAMPLED_IMAGES, VALIDATED_IMAGES
-from ..config import GATE_SETTINGS, TRAINING_SETTINGS
+from ..config import FEATURIZER_SETTINGS, GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import SampledSet, SampleSummary
 from ..jobs import Reuse, StepContext
 from ..sampling import distinct_content, ids_hash, stratified_sample
 
 
-REUSE = Reuse(after=("validate",), ignores=TRAINING_SETTINGS + GATE_SETTINGS)
+REUSE = Reuse(after=("validate",), ignores=FEATURIZER_SETTINGS + TRAINING_SETTINGS + GATE_SETTINGS)
 
 
 def run(context: StepContext) -> SampleSummary:

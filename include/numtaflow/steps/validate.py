@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import inspection_cache
 from ..catalog import BATCH_SELECTION, STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
-from ..config import GATE_SETTINGS, TRAINING_SETTINGS
+from ..config import FEATURIZER_SETTINGS, GATE_SETTINGS, SAMPLING_SETTINGS, TRAINING_SETTINGS
 from ..contracts import BatchSelection, InputRecord, ValidateSummary
 from ..data import InputError, build_manifest, input_identity, manifest_hash, resolve_input
 from ..incoming import Batch, choose_batches
@@ -124,7 +124,8 @@ def with_this_runs_selection(context: StepContext, summary: dict) -> dict:
     return {**summary, "data_until": chosen.data_until[:10], "incoming": chosen.model_dump()}
 
 
-REUSE = Reuse(identify=inputs_identity, ignores=TRAINING_SETTINGS + GATE_SETTINGS, adapt=with_this_runs_selection)
+REUSE = Reuse(identify=inputs_identity, ignores=SAMPLING_SETTINGS + FEATURIZER_SETTINGS + TRAINING_SETTINGS + GATE_SETTINGS,
+              adapt=with_this_runs_selection)
 
 
 def run(context: StepContext) -> ValidateSummary:
