@@ -76,7 +76,9 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
         .when(F.col("has_file") & F.col("content").isNull(), F.lit("file listed but not readable"))
         .when(F.col("has_file"), F.col("decode_error")),
     )
-    metadata = images.drop("content", "object", "version", "inspected").toPandas()
+    # in name order: the report's examples and which of two copies counts do not depend on Spark's joins
+    metadata = images.drop("content", "object", "version", "inspected").toPandas().sort_values(
+        "image_id", kind="stable", ignore_index=True)
     source = sources[0][1] + (f" and {len(sources) - 1} landed batch(es)" if len(sources) > 1 else "")
     suite = validate_manifest(name, metadata, per_class, require_csv_rows="numtadb" in layouts, source=source)
     lineage = InputRecord(**{**records[0], "manifest_sha256": manifest_hash(manifest), "batches": records[1:]})
