@@ -65,11 +65,11 @@ class PeakMemory:
                 "peak_rss_gb_one_python_worker": round(self.peak_python_worker / 2**30, 2)}
 
 
-def run_job(step: str, run_id: str, settings: dict, env: dict | None = None) -> dict:
+def run_job(step: str, run_id: str, settings: dict, env: dict | None = None, data_until: str | None = None) -> dict:
     """One Spark job through spark-submit (``numtaflow submit``): its wall seconds and the peak memory of
     its process tree; a failed job stops the benchmark with its error output."""
     command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
-               "--settings-json", json.dumps(settings)]
+               "--settings-json", json.dumps(settings), *(["--data-until", data_until] if data_until else [])]
     started = time.time()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, **(env or {})})

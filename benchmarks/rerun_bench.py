@@ -33,7 +33,7 @@ import platform
 import subprocess
 import time
 
-from bench_support import write_results
+from bench_support import run_job, write_results
 from numtaflow.catalog import DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, STEPS, RunLayout
 from numtaflow.cli import find_run
 from numtaflow.config import Settings
@@ -70,17 +70,12 @@ def dag_run(name: str, day: str, conf: dict, env: dict, storage: Storage) -> dic
 def validate_run(name: str, data_until: str, extra_env: dict, env: dict, storage: Storage) -> dict:
     """``validate`` alone under its own run id, as the DAG submits it; its seconds and files decoded."""
     run_id = f"manual__validate-{name}"
-    command = ["python", "-m", "numtaflow", "submit", "validate", "--run-id", run_id, "--data-until", data_until]
-    started = time.time()
-    result = subprocess.run(command, env={**env, "NUMTAFLOW_REUSE_STEPS": "false", **extra_env},
-                            capture_output=True, text=True)
-    wall = time.time() - started
-    if result.returncode != 0:
-        raise SystemExit(f"validate {name} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    wall = run_job("validate", run_id, {}, {**env, "NUMTAFLOW_REUSE_STEPS": "false", **extra_env},
+                   data_until)["wall_seconds"]
     marker = storage.require_step(RunLayout(storage.bucket, run_id), "validate")
     inputs = marker["summary"]["inputs"]
-    sources = [record for name in ("train", "eval") for record in (inputs[name], *inputs[name].get("batches", []))]
-    return {"run": name, "wall_seconds": round(wall, 1), "step_seconds": marker["seconds"],
+    sources = [record for part in ("train", "eval") for record in (inputs[part], *inputs[part].get("batches", []))]
+    return {"run": name, "wall_seconds": wall, "step_seconds": marker["seconds"],
             "files": sum(r["files"] for r in sources), "files_decoded": sum(r["files_decoded"] for r in sources)}
 
 

@@ -93,7 +93,7 @@ def test_a_run_chooses_its_batches_once_and_a_re_run_reads_the_choice_back():
     assert [r.marker for r in first.refused] == [f"{BASE}/dt=2026-13-45/bad/_BATCH.json"]
     bucket.land("dt=2026-11-02/straggler/_BATCH.json", EVENING)  # written late into an old date
     assert choose_batches(bucket, record, BASE, "backfill__2026-11-03", "2026-11-03T00:00:00+00:00") == first
-    other = choose_batches(bucket, "runs/other/batches.json", BASE, "other", "2026-11-03T00:00:00+00:00")
+    other = choose_batches(bucket, RunLayout("b", "other").key(BATCH_SELECTION), BASE, "other", "2026-11-03T00:00:00+00:00")
     assert [b.name for b in other.batches] == ["early", "straggler"]
 
 
