@@ -10,6 +10,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ SHARED_MODELS = ROOT.parent / "shared" / "models"
 TEST_PORT_OFFSET = int(os.environ.get("NUMTAFLOW_TEST_PORT_OFFSET", "100"))
 TEST_BUCKET = "numtaflow-test"
 DAG_ID = "numtadb_transfer_learning"
+DAG_RUN_TIMEOUT_S = 1200  # a cold run on the test data takes 3-5 min; past this it is hung
 
 
 def digit_png(label: int, size: int = 28, mode: str = "L", seed: int = 0) -> bytes:
@@ -183,31 +185,40 @@ def migrated_airflow(home: Path, env: dict) -> dict:
     return env
 
 
-def command_lines_while(process) -> list[str]:
-    """Every command line on the machine, sampled until ``process`` ends (spark-submit included)."""
+def command_lines_while(process, deadline: float) -> list[str]:
+    """Every command line on the machine, sampled until ``process`` ends or ``deadline`` passes."""
     import psutil
 
     seen = set()
-    while process.poll() is None:
+    while process.poll() is None and time.time() < deadline:
         for proc in psutil.process_iter(["cmdline"]):
             seen.add(" ".join(proc.info["cmdline"] or []))
         time.sleep(0.5)
     return sorted(seen)
 
 
-def dags_test(env, logical_date, conf=None):
-    """``airflow dags test`` of the workflow's DAG: (process, output, every command line seen meanwhile)."""
+def dags_test(env, logical_date, conf=None, timeout: float = DAG_RUN_TIMEOUT_S):
+    """``airflow dags test`` of the workflow's DAG: (process, output, every command line seen meanwhile).
+
+    A run still going after ``timeout`` seconds is killed with everything it started (its spark-submits
+    too) and returned as failed, its output ending with that reason: a hang fails one test, not the suite."""
     command = ["airflow", "dags", "test", DAG_ID, logical_date]
     if conf:
         command += ["--conf", json.dumps(conf)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               cwd=ROOT)
+                               cwd=ROOT, start_new_session=True)
     output = []
     reader = threading.Thread(target=lambda: output.append(process.stdout.read()))
     reader.start()
-    command_lines = command_lines_while(process)
+    try:
+        command_lines = command_lines_while(process, time.time() + timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
     reader.join(timeout=60)
     process.returncode = process.wait(timeout=60)
+    if process.returncode == -signal.SIGKILL:
+        output.append(f"\n[test] airflow dags test still running after {timeout:.0f} s: killed with its children\n")
     assert any("org.apache.spark.deploy.SparkSubmit" in line for line in command_lines), "no spark-submit seen"
     return process, "".join(output), command_lines
 

@@ -100,7 +100,7 @@ def wait_until(check, timeout: float, what: str):
 def lose_the_worker_mid_featurize(cluster, record: dict) -> None:
     """Kill the worker's process group (worker, executor, Python workers) once featurize's UDF runs,
     then start a replacement with the services' code; what was seen goes into ``record``."""
-    from numtaflow.services import master_status, running_pid, start_spark_worker
+    from numtaflow.services import master_status, running_pid
 
     state, _ = cluster
     try:
@@ -111,10 +111,25 @@ def lose_the_worker_mid_featurize(cluster, record: dict) -> None:
         record["lost_worker"] = master_status(PORTS.worker_ui)
         os.killpg(running_pid("spark-worker", state), signal.SIGKILL)
         record["killed_at"] = time.time()
-        wait_until(lambda: not running_pid("spark-worker", state), 30, "the killed worker to exit")
-        start_spark_worker(state, WORKER_CORES, WORKER_MEMORY, PORTS)
     except BaseException as error:  # reported by the tests, not lost in this thread
         record["error"] = repr(error)
+    finally:  # whatever happened above, the DAG run must not be left without a worker
+        replace_the_worker(state, record)
+
+
+def replace_the_worker(state, record: dict, attempts: int = 5) -> None:
+    """Start a worker unless this state folder's still runs; a failed start is recorded and tried again."""
+    from numtaflow.services import running_pid, start_spark_worker
+
+    for attempt in range(attempts):
+        try:
+            wait_until(lambda: not running_pid("spark-worker", state) or "killed_at" not in record, 30,
+                       "the killed worker to exit")
+            start_spark_worker(state, WORKER_CORES, WORKER_MEMORY, PORTS)
+            return
+        except Exception as error:
+            record.setdefault("replacement_errors", []).append(repr(error))
+            time.sleep(5 * (attempt + 1))
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +139,17 @@ def dag_run(cluster, cluster_env, storage):
     saboteur.start()
     process, log, command_lines = dags_test(cluster_env, LOGICAL_DATE)
     saboteur.join(timeout=60)
-    assert process.returncode == 0, log[-5000:]
-    assert "error" not in record and "killed_at" in record, record
+    assert process.returncode == 0, f"worker loss: {record}\n{log[-5000:]}{cluster_logs(cluster)}"
+    assert "error" not in record and "replacement_errors" not in record and "killed_at" in record, record
     return run_for(storage, LOGICAL_DATE), command_lines, record
+
+
+def cluster_logs(cluster, lines: int = 40) -> str:
+    """The last lines of the master's and the workers' logs, for a failure message."""
+    state, _ = cluster
+    tails = [f"\n--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+             for log in sorted(state.glob("spark-*.log"))]
+    return "".join(tails)
 
 
 def our_apps(run_id: str) -> dict[str, list[dict]]:
