@@ -123,7 +123,7 @@ def replace_the_worker(state, record: dict, attempts: int = 5) -> None:
 
     for attempt in range(attempts):
         try:
-            wait_until(lambda: not running_pid("spark-worker", state) or "killed_at" not in record, 30,
+            wait_until(lambda: not running_pid("spark-worker", state) or "killed_at" not in record, 60,
                        "the killed worker to exit")
             start_spark_worker(state, WORKER_CORES, WORKER_MEMORY, PORTS)
             return
