@@ -347,8 +347,14 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie child counts as gone
+    # A killed process's first thread is a zombie at once, while its others still exit and hold its
+    # sockets (a worker's UI port for half a second more): it is gone when only that zombie is left.
+    try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
+            if stat.read().split()[2] != "Z":
+                return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except FileNotFoundError:
+        return False
     except OSError:
         return True
