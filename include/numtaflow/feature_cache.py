@@ -50,12 +50,25 @@ def folder(key: str) -> str:
     return f"{FEATURE_CACHE_PREFIX}{key}/"
 
 
-def cached(spark, storage: Storage, key: str | None):
-    """Every committed entry of the featurizer (one per key), or None."""
+def entries_for(spark, storage: Storage, key: str | None, wanted):
+    """The committed entries (key columns and features, one per key) of the keys ``wanted``, read in one
+    scan of the cache, kept in memory for the step's later joins; None when the featurizer has none.
+
+    The scan goes through a broadcast join with ``wanted``'s keys, so only the wanted entries' feature
+    arrays ever leave it (a sort-merge join would shuffle the whole cache's)."""
+    from pyspark.sql import functions as F
+
     parts = storage.committed_parts(folder(key)) if key else []
     if not parts:
         return None
-    return spark.read.parquet(*parts).select(*KEY_COLUMNS, "features").dropDuplicates(KEY_COLUMNS)
+    keys = F.broadcast(wanted.distinct())
+    entries = spark.read.parquet(*parts).select(*KEY_COLUMNS, "features").join(keys, KEY_COLUMNS, "left_semi")
+    return entries.dropDuplicates(KEY_COLUMNS).persist()
+
+
+def part_entries(spark, storage: Storage, key: str, part: str):
+    """The entries of one committed part (what ``add`` wrote)."""
+    return spark.read.parquet(f"s3a://{storage.bucket}/{folder(key)}{part}/").select(*KEY_COLUMNS, "features")
 
 
 def add(storage: Storage, key: str | None, part: str, entries) -> int:

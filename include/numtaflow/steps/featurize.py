@@ -52,33 +52,50 @@ def featurized(stage: ImageFeaturizer, rows, partitions: int, copies: bool):
     return computed.withColumn("features", vector_to_array("features", "float32"))
 
 
-def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, views_per_row: int) -> FeaturizedSet:
-    """Features of ``rows`` into ``FEATURES[name]``: the cached ones read back, the others computed
-    and added to the cache."""
+def in_canonical_order(features):
+    """The output columns, hash-partitioned by image and sorted by image and view: the files, and so
+    train's input and the model fitted on it, depend only on which rows there are, never on which of
+    them came from the cache or on the order a join returned them in."""
+    return features.select(*COLUMNS).repartition("image_id").sortWithinPartitions("image_id", "view")
+
+
+def with_content_hash(rows):
     from pyspark.sql import functions as F
 
-    spark, storage, settings = context.spark, context.storage, context.settings
+    return rows.withColumn("content_sha256", F.sha2("content", 256))
+
+
+def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, views_per_row: int,
+             key: str | None, known) -> FeaturizedSet:
+    """Features of ``rows`` into ``FEATURES[name]``: those in ``known`` (the cache's entries of this
+    step's rows) taken from it, the others computed and added to the cache."""
+    from pyspark.sql import functions as F
+
+    spark, storage = context.spark, context.storage
     started = time.time()
-    rows = rows.withColumn("content_sha256", F.sha2("content", 256))
     expected = rows.count()
-    key = feature_cache.stage_key(stage) if settings.feature_cache else None
-    known = feature_cache.cached(spark, storage, key)
-    missing = rows if known is None else rows.join(known.select(*feature_cache.KEY_COLUMNS),
+    missing = rows if known is None else rows.join(F.broadcast(known.select(*feature_cache.KEY_COLUMNS)),
                                                     on=feature_cache.KEY_COLUMNS, how="left_anti")
     to_compute = missing.count()
     # cores read after that first job: a cluster's executors register after the session
     # starts, and defaultParallelism counts only those registered
     partitions = task_count(to_compute * views_per_row, spark.sparkContext.defaultParallelism,
-                            settings.featurize_task_images)
+                            context.settings.featurize_task_images)
     computed = featurized(stage, missing, partitions, copies=name == "train")
     if key is None:
-        computed.select(*COLUMNS).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
+        in_canonical_order(computed).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
     else:
-        added = feature_cache.add(storage, key, f"{context.run_id}-{name}", computed) if to_compute else 0
+        part = f"{context.run_id}-{name}"
+        added = feature_cache.add(storage, key, part, computed) if to_compute else 0
         if added != to_compute:
             raise StepFailed(f"featurize computed {added} {name} features, expected {to_compute}")
-        features = rows.join(feature_cache.cached(spark, storage, key), on=feature_cache.KEY_COLUMNS)
-        features.select(*COLUMNS).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
+        found = known
+        if added:
+            new = feature_cache.part_entries(spark, storage, key, part)
+            found = new if found is None else found.unionByName(new)
+        # the rows without their bytes are small: broadcast them, so the feature arrays are never shuffled
+        features = F.broadcast(rows.drop("content")).join(found, on=feature_cache.KEY_COLUMNS)
+        in_canonical_order(features).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
     written = spark.read.parquet(context.s3a(FEATURES[name]))
     rows_written = written.count()
     if rows_written != expected:  # whatever happened to the executors, a short or doubled output is never committed
@@ -105,9 +122,14 @@ def run(context: StepContext) -> FeaturizeSummary:
     stage = ImageFeaturizer.from_spec(spec, sha256)
     stage.write().overwrite().save(context.s3a(FEATURIZER))
     images = {name: spark.read.parquet(context.s3a(SAMPLED_IMAGES[name])) for name in ("train", "eval")}
+    rows = {"train": with_content_hash(training_copies(images["train"], settings.seed, settings.train_views)),
+            "eval": with_content_hash(evaluation_images(images["eval"]))}
+    key = feature_cache.stage_key(stage) if settings.feature_cache else None
+    keys = [frame.select(*feature_cache.KEY_COLUMNS) for frame in rows.values()]
+    known = feature_cache.entries_for(spark, context.storage, key, keys[0].unionByName(keys[1]))  # one scan, both passes
     return FeaturizeSummary(
         backbone=spec.backbone, image_size=spec.image_size, layers=list(spec.layers) or ["last"], weights=spec.weights,
         weights_sha256=sha256, train_views=settings.train_views, test_views=settings.test_views,
-        train=run_pass(context, "train", stage, training_copies(images["train"], settings.seed, settings.train_views), 1),
-        eval=run_pass(context, "eval", stage, evaluation_images(images["eval"]), 1 + settings.test_views),
+        train=run_pass(context, "train", stage, rows["train"], 1, key, known),
+        eval=run_pass(context, "eval", stage, rows["eval"], 1 + settings.test_views, key, known),
     )
