@@ -66,12 +66,16 @@ def entries_for(spark, storage: Storage, key: str | None, wanted):
     return entries.dropDuplicates(KEY_COLUMNS).persist()
 
 
+def part_prefix(key: str, part: str) -> str:
+    return f"{folder(key)}{part}/"
+
+
 def part_entries(spark, storage: Storage, key: str, part: str):
     """The entries of one committed part (what ``add`` wrote)."""
-    return spark.read.parquet(f"s3a://{storage.bucket}/{folder(key)}{part}/").select(*KEY_COLUMNS, "features")
+    return spark.read.parquet(storage.s3a(part_prefix(key, part))).select(*KEY_COLUMNS, "features")
 
 
 def add(storage: Storage, key: str | None, part: str, entries) -> int:
     """Write ``entries`` (rows a run featurized: the key columns, the features, and whatever else they
     carry) as a committed part; returns its rows."""
-    return storage.write_part(f"{folder(key)}{part}/", entries) if key else 0
+    return storage.write_part(part_prefix(key, part), entries) if key else 0

@@ -124,15 +124,19 @@ class Storage:
         return relative
 
     # --- cache parts: Parquet folders committed by a marker written after them --------------
+    def s3a(self, key: str) -> str:
+        """The path Spark reads ``key`` of this bucket by."""
+        return f"s3a://{self.bucket}/{key}"
+
     def committed_parts(self, folder: str) -> list[str]:
         """The s3a paths of the parts under ``folder`` whose marker was written (a crashed write has none)."""
         markers = sorted(o["Key"] for o in self.list_objects(folder) if o["Key"].endswith("/" + COMMIT_MARKER))
-        return [f"s3a://{self.bucket}/{marker[: -len(COMMIT_MARKER)]}" for marker in markers]
+        return [self.s3a(marker[: -len(COMMIT_MARKER)]) for marker in markers]
 
     def write_part(self, prefix: str, frame) -> int:
         """Write a Spark DataFrame as the part ``prefix``, then its marker; returns its rows."""
         self.delete_prefix(prefix)
-        path = f"s3a://{self.bucket}/{prefix}"
+        path = self.s3a(prefix)
         frame.write.mode("overwrite").parquet(path)
         rows = frame.sparkSession.read.parquet(path).count()
         self.put_json(prefix + COMMIT_MARKER, {"rows": rows})
