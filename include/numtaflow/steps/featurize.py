@@ -93,7 +93,8 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
         if added:
             new = feature_cache.part_entries(spark, storage, key, part)
             found = new if found is None else found.unionByName(new)
-        # the rows without their bytes are small: broadcast them, so the feature arrays are never shuffled
+        # the rows without their bytes are small: broadcast them, so the join shuffles no feature arrays
+        # (the canonical order below shuffles the step's own rows once)
         features = F.broadcast(rows.drop("content")).join(found, on=feature_cache.KEY_COLUMNS)
         in_canonical_order(features).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
     written = spark.read.parquet(context.s3a(FEATURES[name]))
