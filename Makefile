@@ -11,7 +11,7 @@ JARS := .cache/jars/hadoop-aws-3.3.1.jar .cache/jars/aws-java-sdk-bundle-1.11.90
 # hadoop-aws and the AWS SDK bundle, taken from a PyPI source package (no Maven here).
 JAR_SDIST := sagemaker_pyspark==1.4.5
 
-.PHONY: help prereqs setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench bench-scale bench-rerun stop clean
+.PHONY: help prereqs setup browser demo test test-fast s3-start s3-stop ui ui-stop cluster cluster-stop bench bench-scale bench-rerun bench-startup stop clean
 help:
 	@echo "make demo       set up, start the embedded S3 server, train on NumtaDB, score 500 new images, print the results"
 	@echo "make test       the whole test suite (unit + integration with real S3, spark-submit, Airflow)"
@@ -23,9 +23,12 @@ help:
 	@echo "                peak memory (bench/results/scale.{json,md}, bench/results/scoring_scale.{json,md})"
 	@echo "make bench-rerun four DAG runs on NumtaDB (cold, repeat, another seed, +1% new images): what each pays"
 	@echo "                for, with reused steps (bench/results/rerun.{json,md})"
+	@echo "make bench-startup a job's spark-submit with and without the driver's class archive (bench/results/startup.{json,md})"
 	@echo "make stop       stop the embedded services"
 
+# then the Spark driver's JVM class archive: made once (about a minute), every job starts seconds sooner
 setup: prereqs $(VENV)/.installed $(JARS)
+	@$(ENV) python -m numtaflow class-archive
 
 # Java 17/21 (installed when root with apt-get) and Python 3.11, checked in seconds before installing.
 prereqs:
@@ -106,6 +109,9 @@ bench-scale: setup s3-start
 bench-rerun: setup s3-start .local/airflow/.migrated
 	$(ENV) python -m numtaflow load-data
 	$(ENV) python benchmarks/rerun_bench.py --out bench/results
+
+bench-startup: setup
+	$(ENV) python benchmarks/startup_bench.py --out bench/results
 
 cluster: setup
 	$(ENV) python -m numtaflow cluster start

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -139,9 +140,15 @@ def cmd_submit(args: argparse.Namespace) -> None:
                              ["--run-id", args.run_id, "--settings-json", args.settings_json,
                               *[item for pair in optional for item in pair]])
     if args.print_only:
-        print(" ".join(command))
+        print(shlex.join(command))  # quoted: copied into a shell, it runs as is
         return
     sys.exit(subprocess.run(command).returncode)
+
+
+def cmd_class_archive(args: argparse.Namespace) -> None:
+    from .spark import make_class_archive
+
+    print(make_class_archive(Settings.from_env()))
 
 
 def cmd_drop_batch(args: argparse.Namespace) -> None:
@@ -395,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     submit.add_argument("--run-type", help="manual, scheduled, backfill or asset_triggered")
     submit.add_argument("--print-only", action="store_true")
     submit.set_defaults(func=cmd_submit)
+    archive = commands.add_parser("class-archive", help="make the Spark driver's JVM class archive (make setup)")
+    archive.set_defaults(func=cmd_class_archive)
     drop = commands.add_parser("drop-batch", help="land new labelled images under the incoming prefix")
     drop.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),
                       help="a NumtaDB folder (CSV beside it) or folder per class, local or s3://")

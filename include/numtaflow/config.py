@@ -182,6 +182,10 @@ class PlatformSettings(BaseModel):
     # zip this package at submit time and send it with --py-files, so executors run the submitter's
     # code rather than whatever the workers have installed
     ship_package: bool = True
+    # the driver JVM maps the classes it starts with from an archive made by ``make setup``
+    # (spark.class_archive_path): each job starts 3-5 s sooner; false: every job reads the jars
+    class_archive: bool = True
+    class_archive_dir: str = str(PROJECT_ROOT / ".cache" / "jvm")
     executor_python: str = ""  # Python on the workers; empty: the submitting interpreter's path
 
     @field_validator("driver_memory", "executor_memory")

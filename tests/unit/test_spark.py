@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 from numtaflow.config import PROJECT_ROOT, Settings
-from numtaflow.spark import package_archive, spark_conf, submit_command
+from numtaflow.spark import class_archive_options, class_archive_path, package_archive, spark_conf, submit_command
 
 
 def test_package_archive_holds_the_package_and_is_rebuilt_only_when_the_code_changes():
@@ -43,3 +43,35 @@ def test_executor_python_arrow_batch_and_memory_are_settings():
     assert conf["spark.pyspark.driver.python"] == sys.executable
     assert conf["spark.sql.execution.arrow.maxRecordsPerBatch"] == "64"
     assert spark_conf(Settings())["spark.pyspark.python"] == sys.executable
+
+
+def fake_java(folder) -> None:
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "java").write_text("#!/bin/sh\n")
+
+
+def test_the_driver_uses_the_class_archive_only_when_it_is_made_and_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    fake_java(tmp_path / "jdk")
+    settings = Settings(class_archive_dir=str(tmp_path / "jvm"))
+    options = spark_conf(settings)["spark.driver.extraJavaOptions"]
+    assert options.startswith("-Dlog4j2.configurationFile=") and "SharedArchiveFile" not in options  # not made
+    archive = class_archive_path(settings)
+    archive.parent.mkdir()
+    archive.write_bytes(b"archive")
+    options = spark_conf(settings)["spark.driver.extraJavaOptions"].split()
+    assert options[0].startswith("-Dlog4j2.configurationFile=") and f"-XX:SharedArchiveFile={archive}" in options
+    assert class_archive_options(Settings(class_archive_dir=str(tmp_path / "jvm"), class_archive=False)) == []
+
+
+def test_another_java_gets_another_class_archive_and_no_java_none(tmp_path, monkeypatch):
+    fake_java(tmp_path / "a")
+    fake_java(tmp_path / "b")
+    (tmp_path / "b" / "bin" / "java").write_text("#!/bin/sh\n# another build\n")
+    names = set()
+    for jdk in ("a", "b"):
+        monkeypatch.setenv("JAVA_HOME", str(tmp_path / jdk))
+        names.add(class_archive_path(Settings()).name)
+    assert len(names) == 2
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "none"))
+    assert class_archive_path(Settings()) is None and class_archive_options(Settings()) == []
