@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
-    print(make_class_archive(Settings.from_env()), flush=True)
+    settings = Settings.from_env()
+    print(make_class_archive(settings), flush=True)
     runs = {"with_archive": [], "without_archive": []}
     with tempfile.TemporaryDirectory() as folder:
         job = Path(folder) / "job.py"
@@ -67,7 +68,7 @@ def main() -> None:
     medians = {name: {key: round(statistics.median(r[key] for r in rows), 2) for key in ("wall_seconds", "session_seconds")}
                for name, rows in runs.items()}
     ratio = round(medians["with_archive"]["wall_seconds"] / medians["without_archive"]["wall_seconds"], 3)
-    result = {"machine": f"{os.cpu_count()} cores, {platform.machine()}", "archive": str(class_archive_path(Settings.from_env())),
+    result = {"machine": f"{os.cpu_count()} cores, {platform.machine()}", "archive": str(class_archive_path(settings)),
               "repeats": args.repeats, "runs": runs, "medians": medians, "wall_ratio_with_to_without": ratio}
     rows = "\n".join(f"| {name.replace('_', ' ')} | {m['wall_seconds']} | {m['session_seconds']} |"
                      for name, m in medians.items())

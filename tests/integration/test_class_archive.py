@@ -24,11 +24,10 @@ def test_a_jobs_driver_loads_sparks_classes_from_the_archive_made_by_setup(tmp_p
     archive = class_archive_path(settings)
     assert archive is not None and archive.is_file(), f"no class archive at {archive}: `make setup` makes it"
     (tmp_path / "job.py").write_text(JOB)
-    command = submit_command(settings, str(tmp_path / "job.py"), [])
-    options = spark_conf(settings)["spark.driver.extraJavaOptions"]
-    assert f"-XX:SharedArchiveFile={archive}" in options.split()
+    assert f"-XX:SharedArchiveFile={archive}" in spark_conf(settings)["spark.driver.extraJavaOptions"].split()
     loaded = tmp_path / "classes.log"
-    command[command.index(f"spark.driver.extraJavaOptions={options}")] += f" -Xlog:class+load=info:file={loaded}"
+    command = submit_command(settings, str(tmp_path / "job.py"), [],
+                             driver_java_options=[f"-Xlog:class+load=info:file={loaded}"])
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0 and "rows 10" in result.stdout, result.stderr[-3000:]
     sources = {line.split()[1]: line.split(" source: ")[-1] for line in loaded.read_text().splitlines()

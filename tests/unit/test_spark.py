@@ -34,6 +34,9 @@ def test_submit_command_ships_the_package_unless_turned_off():
     assert command[command.index("--py-files") + 1] == package_archive()
     assert command[-3:] == ["job.py", "--run-id", "r"]
     assert "--py-files" not in submit_command(Settings(ship_package=False), "job.py", [])
+    extra = submit_command(Settings(), "job.py", [], driver_java_options=["-Xlog:x"])
+    driver = next(item for item in extra if item.startswith("spark.driver.extraJavaOptions="))
+    assert driver == f"spark.driver.extraJavaOptions={spark_conf(Settings())['spark.driver.extraJavaOptions']} -Xlog:x"
 
 
 def test_executor_python_arrow_batch_and_memory_are_settings():
