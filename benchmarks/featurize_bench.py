@@ -1,7 +1,8 @@
 """Featurization throughput inside Spark versus plain batched Keras on the same images and model.
 
     python benchmarks/featurize_bench.py [--images 512] [--out bench/results] [--cluster-optional]
-                                         [--backbone-images 96] [--backbone-repeats 3] [--no-backbones] [--no-sweep]
+                                         [--backbone-images 96] [--backbone-repeats 3] [--backbones VGG16,...]
+                                         [--no-backbones] [--no-sweep]
 
 Writes ``featurize.json`` and ``featurize.md``, all measured in the same run:
 
@@ -28,6 +29,7 @@ import os
 import platform
 import resource
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pandas as pd
@@ -40,22 +42,40 @@ from numtaflow.features import (
     FeaturizerSpec,
     WeightsNotFound,
     featurize_contents,
-    load_featurizer,
     resolve_weights,
 )
 from numtaflow.services import running_pid, start_spark_cluster, stop_spark_cluster
 from numtaflow.spark import interactive_session
 
+THREADS_VARIABLE = "NUMTAFLOW_TF_INTRA_OP_THREADS"
+
 
 def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
-    load_featurizer(spec)  # model build excluded, as Spark's workers reuse theirs
+    # model build and the graph's first trace excluded, as Spark's warm-up pass excludes its workers'
+    featurize_contents(list(images["content"][: spec.batch_size]), spec)
     started = time.perf_counter()
     featurize_contents(list(images["content"]), spec)
     return len(images) / (time.perf_counter() - started)
 
 
-def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, master: str) -> dict:
-    """Images/s through the featurize step's UDF, with the jobs' Spark configuration and package."""
+@contextmanager
+def tf_threads(threads: int):
+    """The featurizer stage reads its TensorFlow threads from the platform settings when it builds the
+    UDF (``ml.ImageFeaturizer``), as a served pipeline does: ``threads`` per Python worker, 0 the default."""
+    previous = os.environ.get(THREADS_VARIABLE)
+    os.environ[THREADS_VARIABLE] = str(threads)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(THREADS_VARIABLE)
+        else:
+            os.environ[THREADS_VARIABLE] = previous
+
+
+def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, master: str, threads: int = 0) -> dict:
+    """Images/s through the featurize step's UDF, with the jobs' Spark configuration and package and
+    ``threads`` TensorFlow threads per Python worker (0: the backbone's default shape)."""
     from numtaflow.features import weights_sha256
     from numtaflow.ml import ImageFeaturizer
     from numtaflow.steps.featurize import featurized, training_copies
@@ -68,12 +88,14 @@ def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, ma
     # a few rows per core start every Python worker and build its model; written, not counted:
     # a count lets Spark prune the feature column and never call the UDF
     stage = ImageFeaturizer.from_spec(spec, weights_sha256(spec.weights))
-    featurized(stage, training_copies(frame.limit(partitions * 8), 0, 0), partitions, copies=True).write.mode(
-        "overwrite").format("noop").save()
+    with tf_threads(threads):
+        warm, timed = (featurized(stage, training_copies(rows, 0, 0), partitions, copies=True)
+                       for rows in (frame.limit(partitions * 8), frame))
+    warm.write.mode("overwrite").format("noop").save()
     warm_up = time.perf_counter() - started
     memory = PeakMemory(os.getpid())
     started = time.perf_counter()
-    featurized(stage, training_copies(frame, 0, 0), partitions, copies=True).write.mode("overwrite").format("noop").save()
+    timed.write.mode("overwrite").format("noop").save()
     rate = len(images) / (time.perf_counter() - started)
     peaks = memory.stop()
     spark.stop()
@@ -110,18 +132,21 @@ def offline_or_random(settings: Settings) -> Settings:
 
 
 def compare(images: pd.DataFrame, settings: Settings, cores: int) -> dict:
-    """Plain Keras (all cores in one process) against local[*] (one TensorFlow thread per task)."""
-    plain = plain_keras(images, FeaturizerSpec.from_settings(settings, task_cpus=cores))
+    """Plain Keras (one process, a TensorFlow thread per core) against local[*] in the backbone's shape
+    (its TensorFlow threads per task core)."""
+    plain = plain_keras(images, replace(FeaturizerSpec.from_settings(settings), intra_op_threads=cores))
     in_spark = spark_udf(images, FeaturizerSpec.from_settings(settings, task_cpus=1), settings, "local[*]")
     return {"backbone": settings.backbone, "weights": "imagenet" if settings.weights != "random" else "random",
             "images": len(images), "plain_keras_images_per_second": round(plain, 1), "spark_udf": in_spark,
+            "tf_threads_per_core": BACKBONES[settings.backbone].tf_threads_per_core,
             "ratio_spark_to_plain": round(in_spark["images_per_second"] / plain, 3)}
 
 
-def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int, repeats: int) -> list[dict]:
-    """Each other backbone compared ``repeats`` times: the median run, and the spread of the ratios."""
+def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int, repeats: int,
+                  names: list[str]) -> list[dict]:
+    """Each backbone of ``names`` compared ``repeats`` times: the median run, and the spread of the ratios."""
     rows = []
-    for name in BACKBONES:
+    for name in names:
         if name != settings.backbone:
             runs = [compare(images, offline_or_random(settings.with_overrides({"backbone": name})), cores)
                     for _ in range(repeats)]
@@ -143,9 +168,9 @@ def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dic
     rows = []
     for overrides, (master, threads) in configurations:
         tuned = settings.with_overrides(overrides)
-        spec = replace(FeaturizerSpec.from_settings(tuned), intra_op_threads=threads)
+        spec = FeaturizerSpec.from_settings(tuned)
         rows.append({**overrides, "master": master, "tf_threads_per_worker": threads,
-                     **spark_udf(images, spec, tuned, master)})
+                     **spark_udf(images, spec, tuned, master, threads)})
     return rows
 
 
@@ -178,9 +203,10 @@ def markdown(result: dict) -> str:
              f"One-off per run: {spark['worker_start_and_model_build_seconds']} s to start the Python workers and "
              f"build their models; peak memory of one Python worker {spark['peak_rss_gb_one_python_worker']} GB."]
     if result["backbones"]:
-        lines += ["", "| backbone | weights | images | plain Keras images/s | Spark images/s | ratio (median run) | "
-                  "ratios of all runs |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['backbone']} | {r['weights']} | {r['images']} | {r['plain_keras_images_per_second']} | "
+        lines += ["", "| backbone | weights | TF threads per core | images | plain Keras images/s | Spark images/s | "
+                  "ratio (median run) | ratios of all runs |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['backbone']} | {r['weights']} | {r['tf_threads_per_core']} | {r['images']} | "
+                  f"{r['plain_keras_images_per_second']} | "
                   f"{r['spark_udf']['images_per_second']} | {r['ratio_spark_to_plain']} | "
                   f"{', '.join(map(str, r['ratios']))} |" for r in result["backbones"]]
     if result["sweep"]:
@@ -205,6 +231,7 @@ def main() -> None:
     parser.add_argument("--cluster-optional", action="store_true",
                         help="leave the cluster row out (with the reason) when the cluster cannot start")
     parser.add_argument("--no-backbones", action="store_true", help="skip the other backbones")
+    parser.add_argument("--backbones", default=",".join(BACKBONES), help="the other backbones to compare")
     parser.add_argument("--no-sweep", action="store_true", help="skip the tuning sweep")
     args = parser.parse_args()
     # one view per image on every path: the comparison is of the machinery, not of augmentation
@@ -218,7 +245,7 @@ def main() -> None:
         "default": compare(images, settings, cores),
         "standalone_cluster": on_cluster(images, spec, settings, args.cluster_optional),
         "backbones": [] if args.no_backbones else backbone_rows(images.head(args.backbone_images), settings, cores,
-                                                                    args.backbone_repeats),
+                                                                    args.backbone_repeats, args.backbones.split(",")),
         "sweep": [] if args.no_sweep else sweep_rows(images, settings, cores),
         "peak_rss_gb_benchmark_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "dag_step_seconds": step_timings(settings),

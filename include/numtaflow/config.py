@@ -158,7 +158,7 @@ class PlatformSettings(BaseModel):
     # rows per Arrow batch handed to the pandas UDF (spark.sql.execution.arrow.maxRecordsPerBatch); it
     # counts rows, not bytes: a small multiple of udf_batch_size bounds each Python worker's memory
     arrow_batch_rows: int = Field(128, ge=1)
-    tf_intra_op_threads: int = Field(0, ge=0)  # 0: spark.task.cpus
+    tf_intra_op_threads: int = Field(0, ge=0)  # 0: spark.task.cpus x the backbone's tf_threads_per_core
     # images through the CNN per featurize task: bounds what a lost task redoes on large inputs
     featurize_task_images: int = Field(2000, ge=1)
     # reuse features computed by earlier runs (same image bytes, featurizer and view; feature_cache.py)

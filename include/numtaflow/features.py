@@ -55,7 +55,7 @@ class FeaturizerSpec:
             layers=layers,
             weights=resolve_weights(settings),
             batch_size=settings.udf_batch_size,
-            intra_op_threads=settings.tf_intra_op_threads or task_cpus,
+            intra_op_threads=intra_op_threads(settings.tf_intra_op_threads, backbone, task_cpus),
             crop=settings.crop_to_ink,
             test_views=settings.test_views,
         )
@@ -116,6 +116,12 @@ def weights_sha256(weights: str) -> str | None:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def intra_op_threads(setting: int, backbone: Backbone, task_cpus: int) -> int:
+    """TensorFlow threads of one Python worker: the ``tf_intra_op_threads`` setting, else the task's
+    cores times the backbone's threads per core (its Spark cores x TensorFlow threads shape)."""
+    return setting or task_cpus * backbone.tf_threads_per_core
 
 
 _MODEL_CACHE: dict[tuple, object] = {}

@@ -22,7 +22,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from .config import Settings
 from .features import (FeaturizerSpec, WeightsNotFound, feature_layer_names, featurize_batches, find_weights_file,
-                       keras_cache, weights_sha256)
+                       intra_op_threads, keras_cache, weights_sha256)
 from .vocabulary import BACKBONES
 
 RANDOM = "random"
@@ -100,7 +100,8 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         weights = locate_weights(self.getOrDefault(self.weightsFile), self.getOrDefault(self.weightsSha256),
                                  settings.weights_dir)
         task_cpus = int(dataset.sparkSession.conf.get("spark.task.cpus", "1"))
-        spec = self.spec(weights, settings.tf_intra_op_threads or task_cpus)
+        spec = self.spec(weights, intra_op_threads(settings.tf_intra_op_threads,
+                                                   BACKBONES[self.getOrDefault(self.backbone)], task_cpus))
 
         @pandas_udf(ArrayType(FloatType()))
         def features(batches: Iterator[Tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.Series]:

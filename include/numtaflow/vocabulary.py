@@ -24,6 +24,9 @@ class Backbone:
     weights_file: str
     recommended_layers: tuple[str, ...] = ()  # what feature_layers="auto" pools; empty: the last layer
     recommended_size: int = 0  # what image_size=0 feeds the network; 0: its native size
+    # TensorFlow threads per Spark task core: 2 lets a worker's large convolutions use the core the
+    # other worker leaves idle while it prepares images in Python (make bench, README: the heavy backbones)
+    tf_threads_per_core: int = 1
 
     @property
     def default_size(self) -> int:
@@ -46,8 +49,8 @@ BACKBONES = {
         Backbone("InceptionV3", "inception_v3", 299, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
         Backbone("Xception", "xception", 299, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
         Backbone("ResNet50", "resnet50", 224, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        Backbone("VGG16", "vgg16", 224, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        Backbone("VGG19", "vgg19", 224, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Backbone("VGG16", "vgg16", 224, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", tf_threads_per_core=2),
+        Backbone("VGG19", "vgg19", 224, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", tf_threads_per_core=2),
     )
 }
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from numtaflow.config import Settings
-from numtaflow.features import FeaturizerSpec, WeightsNotFound, featurize_contents, resolve_weights
+from numtaflow.features import FeaturizerSpec, WeightsNotFound, featurize_contents, intra_op_threads, resolve_weights
 from numtaflow.vocabulary import BACKBONES
 
 
@@ -115,3 +115,25 @@ def test_featurize_tasks_come_in_whole_waves_of_bounded_size():
     assert task_count(44_000, cores=2, per_task=2000) == 22
     assert task_count(4_001, cores=2, per_task=2000) == 4  # 4 tasks of ~1,000, not 3 with one idle core
     assert task_count(10, cores=0, per_task=5) == 2
+
+
+def test_tensorflow_threads_follow_the_backbones_shape_unless_set():
+    """VGG's large convolutions take two threads per task core (make bench); the others one; the setting wins."""
+    assert intra_op_threads(0, BACKBONES["MobileNetV2"], 1) == 1
+    assert intra_op_threads(0, BACKBONES["VGG16"], 1) == intra_op_threads(0, BACKBONES["VGG19"], 1) == 2
+    assert intra_op_threads(0, BACKBONES["VGG16"], 4) == 8
+    assert intra_op_threads(3, BACKBONES["VGG16"], 1) == 3
+    settings = Settings.from_env().with_overrides({"backbone": "VGG16", "weights": "random"})
+    assert FeaturizerSpec.from_settings(settings, task_cpus=2).intra_op_threads == 4
+
+
+def test_the_pipeline_stage_builds_its_udf_with_the_backbones_threads(spark, monkeypatch):
+    """A served pipeline sizes TensorFlow as featurize does: the stage reads the same rule."""
+    from numtaflow import ml
+
+    seen, build = [], ml.ImageFeaturizer.spec
+    monkeypatch.setattr(ml.ImageFeaturizer, "spec", lambda self, weights, threads: seen.append(threads) or
+                        build(self, weights, threads))
+    stage = ml.ImageFeaturizer(backbone="VGG16", imageSize=32, weightsFile="random", weightsSha256="")
+    stage.transform(spark.createDataFrame([(b"x",)], "content binary"))  # lazy: builds the UDF, runs nothing
+    assert seen == [int(spark.conf.get("spark.task.cpus", "1")) * 2]
