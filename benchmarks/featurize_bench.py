@@ -29,14 +29,14 @@ import os
 import platform
 import resource
 import time
-from contextlib import contextmanager
 from dataclasses import replace
+from unittest import mock
 
 import pandas as pd
 from bench_support import PeakMemory, load_images, write_results
 from numtaflow.catalog import METRICS, RunLayout
 from numtaflow.cli import STATE_DIR
-from numtaflow.config import Settings
+from numtaflow.config import ENV_PREFIX, Settings
 from numtaflow.features import (
     BACKBONES,
     FeaturizerSpec,
@@ -47,7 +47,7 @@ from numtaflow.features import (
 from numtaflow.services import running_pid, start_spark_cluster, stop_spark_cluster
 from numtaflow.spark import interactive_session
 
-THREADS_VARIABLE = "NUMTAFLOW_TF_INTRA_OP_THREADS"
+THREADS_VARIABLE = ENV_PREFIX + "TF_INTRA_OP_THREADS"
 
 
 def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
@@ -56,21 +56,6 @@ def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
     started = time.perf_counter()
     featurize_contents(list(images["content"]), spec)
     return len(images) / (time.perf_counter() - started)
-
-
-@contextmanager
-def tf_threads(threads: int):
-    """The featurizer stage reads its TensorFlow threads from the platform settings when it builds the
-    UDF (``ml.ImageFeaturizer``), as a served pipeline does: ``threads`` per Python worker, 0 the default."""
-    previous = os.environ.get(THREADS_VARIABLE)
-    os.environ[THREADS_VARIABLE] = str(threads)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(THREADS_VARIABLE)
-        else:
-            os.environ[THREADS_VARIABLE] = previous
 
 
 def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, master: str, threads: int = 0) -> dict:
@@ -88,7 +73,9 @@ def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, ma
     # a few rows per core start every Python worker and build its model; written, not counted:
     # a count lets Spark prune the feature column and never call the UDF
     stage = ImageFeaturizer.from_spec(spec, weights_sha256(spec.weights))
-    with tf_threads(threads):
+    # the stage reads its TensorFlow threads from the platform settings when it builds the UDF, as a
+    # served pipeline does
+    with mock.patch.dict(os.environ, {THREADS_VARIABLE: str(threads)}):
         warm, timed = (featurized(stage, training_copies(rows, 0, 0), partitions, copies=True)
                        for rows in (frame.limit(partitions * 8), frame))
     warm.write.mode("overwrite").format("noop").save()
