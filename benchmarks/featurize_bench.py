@@ -2,6 +2,7 @@
 
     python benchmarks/featurize_bench.py [--images 512] [--out bench/results] [--cluster-optional]
                                          [--backbone-images 96] [--backbone-repeats 3] [--backbones VGG16,...]
+                                         [--shapes 1,2]
                                          [--no-backbones] [--no-sweep]
 
 Writes ``featurize.json`` and ``featurize.md``, all measured in the same run:
@@ -13,7 +14,9 @@ Writes ``featurize.json`` and ``featurize.md``, all measured in the same run:
   reason, instead of failing;
 * the same comparison for every other backbone, on fewer images, three times each (the median run
   and every run's ratio: the spread between runs); a backbone whose ImageNet
-  weights are not available offline runs with random weights, which do the same arithmetic;
+  weights are not available offline runs with random weights, which do the same arithmetic; with
+  ``--shapes``, each run also measures those TensorFlow threads per task core right after the
+  backbone's own, so shapes are compared pairwise within a run rather than across noisy runs;
 * what a user would tune: Arrow batch rows, images per model call, and TensorFlow threads per
   Python worker against Spark cores, each with the rate and the peak memory of one Python worker;
 * the wall time of each DAG step of the latest finished run, when an S3 server with runs is reachable.
@@ -118,28 +121,37 @@ def offline_or_random(settings: Settings) -> Settings:
         return settings.with_overrides({"weights": "random"})
 
 
-def compare(images: pd.DataFrame, settings: Settings, cores: int) -> dict:
+def compare(images: pd.DataFrame, settings: Settings, cores: int, shapes: tuple[int, ...] = ()) -> dict:
     """Plain Keras (one process, a TensorFlow thread per core) against local[*] in the backbone's shape
-    (its TensorFlow threads per task core)."""
+    (its TensorFlow threads per task core) and in each of ``shapes`` (other threads per task core),
+    one after the other on the same images: paired ratios, so the shapes are compared within a run."""
     plain = plain_keras(images, replace(FeaturizerSpec.from_settings(settings), intra_op_threads=cores))
-    in_spark = spark_udf(images, FeaturizerSpec.from_settings(settings, task_cpus=1), settings, "local[*]")
+    spec = FeaturizerSpec.from_settings(settings, task_cpus=1)
+    chosen = BACKBONES[settings.backbone].tf_threads_per_core
+    by_shape = {threads: spark_udf(images, spec, settings, "local[*]", threads)
+                for threads in dict.fromkeys((chosen, *shapes))}
     return {"backbone": settings.backbone, "weights": "imagenet" if settings.weights != "random" else "random",
-            "images": len(images), "plain_keras_images_per_second": round(plain, 1), "spark_udf": in_spark,
-            "tf_threads_per_core": BACKBONES[settings.backbone].tf_threads_per_core,
-            "ratio_spark_to_plain": round(in_spark["images_per_second"] / plain, 3)}
+            "images": len(images), "plain_keras_images_per_second": round(plain, 1), "spark_udf": by_shape[chosen],
+            "tf_threads_per_core": chosen,
+            "ratio_spark_to_plain": round(by_shape[chosen]["images_per_second"] / plain, 3),
+            "ratio_by_threads_per_core": {threads: round(run["images_per_second"] / plain, 3)
+                                          for threads, run in sorted(by_shape.items())}}
 
 
 def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int, repeats: int,
-                  names: list[str]) -> list[dict]:
-    """Each backbone of ``names`` compared ``repeats`` times: the median run, and the spread of the ratios."""
+                  names: list[str], shapes: tuple[int, ...]) -> list[dict]:
+    """Each backbone of ``names`` compared ``repeats`` times: the median run, the spread of the ratios,
+    and every run's ratio per shape of ``shapes``."""
     rows = []
     for name in names:
         if name != settings.backbone:
-            runs = [compare(images, offline_or_random(settings.with_overrides({"backbone": name})), cores)
+            runs = [compare(images, offline_or_random(settings.with_overrides({"backbone": name})), cores, shapes)
                     for _ in range(repeats)]
             ratios = sorted(run["ratio_spark_to_plain"] for run in runs)
             median = next(run for run in runs if run["ratio_spark_to_plain"] == ratios[len(ratios) // 2])
-            rows.append({**median, "ratios": ratios})
+            by_shape = {threads: [run["ratio_by_threads_per_core"][threads] for run in runs]
+                        for threads in median["ratio_by_threads_per_core"]}
+            rows.append({**median, "ratios": ratios, "ratios_by_threads_per_core": by_shape})
     return rows
 
 
@@ -196,6 +208,16 @@ def markdown(result: dict) -> str:
                   f"{r['plain_keras_images_per_second']} | "
                   f"{r['spark_udf']['images_per_second']} | {r['ratio_spark_to_plain']} | "
                   f"{', '.join(map(str, r['ratios']))} |" for r in result["backbones"]]
+    shapes = sorted({threads for r in result["backbones"] for threads in r["ratios_by_threads_per_core"]})
+    if len(shapes) > 1:
+        lines += ["", "Spark / plain Keras per run, each shape measured in turn in the same run (TensorFlow threads "
+                  "per task core; * the backbone's shape):", "",
+                  "| backbone | " + " | ".join(f"{threads} per core" for threads in shapes) + " |",
+                  "|---|" + "---|" * len(shapes)]
+        lines += [f"| {r['backbone']} | " + " | ".join(
+            ", ".join(map(str, r["ratios_by_threads_per_core"].get(threads, [])))
+            + (" *" if threads == r["tf_threads_per_core"] else "") for threads in shapes) + " |"
+            for r in result["backbones"]]
     if result["sweep"]:
         lines += ["", "| master | TF threads per worker | arrow_batch_rows | udf_batch_size | images/s | "
                   "peak RSS of one Python worker |", "|---|---|---|---|---|---|"]
@@ -219,6 +241,8 @@ def main() -> None:
                         help="leave the cluster row out (with the reason) when the cluster cannot start")
     parser.add_argument("--no-backbones", action="store_true", help="skip the other backbones")
     parser.add_argument("--backbones", default=",".join(BACKBONES), help="the other backbones to compare")
+    parser.add_argument("--shapes", type=lambda text: tuple(int(n) for n in text.split(",") if n), default=(),
+                        help="TensorFlow threads per task core to measure beside each backbone's own, e.g. 1,2")
     parser.add_argument("--no-sweep", action="store_true", help="skip the tuning sweep")
     args = parser.parse_args()
     # one view per image on every path: the comparison is of the machinery, not of augmentation
@@ -232,7 +256,8 @@ def main() -> None:
         "default": compare(images, settings, cores),
         "standalone_cluster": on_cluster(images, spec, settings, args.cluster_optional),
         "backbones": [] if args.no_backbones else backbone_rows(images.head(args.backbone_images), settings, cores,
-                                                                    args.backbone_repeats, args.backbones.split(",")),
+                                                                    args.backbone_repeats, args.backbones.split(","),
+                                                                    args.shapes),
         "sweep": [] if args.no_sweep else sweep_rows(images, settings, cores),
         "peak_rss_gb_benchmark_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "dag_step_seconds": step_timings(settings),
