@@ -20,6 +20,10 @@ CV_GRID = {
     "elastic_net_param": [0.0, 0.5],
 }
 CV_FOLDS = 3
+# Rows stacked per block for the optimizer's matrix products; every L-BFGS iteration passes over all
+# blocks. Spark's automatic 1 MB holds 16 rows of 7,744 features: on the default sample 64 MB blocks
+# fit in 31-33 s instead of 43-51, in the same 88 iterations, to the same metrics at four decimals.
+TRAINING_BLOCK_MB = 64.0
 
 
 def with_vector(frame, column: str = "features"):
@@ -39,6 +43,7 @@ def make_estimator(params: LrParams):
         regParam=params.reg_param,
         elasticNetParam=params.elastic_net_param,
         family="multinomial",
+        maxBlockSizeInMB=TRAINING_BLOCK_MB,
     )
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from numtaflow.config import Settings
 from numtaflow.model import CV_FOLDS, cross_validate
-from numtaflow.steps.train import split_sample, training_partitions, training_rows
+from numtaflow.steps.train import split_counts, split_sample, training_partitions, training_rows
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,7 @@ def test_copies_follow_their_image_into_the_split_and_its_fold(features):
     per_image = split.groupBy("image_id").agg({"is_train": "collect_set"}).collect()
     assert all(len(row[1]) == 1 for row in per_image)  # an image and its copies: one side only
     assert split.where("is_train").count() == 8 * 10 * 3
+    assert split_counts(split) == {"n_train": 80, "n_train_rows": 240, "n_holdout": 20}
     train = training_rows(split, settings, partitions=2)
     folds = train.groupBy("image_id").agg({"fold": "collect_set"}).collect()
     assert len(folds) == 80 and all(len(row[1]) == 1 for row in folds)  # copies share their image's fold

@@ -39,6 +39,16 @@ def split_sample(features, settings):
     return features.join(F.broadcast(assignment.cache()), on="image_id")
 
 
+def split_counts(split) -> dict[str, int]:
+    """Original training images, training rows (with their distorted copies) and hold-out images,
+    counted in one pass over the split."""
+    counts = {(row["is_train"], row["original"]): row["count"]
+              for row in split.groupBy("is_train", (F.col("view") == 0).alias("original")).count().collect()}
+    return {"n_train": counts.get((True, True), 0),
+            "n_train_rows": counts.get((True, True), 0) + counts.get((True, False), 0),
+            "n_holdout": counts.get((False, True), 0)}
+
+
 def training_partitions(rows: int, dimension: int, cores: int) -> int:
     """As few partitions as keep each under ``TRAINING_PARTITION_BYTES`` of doubles, in whole
     waves of ``cores``: every optimizer iteration is a Spark job over all of them."""
@@ -70,9 +80,7 @@ def run(context: StepContext) -> TrainSummary:
     summary = TrainSummary(
         params=params,
         cv=cv_table,
-        n_train=split.where(F.col("is_train") & (F.col("view") == 0)).count(),
-        n_train_rows=split.where("is_train").count(),
-        n_holdout=holdout.count(),
+        **split_counts(split),
         training_accuracy=round(float(model.summary.accuracy), 4) if model.hasSummary else None,
     )
     context.storage.put_json(context.layout.key(TRAIN_PARAMS), summary.model_dump())
