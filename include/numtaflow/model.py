@@ -22,7 +22,7 @@ CV_GRID = {
 CV_FOLDS = 3
 # Rows stacked per block for the optimizer's matrix products; every L-BFGS iteration passes over all
 # blocks. Spark's automatic 1 MB holds 16 rows of 7,744 features: on the default sample 64 MB blocks
-# fit in 31-33 s instead of 43-51, in the same 88 iterations, to the same metrics at four decimals.
+# fit in 31 s instead of 43, in the same 88 iterations, to the same metrics at four decimals.
 TRAINING_BLOCK_MB = 64.0
 
 
