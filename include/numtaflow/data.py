@@ -242,21 +242,22 @@ def versioned_files(uri: str, storage: Storage | None) -> list[tuple[str, int, s
             if p.is_file() and (s := p.stat())]
 
 
-def input_identity(uri: str, storage: Storage | None) -> str:
-    """sha256 of what identifies an input's files without reading them (``versioned_files``): the
-    folder (or zip) and anything named like it beside it (its NumtaDB CSV). A changed, added or
-    removed file changes it."""
-    return hashlib.sha256(repr(sorted(versioned_files(uri, storage))).encode()).hexdigest()
+def listing_identity(listed: list[tuple[str, int, str]]) -> str:
+    """sha256 of what identifies an input's files without reading them: its listing
+    (``versioned_files``: the folder or zip and anything named like it beside it, its NumtaDB CSV), in
+    any order. A changed, added or removed file changes it."""
+    return hashlib.sha256(repr(sorted(listed)).encode()).hexdigest()
 
 
-def file_versions(dataset: DatasetInput, storage: Storage | None) -> pd.DataFrame:
+def file_versions(dataset: DatasetInput, listed: list[tuple[str, int, str]]) -> pd.DataFrame:
     """The dataset's listed files with their location and version: ``image_id`` (the path relative to
-    its root), ``object``, ``version`` (size and ETag, or size and modification time)."""
+    its root), ``object``, ``version`` (size and ETag, or size and modification time), from ``listed``,
+    the ``versioned_files`` of its root; a file missing there has no row."""
     wanted = {f.relative_path for f in dataset.files}
     scheme, bucket, key = split_uri(dataset.root_uri)
     base = (f"s3://{bucket}/{key.rstrip('/')}" if scheme == "s3" else os.path.abspath(key)) + "/"
     rows = [(location[len(base):], location, f"{size}:{version}")
-            for location, size, version in versioned_files(dataset.root_uri, storage)
+            for location, size, version in listed
             if location.startswith(base) and location[len(base):] in wanted]
     return pd.DataFrame(rows, columns=["image_id", "object", "version"])
 

@@ -19,7 +19,7 @@ import logging
 from importlib import resources
 
 from .catalog import INSPECTION_CACHE_PREFIX
-from .data import DatasetInput, decode_images, file_versions
+from .data import DatasetInput, decode_images
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,10 @@ def folder(key: str) -> str:
 
 
 def known_inspections(spark, storage: Storage, key: str, versions):
-    """The cached inspections of these files (a Spark frame with ``image_id``, or None), those whose
-    bytes still hash to their recorded sha256 only, cached in memory; None when nothing is cached or
-    the cache cannot be read."""
+    """The cached inspections of the files in ``versions`` (``object``, ``version`` and any other
+    columns, kept), those whose bytes still hash to their recorded sha256 only, in one scan of the cache
+    however many inputs the files come from; cached in memory. None when nothing is cached or the cache
+    cannot be read."""
     from pyspark.sql import functions as F
 
     parts = storage.committed_parts(folder(key))
@@ -64,15 +65,14 @@ def known_inspections(spark, storage: Storage, key: str, versions):
         return None
 
 
-def inspect_files(spark, storage: Storage, dataset: DatasetInput, max_pixels: int, use_cache: bool):
+def inspect_files(spark, dataset: DatasetInput, versions, known, max_pixels: int):
     """Every file of the dataset with its bytes and inspection (``data.decode_images``' columns, plus
     ``object``, ``version`` and ``inspected``: true for files read and decoded now), reading and
-    decoding only files the cache does not know in their present version; cached in memory. Returns
-    (that frame, how many files the cache knew, how many were read and decoded)."""
+    decoding only files not in ``known``: the dataset's ``known_inspections`` (None: inspect every
+    file). ``versions``: the dataset's ``data.file_versions``. Cached in memory. Returns (that frame,
+    how many files the cache knew, how many were read and decoded)."""
     from pyspark.sql import functions as F
 
-    versions = spark.createDataFrame(file_versions(dataset, storage), "image_id string, object string, version string")
-    known = known_inspections(spark, storage, cache_key(max_pixels), versions) if use_cache else None
     seen = set() if known is None else {row.image_id for row in known.select("image_id").collect()}
     unseen = [f.relative_path for f in dataset.files
               if f.relative_path not in seen and not f.relative_path.lower().endswith(".csv")]
@@ -80,14 +80,10 @@ def inspect_files(spark, storage: Storage, dataset: DatasetInput, max_pixels: in
     frames = [] if known is None else [known.withColumn("inspected", F.lit(False)).select(*columns)]
     if unseen or known is None:
         decoded = decode_images(spark, dataset.root_uri, max_pixels, only=unseen if seen else None)
-        frames.append(decoded.join(versions, on="image_id", how="left").withColumn("inspected", F.lit(True))
-                      .select(*columns))
+        frames.append(decoded.join(versions.select("image_id", *KEY_COLUMNS), on="image_id", how="left")
+                      .withColumn("inspected", F.lit(True)).select(*columns))
     images = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
-    images = images.cache()
-    if known is not None:
-        images.count()
-        known.unpersist()
-    return images, len(seen), len(unseen)
+    return images.cache(), len(seen), len(unseen)
 
 
 def add(storage: Storage, key: str, part: str, images) -> int:

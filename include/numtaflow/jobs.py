@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, Callable
@@ -50,6 +50,7 @@ class StepContext:
     data_until: str | None = None  # ISO time bounding which landed batches the run sees
     spark: object = None
     scoring: ScoringSettings | None = None  # a scoring run's settings (its steps are SCORING_STEPS)
+    listings: dict[str, list] = field(default_factory=dict)  # what the step listed, by URI (``versioned_files``)
 
     def recorded_settings(self) -> dict:
         """What defines this run's result, as recorded in each commit marker."""
@@ -57,6 +58,15 @@ class StepContext:
 
     def uri(self, artifact: Artifact) -> str:
         return self.layout.uri(artifact)
+
+    def versioned_files(self, uri: str) -> list[tuple[str, int, str]]:
+        """``data.versioned_files`` of ``uri``, listed once per step: the identity a step is fingerprinted
+        by and the file versions it then inspects come from one listing."""
+        if uri not in self.listings:
+            from .data import versioned_files
+
+            self.listings[uri] = versioned_files(uri, self.storage)
+        return self.listings[uri]
 
     def s3a(self, artifact: Artifact) -> str:
         return self.layout.s3a(artifact)

@@ -2,7 +2,7 @@
 
 import os
 
-from numtaflow.data import file_versions, literal_path, resolve_input
+from numtaflow.data import file_versions, literal_path, resolve_input, versioned_files
 from numtaflow.inspection_cache import cache_key
 
 
@@ -14,12 +14,12 @@ def test_a_file_version_changes_when_the_file_is_rewritten_and_names_only_the_da
     (folder / ".hidden.png").write_bytes(b"ignored")
     (tmp_path / "training-a.csv").write_text("filename,digit\na00000.png,0\n")
     dataset = resolve_input(str(folder), None)
-    first = file_versions(dataset, None).set_index("image_id")
+    first = file_versions(dataset, versioned_files(dataset.root_uri, None)).set_index("image_id")
     assert sorted(first.index) == ["a00000.png", "sub/a00001.png"]  # not the CSV beside it, nor hidden files
     assert first.loc["sub/a00001.png", "object"] == str(folder / "sub" / "a00001.png")
     (folder / "sub" / "a00001.png").write_bytes(b"TWO")  # same size, new content: a new modification time
     os.utime(folder / "sub" / "a00001.png", ns=(1, 1))
-    second = file_versions(dataset, None).set_index("image_id")
+    second = file_versions(dataset, versioned_files(dataset.root_uri, None)).set_index("image_id")
     assert second.loc["a00000.png", "version"] == first.loc["a00000.png", "version"]
     assert second.loc["sub/a00001.png", "version"] != first.loc["sub/a00001.png", "version"]
 

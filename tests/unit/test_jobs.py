@@ -59,21 +59,24 @@ def test_the_package_fingerprint_is_its_source():
 def test_an_input_identity_changes_with_any_file_and_the_csv_beside_the_folder(tmp_path):
     import os
 
-    from numtaflow.data import input_identity
+    from numtaflow.data import listing_identity, versioned_files
+
+    def input_identity(uri):
+        return listing_identity(versioned_files(uri, None))
 
     folder = tmp_path / "training-a"
     folder.mkdir()
     (folder / "a00000.png").write_bytes(b"one")
     (folder / "a00001.png").write_bytes(b"two")
-    first = input_identity(str(folder), None)
-    assert input_identity(str(folder) + "/", None) == first
+    first = input_identity(str(folder))
+    assert input_identity(str(folder) + "/") == first
     (tmp_path / "training-a.csv").write_text("filename,digit\n")
-    with_csv = input_identity(str(folder), None)
+    with_csv = input_identity(str(folder))
     (folder / "a00001.png").write_bytes(b"TWO")  # same size, new content: a new modification time
     os.utime(folder / "a00001.png", ns=(1, 1))
-    rewritten = input_identity(str(folder), None)
+    rewritten = input_identity(str(folder))
     (folder / "a00002.png").write_bytes(b"three")
-    added = input_identity(str(folder), None)
+    added = input_identity(str(folder))
     assert len({first, with_csv, rewritten, added}) == 4
 
 

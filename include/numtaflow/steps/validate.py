@@ -2,7 +2,8 @@
 
 Files an earlier run inspected in their present version (same ETag, or size and modification time)
 are taken from the inspection cache (``inspection_cache.py``) instead of being read and decoded again;
-the suites always run over the whole input.
+the suites always run over the whole input. Each source is listed once per step (the listing gives both
+the step's fingerprint and the versions looked up) and the cache is scanned once for every source.
 
 Outputs (``runs/<run>/validate/``): ``report.json``, ``report.html``, and per input
 (``train``, ``eval``) an images table ``<input>_images.parquet`` holding the validated bytes and
@@ -12,61 +13,97 @@ steps use exactly the data that passed validation. Blank and tiny images are lef
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from .. import inspection_cache
 from ..catalog import BATCH_SELECTION, STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
 from ..config import FEATURIZER_SETTINGS, GATE_SETTINGS, SAMPLING_SETTINGS, TRAINING_SETTINGS
 from ..contracts import BatchSelection, InputRecord, ValidateSummary
-from ..data import InputError, build_manifest, input_identity, manifest_hash, resolve_input
+from ..data import DatasetInput, InputError, build_manifest, file_versions, listing_identity, manifest_hash, resolve_input
 from ..incoming import Batch, choose_batches
 from ..jobs import Reuse, StepContext, StepFailed, log
 from ..quality import ValidationReport, render_html, structure_failure, validate_manifest
 
 MANIFEST_SCHEMA = "image_id string, label_raw string, in_csv boolean, has_file boolean, size long"
+VERSIONS_SCHEMA = "image_id string, object string, version string"
 
 
-def read_sources(context: StepContext, sources: list[tuple[str, str]]):
-    """Resolve and decode each source; image ids get the source's prefix so they stay unique.
+@dataclass(frozen=True)
+class Source:
+    """One source of an input (its base dataset or a landed batch), resolved and listed."""
 
-    Returns (manifest, decoded images per source, lineage per source, layouts), or raises ``InputError`` naming the source that cannot be read.
-    """
-    from pyspark.sql import functions as F
+    id_prefix: str  # prefixed to its image ids, so that they stay unique within the input
+    uri: str
+    dataset: DatasetInput
+    manifest: pd.DataFrame
+    versions: pd.DataFrame  # data.file_versions
 
-    manifests, decoded, records, layouts = [], [], [], set()
+
+def resolve_sources(context: StepContext, sources: list[tuple[str, str]]) -> list[Source]:
+    """Resolve and list each source, or raise ``InputError`` naming the one that cannot be read."""
+    resolved = []
     for id_prefix, uri in sources:
         try:
             dataset = resolve_input(uri, context.storage, staging_prefix=STAGING_PREFIX)
             manifest = build_manifest(dataset)
         except InputError as error:
             raise InputError(f"{uri}: {error}") from None
-        manifests.append(manifest.assign(image_id=id_prefix + manifest["image_id"]))
-        images, known, decoded_now = inspection_cache.inspect_files(
-            context.spark, context.storage, dataset, context.settings.max_image_pixels, context.settings.validation_cache)
-        log.info("%s: %d files known to the inspection cache, %d read and decoded", uri, known, decoded_now)
-        decoded.append(images.withColumn("image_id", F.concat(F.lit(id_prefix), "image_id")))
-        layouts.add(dataset.layout)
-        records.append({"uri": uri, "resolved_uri": dataset.root_uri, "csv_uri": dataset.csv_uri,
+        resolved.append(Source(id_prefix, uri, dataset, manifest,
+                               file_versions(dataset, context.versioned_files(dataset.root_uri))))
+    return resolved
+
+
+def known_inspections(context: StepContext, inputs: dict[str, list[Source]]):
+    """The inspection cache's entries of every source's files (tagged ``source``: ``<input>/<index>``),
+    read in one scan for the whole step; None without a usable cache."""
+    if not context.settings.validation_cache or not inputs:
+        return None
+    versions = pd.concat([source.versions.assign(source=f"{name}/{index}")
+                          for name, sources in inputs.items() for index, source in enumerate(sources)],
+                         ignore_index=True)
+    key = inspection_cache.cache_key(context.settings.max_image_pixels)
+    return inspection_cache.known_inspections(context.spark, context.storage, key,
+                                              context.spark.createDataFrame(versions, VERSIONS_SCHEMA + ", source string"))
+
+
+def read_sources(context: StepContext, name: str, sources: list[Source], known):
+    """Each source's files, inspected (from ``known``, the step's cached inspections, or read and
+    decoded now) and held in memory. Returns (those frames, lineage), per source."""
+    from pyspark.sql import functions as F
+
+    inspected, records = [], []
+    for index, source in enumerate(sources):
+        mine = None if known is None else known.where(F.col("source") == f"{name}/{index}")
+        versions = context.spark.createDataFrame(source.versions, VERSIONS_SCHEMA)
+        images, cached, decoded_now = inspection_cache.inspect_files(
+            context.spark, source.dataset, versions, mine, context.settings.max_image_pixels)
+        log.info("%s: %d files known to the inspection cache, %d read and decoded", source.uri, cached, decoded_now)
+        inspected.append(images)
+        dataset = source.dataset
+        records.append({"uri": source.uri, "resolved_uri": dataset.root_uri, "csv_uri": dataset.csv_uri,
                         "layout": dataset.layout, "files": len(dataset.files),
-                        "manifest_sha256": manifest_hash(manifest), "files_decoded": decoded_now})
-    return pd.concat(manifests, ignore_index=True), decoded, records, layouts
+                        "manifest_sha256": manifest_hash(source.manifest), "files_decoded": decoded_now})
+    return inspected, records
 
 
-def validate_input(context: StepContext, name: str, sources: list[tuple[str, str]], per_class: int
-                   ) -> tuple[dict, InputRecord | None]:
+def validate_input(context: StepContext, name: str, sources: list[Source], per_class: int, known
+                   ) -> tuple[dict, InputRecord]:
     """Validate one input (a base dataset plus any landed batches) as a whole.
 
-    Returns (suite record, lineage record or None when unreadable).
+    Returns (suite record, lineage record).
     """
     from functools import reduce
 
     from pyspark.sql import functions as F
 
-    try:
-        manifest, per_source, records, layouts = read_sources(context, sources)
-    except InputError as error:
-        return structure_failure(name, str(error)), None
-    decoded = reduce(lambda a, b: a.unionByName(b), per_source)
+    inspected, records = read_sources(context, name, sources, known)
+    manifest = pd.concat([s.manifest.assign(image_id=s.id_prefix + s.manifest["image_id"]) for s in sources],
+                         ignore_index=True)
+    decoded = reduce(lambda a, b: a.unionByName(b),  # image ids prefixed by their source's: unique in the input
+                     [frame.withColumn("image_id", F.concat(F.lit(s.id_prefix), "image_id"))
+                      for frame, s in zip(inspected, sources)])
     # an explicit schema: an input with no rows reaches "the dataset is not empty" instead of failing inference
     manifest_frame = context.spark.createDataFrame(manifest.drop(columns=["uri"]), MANIFEST_SCHEMA)
     images = manifest_frame.join(decoded, on="image_id", how="left").withColumn(
@@ -79,7 +116,8 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
     # in name order: the report's examples and which of two copies counts do not depend on Spark's joins
     metadata = images.drop("content", "object", "version", "inspected").toPandas().sort_values(
         "image_id", kind="stable", ignore_index=True)
-    source = sources[0][1] + (f" and {len(sources) - 1} landed batch(es)" if len(sources) > 1 else "")
+    layouts = {s.dataset.layout for s in sources}
+    source = sources[0].uri + (f" and {len(sources) - 1} landed batch(es)" if len(sources) > 1 else "")
     suite = validate_manifest(name, metadata, per_class, require_csv_rows="numtadb" in layouts, source=source)
     lineage = InputRecord(**{**records[0], "manifest_sha256": manifest_hash(manifest), "batches": records[1:]})
     if suite["success"]:
@@ -96,7 +134,8 @@ def validate_input(context: StepContext, name: str, sources: list[tuple[str, str
             key = inspection_cache.cache_key(context.settings.max_image_pixels)
             kept = inspection_cache.add(context.storage, key, f"{context.run_id}-{name}", decoded)
             log.info("%s: kept the inspections of %d newly read files", name, kept)
-    context.spark.catalog.clearCache()  # the inspected files, held in memory while this input was validated
+    for frame in inspected:  # the inspected files, held in memory while this input was validated
+        frame.unpersist()
     return suite, lineage
 
 
@@ -111,9 +150,9 @@ def training_sources(context: StepContext) -> tuple[list[tuple[str, str]], Batch
 
 
 def inputs_identity(context: StepContext) -> dict:
-    """What validate reads, identified without reading it: each source's files (input_identity)."""
+    """What validate reads, identified without reading it: each source's listing (``listing_identity``)."""
     train, _ = training_sources(context)
-    return {name: [(uri, input_identity(uri, context.storage)) for _, uri in sources]
+    return {name: [(uri, listing_identity(context.versioned_files(uri))) for _, uri in sources]
             for name, sources in (("train", train), ("eval", [("", context.settings.eval_input)]))}
 
 
@@ -137,12 +176,22 @@ def run(context: StepContext) -> ValidateSummary:
         log.warning("landed batch refused, not trained on: %s: %s", refused.marker, refused.reason)
     inputs = {"train": (train, settings.per_class),
               "eval": ([("", settings.eval_input)], settings.eval_per_class)}
+    resolved, failures = {}, {}
+    for name, (sources, _) in inputs.items():
+        try:
+            resolved[name] = resolve_sources(context, sources)
+        except InputError as error:
+            failures[name] = structure_failure(name, str(error))
+    known = known_inspections(context, resolved)
     suites, lineage = [], {}
-    for name, (sources, per_class) in inputs.items():
-        suite, record = validate_input(context, name, sources, per_class)
+    for name, (_, per_class) in inputs.items():
+        if name in failures:
+            suites.append(failures[name])
+            continue
+        suite, lineage[name] = validate_input(context, name, resolved[name], per_class, known)
         suites.append(suite)
-        if record:
-            lineage[name] = record
+    if known is not None:
+        known.unpersist()
     report = ValidationReport(all(s["success"] for s in suites), suites)
     storage, layout = context.storage, context.layout
     storage.put_json(layout.key(VALIDATION_REPORT), {**report.to_json(), "incoming": chosen.model_dump()})
