@@ -6,8 +6,10 @@ and the credentials (from the environment, never from settings or arguments) dif
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from datetime import datetime
 from typing import Any, Iterator
 
 from .catalog import COMMIT_MARKER, RunLayout
@@ -294,10 +296,9 @@ def describe_s3_error(error: Exception, endpoint: str, bucket: str) -> str:
 
 def make_client(settings: Settings):
     """A boto3 S3 client for ``settings.s3_endpoint``; credentials come from the environment."""
-    import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    return boto3_session().client(
         "s3",
         endpoint_url=settings.s3_endpoint or None,
         region_name=settings.s3_region,
@@ -308,6 +309,29 @@ def make_client(settings: Settings):
             read_timeout=60,
         ),
     )
+
+
+@functools.cache
+def boto3_session():
+    """The session every client comes from (as boto3's default one, it loads the service data once),
+    parsing response times with ``parse_timestamp``."""
+    import boto3
+    import botocore.session
+
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+    return boto3.session.Session(botocore_session=session)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """A response's time: the ISO 8601 of listings by the standard library (botocore's default parser,
+    dateutil's, took 60% of listing 20,000 objects), any other form (HTTP dates) as botocore parses it."""
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return botocore_parse(value)
 
 
 def _dump(value: Any) -> bytes:

@@ -1,7 +1,8 @@
 import pytest
+from botocore.utils import parse_timestamp as botocore_parse
 
 from numtaflow.catalog import ARTIFACTS, LINEAGE, METRICS, MODEL, SERVED, STEPS, RunLayout
-from numtaflow.storage import safe_run_id, spark_path, split_uri
+from numtaflow.storage import parse_timestamp, safe_run_id, spark_path, split_uri
 
 
 def test_safe_run_id_is_deterministic_and_key_safe():
@@ -93,3 +94,9 @@ def test_filesystem_uses_the_client_endpoint_region_and_environment_credentials(
     assert storage.filesystem() == fs.S3FileSystem(**expected)
     assert storage.filesystem() != fs.S3FileSystem(**{**expected, "secret_key": "other"})
     assert "env-secret" not in repr(storage.filesystem())
+
+
+def test_response_times_parse_as_botocore_parses_them():
+    for value in ("2026-12-04T06:14:31.565Z", "2026-12-04T06:14:31Z", "Wed, 12 Oct 2009 17:50:00 GMT"):
+        assert parse_timestamp(value) == botocore_parse(value)
+        assert parse_timestamp(value).isoformat() == botocore_parse(value).isoformat()
