@@ -230,7 +230,6 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
              reuse: Reuse | None = None) -> None:
     """Entry point of ``spark_jobs/<step>.py``: reuse an equal committed output (``reuse``), or run
     ``body`` and commit; exit 1 with the reason when the step fails."""
-    os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars would flood the task log
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
