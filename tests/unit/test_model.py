@@ -26,6 +26,16 @@ def test_copies_follow_their_image_into_the_split_and_its_fold(features):
     assert {r["fold"] for r in train.select("fold").distinct().collect()} == set(range(CV_FOLDS))
 
 
+def test_training_rows_fill_every_partition_in_a_fixed_order(features):
+    settings = Settings(train_fraction=0.8, split_seed=42)
+    split = split_sample(features, settings)
+    parts = training_rows(split, settings, partitions=2).rdd.glom().map(lambda rows: [r["image_id"] for r in rows]).collect()
+    assert len(parts) == 2 and all(0.35 < len(ids) / 240 < 0.65 for ids in parts)  # no core waits on the other
+    assert all(ids == sorted(ids) for ids in parts)  # each image's rows together, in image order
+    again = training_rows(split_sample(features, settings), settings, partitions=2).rdd.glom().map(len).collect()
+    assert again == [len(ids) for ids in parts]
+
+
 def test_cross_validation_reports_every_point_and_keeps_the_best(features):
     settings = Settings(train_fraction=0.8, split_seed=42)
     train = training_rows(split_sample(features, settings), settings, partitions=2)
