@@ -23,6 +23,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from .config import Settings
 from .features import (FeaturizerSpec, WeightsNotFound, feature_layer_names, featurize_batches, find_weights_file,
                        intra_op_threads, keras_cache, weights_sha256)
+from .spark import task_count
 from .vocabulary import BACKBONES
 
 RANDOM = "random"
@@ -128,6 +129,13 @@ def locate_weights(name: str, sha256: str, weights_dir: str) -> str:
         raise WeightsMismatch(f"weights file {path} has sha256 {found}, but the pipeline was trained with {name} "
                               f"of sha256 {sha256}: use that file")
     return str(path)
+
+
+def scoring_partitions(pipeline: PipelineModel, images: int, cores: int, per_task: int) -> int:
+    """Tasks to score ``images`` with ``pipeline``, in whole waves of ``cores``: every image goes
+    through the network once per view, at most about ``per_task`` of them per task."""
+    views = 1 + pipeline.stages[0].getOrDefault("testViews")
+    return task_count(images * views, cores, per_task)
 
 
 def digit_pipeline(featurizer: ImageFeaturizer, classifier) -> PipelineModel:

@@ -8,13 +8,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from pyspark.ml import PipelineModel
 
 pytest.importorskip("tensorflow")
 
 from numtaflow import features as features_module  # noqa: E402
 from numtaflow.config import Settings  # noqa: E402
 from numtaflow.features import FeaturizerSpec, featurize_contents  # noqa: E402
-from numtaflow.ml import ImageFeaturizer, WeightsMismatch  # noqa: E402
+from numtaflow.ml import ImageFeaturizer, WeightsMismatch, scoring_partitions  # noqa: E402
 from numtaflow.vocabulary import BACKBONES  # noqa: E402
 from tests.conftest import digit_png  # noqa: E402
 
@@ -31,6 +32,12 @@ def test_save_and_load_keep_every_param(spark, tmp_path):
     assert params(loaded) == params(stage)
     assert params(loaded)["layers"] == ["block_13_expand_relu:2"] and params(loaded)["weightsFile"] == "random"
     assert loaded.spec("random", 1) == SPEC
+
+
+def test_scoring_spreads_every_view_over_whole_waves_of_cores():
+    pipeline = PipelineModel(stages=[ImageFeaturizer.from_spec(SPEC, None)])  # one test view: two images per image
+    assert scoring_partitions(pipeline, 200, cores=2, per_task=2000) == 2  # a canary: one task per core
+    assert scoring_partitions(pipeline, 5000, cores=2, per_task=2000) == 6  # 10,000 through it: three waves
 
 
 def test_transform_gives_the_featurize_steps_vectors(spark):

@@ -13,7 +13,9 @@ import time
 from ..catalog import CANARY, PIPELINE, SAMPLED_IMAGES
 from ..contracts import CanarySummary
 from ..jobs import StepContext
+from ..ml import scoring_partitions
 from ..sampling import stratified_sample
+from ..vocabulary import DIGITS
 
 
 def run(context: StepContext) -> CanarySummary:
@@ -27,7 +29,11 @@ def run(context: StepContext) -> CanarySummary:
     canary = stratified_sample(images, per_class, settings.seed).select("image_id", "content")
     started, scores, error = time.time(), {}, None
     try:
-        scored = PipelineModel.load(context.s3a(PIPELINE)).transform(canary)
+        pipeline = PipelineModel.load(context.s3a(PIPELINE))
+        # spread over the cores as a batch to score is (the sample comes out of one partition)
+        partitions = scoring_partitions(pipeline, per_class * len(DIGITS), spark.sparkContext.defaultParallelism,
+                                        settings.featurize_task_images)
+        scored = pipeline.transform(canary.repartition(partitions))
         rows = scored.select("image_id", "digit", vector_to_array("probability").alias("p")).collect()
         scores = {row["image_id"]: {"digit": int(row["digit"]), "probability": list(row["p"])} for row in rows}
     except Exception as failure:  # whatever stops the artifact from serving is the gate's evidence

@@ -16,8 +16,8 @@ import numpy as np
 from ..catalog import MODEL_PIN, PREDICTIONS, SCORABLE
 from ..contracts import PinnedModel, ScoreBatchSummary
 from ..jobs import StepContext
+from ..ml import scoring_partitions
 from ..scoring import prediction_table
-from ..spark import task_count
 from ..storage import spark_path
 
 
@@ -34,8 +34,8 @@ def run(context: StepContext) -> ScoreBatchSummary:
                                                                                                 "content")
     pipeline = PipelineModel.load(spark_path(pin.pipeline_uri))
     count = images.count()
-    views = 1 + pipeline.stages[0].getOrDefault("testViews")
-    partitions = task_count(count * views, spark.sparkContext.defaultParallelism, context.settings.featurize_task_images)
+    partitions = scoring_partitions(pipeline, count, spark.sparkContext.defaultParallelism,
+                                    context.settings.featurize_task_images)
     scored = pipeline.transform(images.repartition(partitions)).select(
         "image_id", "path", "digit", vector_to_array("probability").alias("p")).toPandas()
     table = prediction_table(scored["image_id"], scored["path"], scored["digit"],
