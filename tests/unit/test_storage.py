@@ -1,7 +1,7 @@
 import pytest
 from botocore.utils import parse_timestamp as botocore_parse
 
-from numtaflow.catalog import ARTIFACTS, LINEAGE, METRICS, MODEL, SERVED, STEPS, RunLayout
+from numtaflow.catalog import ARTIFACTS, LINEAGE, METRICS, MODEL, RUNS_PREFIX, SERVED, STEPS, RunLayout
 from numtaflow.storage import parse_timestamp, safe_run_id, spark_path, split_uri
 
 
@@ -30,11 +30,11 @@ def test_spark_path_uses_s3a_and_absolute_files(tmp_path):
 
 def test_run_layout_keys_are_run_and_step_scoped():
     layout = RunLayout("bucket", "run1")
-    assert layout.key(MODEL) == "runs/run1/train/model"
-    assert layout.uri(METRICS) == "s3://bucket/runs/run1/evaluate/metrics.json"
-    assert layout.s3a(METRICS) == "s3a://bucket/runs/run1/evaluate/metrics.json"
-    assert layout.marker_key("sample") == "runs/run1/sample/_COMMITTED.json"
-    assert layout.key(LINEAGE) == "runs/run1/run.json"
+    assert layout.key(MODEL) == f"{RUNS_PREFIX}run1/train/model"
+    assert layout.uri(METRICS) == f"s3://bucket/{RUNS_PREFIX}run1/evaluate/metrics.json"
+    assert layout.s3a(METRICS) == f"s3a://bucket/{RUNS_PREFIX}run1/evaluate/metrics.json"
+    assert layout.marker_key("sample") == f"{RUNS_PREFIX}run1/sample/_COMMITTED.json"
+    assert layout.key(LINEAGE) == f"{RUNS_PREFIX}run1/run.json"
 
 
 def test_the_catalog_declares_each_artifact_once_and_serves_only_declared_names():
