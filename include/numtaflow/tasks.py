@@ -14,7 +14,7 @@ from airflow.sdk import Param
 from pydantic import BaseModel
 
 from .config import PROJECT_ROOT, RunSettings, Settings, form_fields
-from .spark import py_files, s3a_jar_paths, spark_conf
+from .spark import py_files, shipped_jars, spark_conf
 
 JOBS = PROJECT_ROOT / "spark_jobs"
 
@@ -58,7 +58,7 @@ def spark_step(step: str, settings: Settings, doc: str, timeout_minutes: int,
         application=str(JOBS / f"{step}.py"),
         conn_id="spark_default",
         conf=spark_conf(settings),
-        jars=",".join(s3a_jar_paths(settings)) or None,
+        jars=",".join(shipped_jars(settings)) or None,
         packages=settings.spark_packages or None,
         py_files=",".join(py_files(settings)) or None,  # the package archive, rebuilt only when the code changes
         name=f"numtaflow-{step}",

@@ -32,8 +32,10 @@ def test_no_import_errors(dagbag):
 def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag, dag_id):
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    from numtaflow.spark import package_archive
+    from numtaflow.config import Settings
+    from numtaflow.spark import driver_class_path, package_archive, shipped_jars
 
+    settings = Settings.from_env()
     dag = dagbag.dags[dag_id]
     assert dag.tags and dag.doc_md
     assert [t.task_id for t in dag.topological_sort()] == TASKS[dag_id]
@@ -45,6 +47,9 @@ def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag, dag_id):
         assert task.execution_timeout is not None
         assert task.doc_md
         assert task.py_files == package_archive()  # executors import the shipped package
+        # the s3a jars: on the driver's class path always, shipped to executors only off local mode
+        assert task.conf["spark.driver.extraClassPath"] == driver_class_path(settings)
+        assert task.jars == (",".join(shipped_jars(settings)) or None)
         assert not any("secret" in k.lower() or "access.key" in k.lower() for k in (task.conf or {}))
 
 

@@ -1,5 +1,5 @@
-"""The jobs' driver JVM starts from the class archive `make setup` made: Spark's classes come from it,
-not from the jars, in a spark-submit built as every job's is."""
+"""The jobs' driver JVM starts from the class archive `make setup` made: Spark's and s3a's classes come
+from it, not from the jars, in a spark-submit built as every job's is."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ JOB = '''from pyspark.sql import SparkSession
 
 spark = SparkSession.builder.getOrCreate()
 print("rows", spark.range(10).count())
+hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+spark.sparkContext._jvm.org.apache.hadoop.fs.Path("s3a://any-bucket/").getFileSystem(hadoop)  # no request made
 '''
 
 
@@ -32,5 +34,6 @@ def test_a_jobs_driver_loads_sparks_classes_from_the_archive_made_by_setup(tmp_p
     assert result.returncode == 0 and "rows 10" in result.stdout, result.stderr[-3000:]
     sources = {line.split()[1]: line.split(" source: ")[-1] for line in loaded.read_text().splitlines()
                if " source: " in line}
-    for name in ("org.apache.spark.SparkContext", "org.apache.spark.sql.classic.SparkSession"):
+    for name in ("org.apache.spark.SparkContext", "org.apache.spark.sql.classic.SparkSession",
+                 "org.apache.hadoop.fs.s3a.S3AFileSystem"):
         assert sources.get(name) == "shared objects file (top)", (name, sources.get(name))

@@ -8,7 +8,8 @@ import sys
 import zipfile
 
 from numtaflow.config import PROJECT_ROOT, Settings
-from numtaflow.spark import class_archive_options, class_archive_path, package_archive, spark_conf, submit_command
+from numtaflow.spark import (class_archive_options, class_archive_path, package_archive, shipped_jars, spark_conf,
+                             submit_command)
 
 
 def test_package_archive_holds_the_package_and_is_rebuilt_only_when_the_code_changes():
@@ -78,3 +79,16 @@ def test_another_java_gets_another_class_archive_and_no_java_none(tmp_path, monk
     assert len(names) == 2
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "none"))
     assert class_archive_path(Settings()) is None and class_archive_options(Settings()) == []
+
+
+def test_s3a_jars_are_on_the_drivers_class_path_and_shipped_only_to_a_clusters_executors(tmp_path):
+    jars = str(tmp_path / "jars")
+    local, cluster = Settings(spark_jars=jars), Settings(spark_jars=jars, spark_master="spark://host:7077")
+    expected = [f"{jars}/hadoop-aws-3.3.1.jar", f"{jars}/aws-java-sdk-bundle-1.11.901.jar"]
+    for settings in (local, cluster):
+        assert spark_conf(settings)["spark.driver.extraClassPath"] == ":".join(expected)
+    assert shipped_jars(local) == [] and shipped_jars(cluster) == expected
+    assert class_archive_path(local) == class_archive_path(cluster)  # one driver class path: one archive
+    assert class_archive_path(local) != class_archive_path(Settings(spark_jars=str(tmp_path / "elsewhere")))
+    maven = Settings(spark_packages="org.apache.hadoop:hadoop-aws:3.3.1")
+    assert "spark.driver.extraClassPath" not in spark_conf(maven) and shipped_jars(maven) == []
