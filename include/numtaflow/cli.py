@@ -295,10 +295,12 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(f"served as:   version {gate['candidate_version']}: s3://{storage.bucket}/"
               f"{version_prefix(gate['candidate_version'])} (model/, pipeline/, model_card.md); classify images "
               "with `python -m numtaflow predict PATH...`")
-    print("timings (s): " + ", ".join(f"{k} {v}" for k, v in metrics["timings"].items()))
-    print("steps (s):   " + ", ".join(f"{step} {v['seconds']}" + (f" (reused from {v['reused_from']})"
-                                                                  if v.get("reused_from") else "")
-                                      for step, v in sorted(record["steps"].items(), key=lambda s: STEPS.index(s[0]))))
+    # the commit markers: run.json and metrics.json are written inside evaluate, before it commits
+    commits = {step: storage.get_json(layout.marker_key(step)) for step in STEPS
+               if storage.exists(layout.marker_key(step))}
+    print("steps (s):   " + ", ".join(f"{step} {commit['seconds']}" + (f" (reused from {commit['reused_from']})"
+                                                                       if commit.get("reused_from") else "")
+                                      for step, commit in commits.items()))
     print(f"artifacts ({len(record['artifacts'])} objects; Parquet part files not listed):")
     for uri in record["artifacts"]:
         print(f"  {uri}")

@@ -97,6 +97,8 @@ def test_generated_keys_reach_no_tracked_file_nor_a_report(airflow_env, storage,
     report = subprocess.run(["python", "-m", "numtaflow", "report", "--run-id", run_id, "--reports", str(tmp_path)],
                             env=airflow_env, capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr[-2000:]
+    steps = next(line for line in report.stdout.splitlines() if line.startswith("steps (s):"))
+    assert [part.split()[0] for part in steps.removeprefix("steps (s):").split(", ")] == list(STEPS), steps
     root = Path(__file__).resolve().parents[2]
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True).stdout.split("\0")
     files = [root / name for name in tracked if name and (root / name).is_file()]
