@@ -11,8 +11,7 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
 from numtaflow.catalog import DAG_ID, SCORING_DAG_ID
-
-URL_PREFIX = "/numtaflow"
+from numtaflow.webapp import MOUNT, page_url
 
 
 def _app():
@@ -31,18 +30,18 @@ class RunPageLink(BaseOperatorLink):
     name = "Run page (models)"
 
     def get_link(self, operator, *, ti_key) -> str:
-        pages = {DAG_ID: "runs", SCORING_DAG_ID: "scoring"}
+        pages = {DAG_ID: "run", SCORING_DAG_ID: "scoring"}
         if ti_key.dag_id not in pages:
             return ""
         from numtaflow.storage import safe_run_id
 
-        return f"{URL_PREFIX}/{pages[ti_key.dag_id]}/{safe_run_id(ti_key.run_id)}"
+        return page_url(MOUNT, pages[ti_key.dag_id], run_id=safe_run_id(ti_key.run_id))
 
 
 class NumtaflowModelsPlugin(AirflowPlugin):
     name = "numtaflow_models"
-    fastapi_apps = [{"app": _app(), "url_prefix": URL_PREFIX, "name": "NumtaDB models"}]
+    fastapi_apps = [{"app": _app(), "url_prefix": MOUNT, "name": "NumtaDB models"}]
     external_views = [
-        {"name": "Models", "href": f"{URL_PREFIX}/", "destination": "nav", "url_route": "numtaflow-models"}
+        {"name": "Models", "href": f"{MOUNT}/", "destination": "nav", "url_route": "numtaflow-models"}
     ]
     global_operator_extra_links = [RunPageLink()]

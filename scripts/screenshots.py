@@ -23,6 +23,7 @@ from numtaflow.catalog import DAG_ID
 from numtaflow.config import Settings
 from numtaflow.registry import read_champion
 from numtaflow.storage import Storage
+from numtaflow.webapp import MOUNT, page_url
 
 
 def main(out: Path) -> None:
@@ -42,7 +43,7 @@ def main(out: Path) -> None:
         browser.find_element(By.NAME, "password").send_keys(password)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait.until(lambda b: b.get_cookie("_token"))
-        for name, path in (("dag-graph", f"/dags/{DAG_ID}?tab=graph"), ("models-page", "/numtaflow/")):
+        for name, path in (("dag-graph", f"/dags/{DAG_ID}?tab=graph"), ("models-page", f"{MOUNT}/")):
             browser.get(url + path)
             time.sleep(6)
             browser.save_screenshot(str(out / f"{name}.png"))
@@ -55,7 +56,7 @@ def main(out: Path) -> None:
             browser.save_screenshot(str(out / "trigger-form.png"))
         champion, _ = read_champion(Storage(Settings.from_env()))
         if champion:
-            browser.get(f"{url}/numtaflow/runs/{champion.run_id}")
+            browser.get(url + page_url(MOUNT, "run", run_id=champion.run_id))
             time.sleep(3)
             browser.save_screenshot(str(out / "run-page.png"))
     finally:

@@ -76,7 +76,9 @@ def cmd_ui(args: argparse.Namespace) -> None:
                                  f"{STATE_DIR / 'airflow-dag-processor.log'}")
             time.sleep(3)
     print(f"Airflow UI: http://127.0.0.1:{port}/  (user admin; password in {passwords})")
-    print(f"DAGs {DAG_ID} and {SCORING_DAG_ID} are unpaused; models page: http://127.0.0.1:{port}/numtaflow/")
+    from .webapp import MOUNT
+
+    print(f"DAGs {DAG_ID} and {SCORING_DAG_ID} are unpaused; models page: http://127.0.0.1:{port}{MOUNT}/")
     schedule = Settings.from_env().schedule
     if schedule.lower() != "none":
         print(f"time-based runs ({schedule}) start at the schedule's next slot, not now (NUMTAFLOW_SCHEDULE=none: "
@@ -239,7 +241,9 @@ def cmd_scoring_report(args: argparse.Namespace) -> None:
         print(f"accuracy:    {(named['digit_x'] == named['digit_y']).mean():.4f} on {len(named)} images, against "
               f"the withheld labels in {args.labels}")
     print(f"predictions: s3://{settings.bucket}/{layout.key(PREDICTIONS['parquet'])} and .csv")
-    print(f"report page: /numtaflow/scoring/{run_id} in the Airflow UI (review gallery of the "
+    from .webapp import MOUNT, page_url
+
+    print(f"report page: {page_url(MOUNT, 'scoring', run_id=run_id)} in the Airflow UI (review gallery of the "
           f"{len(report['gallery'])} least confident images)")
 
 

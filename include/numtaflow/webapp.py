@@ -10,6 +10,7 @@ mount prefix come from S3 or the request.
 
 import json
 import re
+from functools import partial
 
 from .catalog import (GALLERY, LINEAGE, METRICS, MODEL_CARD_EXAMPLES, MODEL_CARD_FACTS, SCORING_INDEX_KEY, SCORING_REPORT,
                       SCORING_SERVED, SERVED, VERSION_FILES, RunLayout)
@@ -20,6 +21,19 @@ from .templates import render
 
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 GALLERY_IMAGE = re.compile(r"gallery/(\d{1,4})\.png")
+MOUNT = "/numtaflow"  # where the API server mounts this app (plugins/numtaflow_models.py)
+# each page's path under the mount: the routes, the templates' links, the tasks' links and the CLI's hints
+PAGES = {"run": "/runs/{run_id}", "version": "/versions/{version}", "scoring": "/scoring/{run_id}"}
+
+
+def page_url(base: str, kind: str, **ids: str) -> str:
+    """The URL of a ``kind`` page (``PAGES``) under ``base``: the mount, as the request reached it."""
+    return base + PAGES[kind].format(**ids)
+
+
+def render_page(template: str, base: str, **context) -> str:
+    """A page, whose links go through ``page(kind, **ids)`` and ``base`` (the models page)."""
+    return render(template, base=base, page=partial(page_url, base), **context)
 
 
 def models_page(storage: Storage, base: str) -> str:
@@ -28,8 +42,8 @@ def models_page(storage: Storage, base: str) -> str:
     except RegistryError as broken:  # say so on the page: promotion is stopped until it is repaired
         champion, error = None, str(broken)
     runs = sorted(read_index(storage), key=lambda r: r.get("finished_at") or "", reverse=True)
-    return render("models.html", title="NumtaDB models", base=base, champion=champion, champion_error=error,
-                  runs=runs, scoring_runs=scoring_runs(storage))
+    return render_page("models.html", base, title="NumtaDB models", champion=champion, champion_error=error,
+                       runs=runs, scoring_runs=scoring_runs(storage))
 
 
 def scoring_runs(storage: Storage, version: str | None = None) -> list[dict]:
@@ -42,22 +56,22 @@ def run_page(storage: Storage, run_id: str, base: str) -> str:
     layout = RunLayout(storage.bucket, run_id)
     metrics = storage.get_json(layout.key(METRICS))
     record = storage.get_json(layout.key(LINEAGE))
-    return render("run.html", title=f"Run {run_id}", base=base, run_id=run_id, metrics=metrics,
-                  lr_params=json.dumps(metrics["lr_params"]), steps=record.get("steps", {}),
-                  lineage=json.dumps(record, indent=2))
+    return render_page("run.html", base, title=f"Run {run_id}", run_id=run_id, metrics=metrics,
+                       lr_params=json.dumps(metrics["lr_params"]), steps=record.get("steps", {}),
+                       lineage=json.dumps(record, indent=2))
 
 
 def version_page(storage: Storage, version: str, base: str) -> str:
     """A version's model card, from the facts written beside the model when it was registered."""
     card = storage.get_json(version_prefix(version) + MODEL_CARD_FACTS)
-    return render("model_card.html", title=f"Model card: version {version}", base=base, card=card,
-                  examples=MODEL_CARD_EXAMPLES, scoring_runs=scoring_runs(storage, version))
+    return render_page("model_card.html", base, title=f"Model card: version {version}", card=card,
+                       examples=MODEL_CARD_EXAMPLES, scoring_runs=scoring_runs(storage, version))
 
 
 def scoring_page(storage: Storage, run_id: str, base: str) -> str:
     """A scoring run's report: what was scored with which model, drift, confidence, the review gallery."""
     report = storage.get_json(RunLayout.scoring(storage.bucket, run_id).key(SCORING_REPORT))
-    return render("scoring.html", title=f"Scoring run {run_id}", base=base, run_id=run_id, report=report)
+    return render_page("scoring.html", base, title=f"Scoring run {run_id}", run_id=run_id, report=report)
 
 
 def scoring_file(storage: Storage, run_id: str, name: str) -> tuple[bytes, str]:
@@ -110,19 +124,19 @@ def create_app(dependencies: list | None = None, storage_factory=None):
         return JSONResponse({"champion": champion.model_dump(mode="json") if champion else None,
                              "runs": read_index(storage)})
 
-    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    @app.get(PAGES["run"], response_class=HTMLResponse)
     def run(run_id: str, request: Request) -> str:
         return found(lambda: run_page(storage_factory(), checked(run_id), root(request)),
                      f"run {run_id} has no evaluation yet")
 
-    @app.get("/versions/{version}", response_class=HTMLResponse)
+    @app.get(PAGES["version"], response_class=HTMLResponse)
     def version(version: str, request: Request) -> str:
         if not VERSION_ID.fullmatch(version):
             raise HTTPException(status_code=400, detail="invalid version")
         return found(lambda: version_page(storage_factory(), version, root(request)),
                      f"version {version} has no model card")
 
-    @app.get("/versions/{version}/{name}")
+    @app.get(PAGES["version"] + "/{name}")
     def version_file(version: str, name: str) -> Response:
         """The model card's text and its example images, as registered beside the model."""
         if not VERSION_ID.fullmatch(version) or name not in VERSION_FILES:
@@ -131,12 +145,12 @@ def create_app(dependencies: list | None = None, storage_factory=None):
                         f"version {version} has no {name}")
         return Response(content=content, media_type=VERSION_FILES[name])
 
-    @app.get("/scoring/{run_id}", response_class=HTMLResponse)
+    @app.get(PAGES["scoring"], response_class=HTMLResponse)
     def scoring(run_id: str, request: Request) -> str:
         return found(lambda: scoring_page(storage_factory(), checked(run_id), root(request)),
                      f"scoring run {run_id} has no report yet")
 
-    @app.get("/scoring/{run_id}/{name:path}")
+    @app.get(PAGES["scoring"] + "/{name:path}")
     def scoring_artifact(run_id: str, name: str) -> Response:
         if name not in SCORING_SERVED and not GALLERY_IMAGE.fullmatch(name):
             raise HTTPException(status_code=404, detail="unknown scoring file")
@@ -144,7 +158,7 @@ def create_app(dependencies: list | None = None, storage_factory=None):
                                     f"{name} not found for scoring run {run_id}")
         return Response(content=content, media_type=media_type)
 
-    @app.get("/runs/{run_id}/{name}")
+    @app.get(PAGES["run"] + "/{name}")
     def artifact(run_id: str, name: str) -> Response:
         if name not in SERVED:
             raise HTTPException(status_code=404, detail="unknown artifact")
