@@ -237,9 +237,9 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
     started = time.time()
     try:
         context = context_from_args(step, args)
-        from .spark import build_session, spark_jars
+        from .spark import build_session, check_s3a_jars
 
-        spark_jars(context.settings)  # a clear error now rather than a ClassNotFound for s3a later
+        check_s3a_jars(context.settings)
         context.storage.check_bucket()  # wrong keys or a missing bucket: one sentence, not a traceback
         fingerprint = step_fingerprint(context, reuse) if reuse else None
         earlier = committed_with(context, fingerprint) if fingerprint and context.settings.reuse_steps else None
