@@ -9,6 +9,7 @@
     python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
     python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
     python -m numtaflow models promote RUN | rollback [VERSION]   # manual, compare-and-set
+    python -m numtaflow cache [--prune]        # the caches' folders; delete what this code never reads
     python -m numtaflow predict PATH... [--model champion|VERSION]   # digits of new images
     python -m numtaflow inbox-batch [--count N] # land unlabelled images in the inbox (a scoring batch)
     python -m numtaflow scoring-report [--run-id R] [--labels CSV]   # a scoring run's results
@@ -342,6 +343,32 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(json.dumps(storage.get_json(RunLayout(storage.bucket, safe_run_id(args.target)).key(LINEAGE)), indent=2))
 
 
+def cmd_cache(args: argparse.Namespace) -> None:
+    """List the cache folders in the bucket; ``--prune`` deletes what this code can never read again."""
+    from .caches import current_codes, prunable, read_folders
+
+    storage = Storage(Settings.from_env())
+    folders, codes = read_folders(storage), current_codes()
+    doomed = set(prunable(folders, codes, datetime.now(timezone.utc)))
+    print(f"{'cache':12s} {'folder':24s} {'parts':>5s} {'rows':>9s} {'MB':>9s}  {'last written':16s}  written by")
+    for folder in folders:
+        written = "this code" if folder.written_by(codes[folder.cache]) else "other code"
+        if folder.prefix in doomed:
+            written += ": pruned" if args.prune else ": --prune deletes it"
+        elif crashed := [part for part in folder.parts if part.prefix in doomed]:
+            written += f", {len(crashed)} uncommitted part(s)" + (" pruned" if args.prune else " --prune deletes")
+        print(f"{folder.cache:12s} {folder.key:24s} {len(folder.parts):5d} {folder.rows:9,d} "
+              f"{folder.bytes / 1e6:9.1f}  {folder.last_modified:%Y-%m-%d %H:%M}  {written}")
+    freed = sum(part.bytes for folder in folders for part in folder.parts
+                if folder.prefix in doomed or part.prefix in doomed)
+    if args.prune:
+        for prefix in sorted(doomed):
+            storage.delete_prefix(prefix)
+    print(f"s3://{storage.bucket}/cache/: {len(folders)} folder(s), {sum(f.bytes for f in folders) / 1e6:,.1f} MB; "
+          + (f"pruned {len(doomed)} prefix(es), {freed / 1e6:,.1f} MB" if args.prune
+             else f"--prune would delete {len(doomed)} prefix(es), {freed / 1e6:,.1f} MB"))
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     """Classify image files (or folders of them) with the champion's pipeline, or a version's."""
     from .registry import RegistryError, read_champion, read_version
@@ -428,6 +455,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="show and promote: a run; rollback: a version (default: the one before the champion)")
     models.add_argument("--reason", help="recorded in the champion pointer and its history")
     models.set_defaults(func=cmd_models)
+    cache = commands.add_parser("cache", help="list the caches' folders; --prune deletes those this code never reads")
+    cache.add_argument("--prune", action="store_true", help="delete folders no part of which this code wrote, and "
+                       "parts never committed (nothing modified in the last day)")
+    cache.set_defaults(func=cmd_cache)
     predict = commands.add_parser("predict", help="classify images with the champion (or a version)")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of them")
     predict.add_argument("--model", default="champion", help="champion (default) or a version")

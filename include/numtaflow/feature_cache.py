@@ -78,4 +78,4 @@ def part_entries(spark, storage: Storage, key: str, part: str):
 def add(storage: Storage, key: str | None, part: str, entries) -> int:
     """Write ``entries`` (rows a run featurized: the key columns, the features, and whatever else they
     carry) as a committed part; returns its rows."""
-    return storage.write_part(part_prefix(key, part), entries) if key else 0
+    return storage.write_part(part_prefix(key, part), entries, code_version()) if key else 0

@@ -29,14 +29,19 @@ INSPECTION = ["content", "width", "height", "mode", "frames", "decode_error", "e
 CODE = ("images.py", "vocabulary.py", "data.py")  # what decides an inspection
 
 
-def cache_key(max_pixels: int) -> str:
-    """The cache folder of inspections made by this code, this Pillow and this pixel limit."""
+def code_version() -> str:
+    """sha256 of what decodes and inspects a file here: this code and this Pillow."""
     import PIL
 
-    digest = hashlib.sha256(f"Pillow {PIL.__version__}, max_pixels {max_pixels}\n".encode())
+    digest = hashlib.sha256(f"Pillow {PIL.__version__}\n".encode())
     for name in CODE:
         digest.update(resources.files(__package__).joinpath(name).read_bytes())
-    return digest.hexdigest()[:24]
+    return digest.hexdigest()
+
+
+def cache_key(max_pixels: int) -> str:
+    """The cache folder of inspections made by this code, this Pillow and this pixel limit."""
+    return hashlib.sha256(f"{code_version()}, max_pixels {max_pixels}".encode()).hexdigest()[:24]
 
 
 def folder(key: str) -> str:
@@ -92,4 +97,4 @@ def add(storage: Storage, key: str, part: str, images) -> int:
     from pyspark.sql import functions as F
 
     entries = images.where(F.col("inspected") & F.col("version").isNotNull()).select(*KEY_COLUMNS, *INSPECTION)
-    return storage.write_part(f"{folder(key)}{part}/", entries)
+    return storage.write_part(f"{folder(key)}{part}/", entries, code_version())

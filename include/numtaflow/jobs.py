@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -230,7 +229,6 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
              reuse: Reuse | None = None) -> None:
     """Entry point of ``spark_jobs/<step>.py``: reuse an equal committed output (``reuse``), or run
     ``body`` and commit; exit 1 with the reason when the step fails."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     args = parse_args(argv)

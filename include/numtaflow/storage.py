@@ -135,13 +135,14 @@ class Storage:
         markers = sorted(o["Key"] for o in self.list_objects(folder) if o["Key"].endswith("/" + COMMIT_MARKER))
         return [self.s3a(marker[: -len(COMMIT_MARKER)]) for marker in markers]
 
-    def write_part(self, prefix: str, frame) -> int:
-        """Write a Spark DataFrame as the part ``prefix``, then its marker; returns its rows."""
+    def write_part(self, prefix: str, frame, code: str) -> int:
+        """Write a Spark DataFrame as the part ``prefix``, then its marker, which names the ``code``
+        version that wrote it (``caches.prunable`` reads it); returns its rows."""
         self.delete_prefix(prefix)
         path = self.s3a(prefix)
         frame.write.mode("overwrite").parquet(path)
         rows = frame.sparkSession.read.parquet(path).count()
-        self.put_json(prefix + COMMIT_MARKER, {"rows": rows})
+        self.put_json(prefix + COMMIT_MARKER, {"rows": rows, "code": code})
         return rows
 
     def put_if_absent(self, key: str, value: Any) -> bool:

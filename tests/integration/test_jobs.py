@@ -469,3 +469,36 @@ def test_validate_reads_and_decodes_only_files_it_has_not_seen_in_their_present_
     assert "cannot be read, inspecting every file" in result.stdout + result.stderr
     everything = commit(storage, "manual__inspected", "validate").summary
     assert all(everything.inputs[name].files_decoded == first.inputs[name].files for name in ("train", "eval"))
+
+
+def test_cache_prune_deletes_only_what_this_code_can_never_read(pipeline, storage, inputs_env):
+    """The folders the runs above wrote are listed as this code's and kept, each committed part as it
+    was; a folder only other code wrote and a part whose write never committed are deleted once older
+    than the grace period (the CLI's clock is moved on by asking ``prunable`` directly)."""
+    from datetime import datetime, timezone
+
+    from numtaflow.caches import GRACE, current_codes, prunable, read_folders
+
+    assert_step_ok(pipeline, "evaluate")
+    live = {folder.prefix: folder for folder in read_folders(storage)}
+    assert {folder.cache for folder in live.values()} == {"inspections", "features"}
+    stale = f"{catalog.FEATURE_CACHE_PREFIX}{'0' * 24}/"
+    crashed = f"{next(p for p in live if p.startswith(catalog.FEATURE_CACHE_PREFIX))}zz-crashed-train/"
+    storage.put_bytes(stale + "run-train/part-00000.parquet", b"features of other code")
+    storage.put_json(stale + "run-train/" + catalog.COMMIT_MARKER, {"rows": 1, "code": "other"})
+    storage.put_bytes(crashed + "part-00000.parquet", b"half written")
+
+    listed = subprocess.run([sys.executable, "-m", "numtaflow", "cache"], env={**os.environ, **inputs_env},
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-4000:]
+    lines = {line.split()[1]: line for line in listed.stdout.splitlines()[1:-1]}
+    assert all(lines[folder.key].endswith("this code") for folder in live.values()), listed.stdout
+    assert lines["0" * 24].endswith("other code") and "--prune would delete 0 prefix(es)" in listed.stdout
+
+    later = datetime.now(timezone.utc) + 2 * GRACE
+    doomed = prunable(read_folders(storage), current_codes(), later)
+    assert sorted(doomed) == sorted([stale, crashed])
+    for prefix in doomed:
+        storage.delete_prefix(prefix)
+    after = {folder.prefix: folder for folder in read_folders(storage)}
+    assert after == live and prunable(after.values(), current_codes(), later) == []

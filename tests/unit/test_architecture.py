@@ -13,7 +13,7 @@ PACKAGE = ROOT / "include" / "numtaflow"
 LAYERS = {  # lowest first; a module may import its own layer and those below
     "foundation": {"vocabulary", "catalog", "contracts", "config"},
     "infrastructure": {"storage", "spark", "jvm_warm_up", "services", "templates"},
-    "domain": {"images", "features", "feature_cache", "inspection_cache", "model", "ml", "sampling", "evaluation", "gating", "quality", "data", "incoming",
+    "domain": {"images", "features", "feature_cache", "inspection_cache", "caches", "model", "ml", "sampling", "evaluation", "gating", "quality", "data", "incoming",
                "registry", "lineage", "scoring", "model_card"},
     "application": {"jobs", "steps", "webapp", "triggers", "tasks", "cli", "__main__"},
 }
