@@ -19,7 +19,10 @@ from . import feature_cache, inspection_cache
 from .catalog import COMMIT_MARKER, FEATURE_CACHE_PREFIX, INSPECTION_CACHE_PREFIX
 from .storage import Storage
 
-CACHES = {"inspections": INSPECTION_CACHE_PREFIX, "features": FEATURE_CACHE_PREFIX}
+CACHES = {  # name: (its folders' prefix, the code version its entries are made by)
+    "inspections": (INSPECTION_CACHE_PREFIX, inspection_cache.code_version),
+    "features": (FEATURE_CACHE_PREFIX, feature_cache.code_version),
+}
 GRACE = timedelta(days=1)  # longer than any step takes to write a part
 
 
@@ -59,7 +62,7 @@ class Folder:
 
 def current_codes() -> dict[str, str]:
     """The code version each cache's entries are made by in this process."""
-    return {"inspections": inspection_cache.code_version(), "features": feature_cache.code_version()}
+    return {cache: code_version() for cache, (_, code_version) in CACHES.items()}
 
 
 def group(cache: str, prefix: str, objects: Iterable[dict], markers: dict[str, dict]) -> list[Folder]:
@@ -86,7 +89,7 @@ def group(cache: str, prefix: str, objects: Iterable[dict], markers: dict[str, d
 def read_folders(storage: Storage) -> list[Folder]:
     """Every cache folder in the bucket, with its parts' markers."""
     found = []
-    for cache, prefix in CACHES.items():
+    for cache, (prefix, _) in CACHES.items():
         objects = list(storage.list_objects(prefix))
         markers = {obj["Key"]: storage.get_json(obj["Key"]) for obj in objects
                    if obj["Key"].endswith("/" + COMMIT_MARKER)}
