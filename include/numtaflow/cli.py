@@ -301,8 +301,8 @@ def cmd_report(args: argparse.Namespace) -> None:
               f"{version_prefix(gate['candidate_version'])} (model/, pipeline/, model_card.md); classify images "
               "with `python -m numtaflow predict PATH...`")
     # the commit markers: run.json and metrics.json are written inside evaluate, before it commits
-    commits = {step: storage.get_json(layout.marker_key(step)) for step in STEPS
-               if storage.exists(layout.marker_key(step))}
+    markers = {step: storage.read_with_etag(layout.marker_key(step))[0] for step in STEPS}  # one GET each
+    commits = {step: marker for step, marker in markers.items() if marker is not None}
     print("steps (s):   " + ", ".join(f"{step} {commit['seconds']}" + (f" (reused from {commit['reused_from']})"
                                                                        if commit.get("reused_from") else "")
                                       for step, commit in commits.items()))

@@ -50,10 +50,6 @@ def split_uri(uri: str) -> tuple[str, str, str]:
     return "file", "", uri
 
 
-def is_s3(uri: str) -> bool:
-    return split_uri(uri)[0] == "s3"
-
-
 def spark_path(uri: str) -> str:
     """The path Spark reads: ``s3a://`` for S3 objects, ``file://`` for local files."""
     scheme, bucket, key = split_uri(uri)
