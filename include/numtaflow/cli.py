@@ -301,7 +301,7 @@ def cmd_report(args: argparse.Namespace) -> None:
               f"{version_prefix(gate['candidate_version'])} (model/, pipeline/, model_card.md); classify images "
               "with `python -m numtaflow predict PATH...`")
     # the commit markers: run.json and metrics.json are written inside evaluate, before it commits
-    markers = {step: storage.read_with_etag(layout.marker_key(step))[0] for step in STEPS}  # one GET each
+    markers = {step: storage.committed_step(layout, step) for step in STEPS}  # one GET each
     commits = {step: marker for step, marker in markers.items() if marker is not None}
     print("steps (s):   " + ", ".join(f"{step} {commit['seconds']}" + (f" (reused from {commit['reused_from']})"
                                                                        if commit.get("reused_from") else "")

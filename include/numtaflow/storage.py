@@ -224,16 +224,23 @@ class Storage:
         """Mark a step's outputs complete. Readers trust nothing under a prefix without it."""
         self.put_json(layout.marker_key(step), {"run_id": layout.run_id, "step": step, **summary})
 
-    def require_step(self, layout: RunLayout, step: str) -> dict:
-        """The commit record of an earlier step, or a clear error if it never finished."""
+    def committed_step(self, layout: RunLayout, step: str) -> dict | None:
+        """The commit record of a step, or None when it never committed."""
         try:
             return self.get_json(layout.marker_key(step))
         except FileNotFoundError:
+            return None
+
+    def require_step(self, layout: RunLayout, step: str) -> dict:
+        """The commit record of an earlier step, or a clear error if it never finished."""
+        record = self.committed_step(layout, step)
+        if record is None:
             raise StorageError(
                 f"step '{step}' of run {layout.run_id} has no commit marker "
                 f"(s3://{self.bucket}/{layout.marker_key(step)}): its output is missing or incomplete; "
                 f"re-run '{step}' first"
-            ) from None
+            )
+        return record
 
     # --- copies and file-system access -----------------------------------------------------
     def copy(self, source_bucket: str, source_key: str, key: str, bucket: str | None = None) -> str:
