@@ -16,6 +16,8 @@ chose (`runs/<run id>/batches.json`). A rejected candidate ends the run green wi
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, chain
 
 from numtaflow.catalog import CHAMPION_ASSET, DAG_ID, INCOMING_ASSET, STEPS, champion_uri
@@ -57,7 +59,9 @@ def _schedule(settings: Settings):
     """The retraining timetable, or-ed with the arrival of new batches when a landing prefix is set."""
     timetable = None
     if settings.schedule.lower() != "none":
-        timetable = CronTriggerTimetable(settings.schedule, timezone="UTC")
+        # a zero window, not run_immediately=False: Airflow reads False as "run the past slot if it is within
+        # 10% of the interval" (a daily schedule unpaused before 02:24 UTC would run at once; apache/airflow#64162)
+        timetable = CronTriggerTimetable(settings.schedule, timezone="UTC", run_immediately=timedelta(0))
     if not settings.incoming_input:
         return timetable
     from numtaflow.triggers import NewBatchTrigger
@@ -77,7 +81,7 @@ with DAG(
     doc_md=__doc__,
     schedule=_schedule(SETTINGS),
     # no start_date: with catchup off, unpausing the DAG waits for the schedule's next slot instead of
-    # running the latest past one at once (the timetable's run_immediately=False needs no start date)
+    # running the latest past one at once (the timetable's zero run_immediately window needs no start date)
     catchup=False,
     max_active_runs=2,
     params=PARAMS,

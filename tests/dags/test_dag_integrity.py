@@ -103,19 +103,25 @@ def test_dag_file_does_not_import_heavy_libraries(dag_id):
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
-def test_unpausing_waits_for_the_next_slot_of_the_schedule(dagbag):
+@pytest.mark.parametrize("minutes_after_a_slot", [1, 120])
+def test_unpausing_waits_for_the_next_slot_of_the_schedule(dagbag, monkeypatch, minutes_after_a_slot):
     """No start date and catchup off: the first time-based run is the schedule's next slot, never a run
-    of the latest past slot the moment the DAG is unpaused (a full run nobody asked for)."""
+    of the latest past slot the moment the DAG is unpaused (a full run nobody asked for), even just after
+    a slot, where Airflow's own run_immediately=False would still run it."""
     import datetime
 
+    import airflow.timetables.trigger
     from airflow.serialization.serialized_objects import DagSerialization
     from airflow.timetables.base import TimeRestriction
 
     dag = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags[DAG_ID]))
     assert dag.start_date is None and not dag.catchup
-    first = dag.timetable.next_dagrun_info(last_automated_data_interval=None,
-                                           restriction=TimeRestriction(earliest=None, latest=None, catchup=False))
-    assert first.run_after > datetime.datetime.now(datetime.timezone.utc)
+    no_runs_yet = {"last_automated_data_interval": None,
+                   "restriction": TimeRestriction(earliest=None, latest=None, catchup=False)}
+    slot = dag.timetable.next_dagrun_info(**no_runs_yet).run_after
+    now = slot + datetime.timedelta(minutes=minutes_after_a_slot)
+    monkeypatch.setattr(airflow.timetables.trigger, "utcnow", lambda: now)
+    assert dag.timetable.next_dagrun_info(**no_runs_yet).run_after > now
 
 
 def test_the_failure_callback_names_the_task_the_run_and_the_retry(capsys):
