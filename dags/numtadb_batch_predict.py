@@ -15,11 +15,11 @@ and from `airflow backfill create` (a backfill scores the inbox batches of its l
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, AssetWatcher, chain
+from airflow.sdk import DAG, chain
 
 from numtaflow.catalog import INBOX_ASSET, SCORING_DAG_ID, SCORING_STEPS
 from numtaflow.config import ScoringSettings, Settings
-from numtaflow.tasks import DEFAULT_ARGS, form_params, spark_step
+from numtaflow.tasks import DEFAULT_ARGS, form_params, landing_asset, spark_step
 
 SETTINGS = Settings.from_env()  # the platform this DAG processor sees: inbox prefix, Spark
 
@@ -42,11 +42,7 @@ def _schedule(settings: Settings):
     """Runs start by themselves when a committed batch lands in the inbox (none without an inbox)."""
     if not settings.inbox_input:
         return None
-    from numtaflow.triggers import NewBatchTrigger
-
-    return [Asset(name=INBOX_ASSET, uri=settings.inbox_input.rstrip("/") + "/",
-                  watchers=[AssetWatcher(name="numtadb_inbox_batches",
-                                         trigger=NewBatchTrigger(settings.inbox_input, settings.incoming_poll_seconds))])]
+    return [landing_asset(INBOX_ASSET, settings.inbox_input, "numtadb_inbox_batches", settings.incoming_poll_seconds)]
 
 
 with DAG(

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, chain
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, chain
 
 from numtaflow.catalog import CHAMPION_ASSET, DAG_ID, INCOMING_ASSET, STEPS, champion_uri
 from numtaflow.config import RunSettings, Settings
-from numtaflow.tasks import DEFAULT_ARGS, form_params, spark_step
+from numtaflow.tasks import DEFAULT_ARGS, form_params, landing_asset, spark_step
 
 SETTINGS = Settings.from_env()  # the platform this DAG processor sees: schedule, landing prefix, Spark
 
@@ -64,14 +64,8 @@ def _schedule(settings: Settings):
         timetable = CronTriggerTimetable(settings.schedule, timezone="UTC", run_immediately=timedelta(0))
     if not settings.incoming_input:
         return timetable
-    from numtaflow.triggers import NewBatchTrigger
-
-    new_batches = Asset(
-        name=INCOMING_ASSET,
-        uri=settings.incoming_input.rstrip("/") + "/",
-        watchers=[AssetWatcher(name="numtadb_new_batches",
-                               trigger=NewBatchTrigger(settings.incoming_input, settings.incoming_poll_seconds))],
-    )
+    new_batches = landing_asset(INCOMING_ASSET, settings.incoming_input, "numtadb_new_batches",
+                                settings.incoming_poll_seconds)
     return [new_batches] if timetable is None else AssetOrTimeSchedule(timetable=timetable, assets=[new_batches])
 
 

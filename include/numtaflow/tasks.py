@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Param
+from airflow.sdk import Asset, AssetWatcher, Param
 from pydantic import BaseModel
 
 from .config import PROJECT_ROOT, RunSettings, Settings, form_fields
@@ -73,3 +73,12 @@ def spark_step(step: str, settings: Settings, doc: str, timeout_minutes: int,
         execution_timeout=timedelta(minutes=timeout_minutes),
         outlets=outlets or [],
     )
+
+
+def landing_asset(name: str, prefix: str, watcher: str, poll_seconds: float) -> Asset:
+    """The Asset of a landing prefix, watched by the triggerer: a DAG scheduled on it starts a run when a
+    committed batch lands there (``triggers.NewBatchTrigger``)."""
+    from .triggers import NewBatchTrigger  # only DAGs with a landing prefix pay for the trigger's imports
+
+    return Asset(name=name, uri=prefix.rstrip("/") + "/",
+                 watchers=[AssetWatcher(name=watcher, trigger=NewBatchTrigger(prefix, poll_seconds))])

@@ -133,3 +133,17 @@ def test_the_failure_callback_names_the_task_the_run_and_the_retry(capsys):
     on_failure({"task_instance": TaskInstance(), "run_id": "manual__2026-01-01"})
     line = capsys.readouterr().out
     assert "task 'featurize' of run manual__2026-01-01 failed (try 2)" in line and "not committed" in line
+
+
+@pytest.mark.parametrize("dag_id, asset, prefix_setting", [(DAG_ID, "numtadb_incoming", "incoming_input"),
+                                                           (SCORING_DAG_ID, "numtadb_inbox", "inbox_input")])
+def test_each_dag_also_runs_when_a_batch_lands_under_its_prefix(dagbag, dag_id, asset, prefix_setting):
+    """The landing prefixes (set by default) are watched by the triggerer: a committed batch starts a run."""
+    from numtaflow.config import Settings
+    from numtaflow.triggers import NewBatchTrigger
+
+    prefix = getattr(Settings.from_env(), prefix_setting)
+    (landing,) = dagbag.dags[dag_id].timetable.asset_condition.objects
+    assert landing.name == asset and landing.uri.rstrip("/") == prefix.rstrip("/")
+    (watcher,) = landing.watchers
+    assert isinstance(watcher.trigger, NewBatchTrigger) and watcher.trigger.incoming_uri == prefix

@@ -19,7 +19,7 @@ LAYERS = {  # lowest first; a module may import its own layer and those below
 }
 ORDER = list(LAYERS)
 OUTER_RULES = {  # what the thin outer folders may import from the package
-    "dags": {"catalog", "config", "tasks", "triggers"},
+    "dags": {"catalog", "config", "tasks"},
     "plugins": {"catalog", "storage", "webapp"},
     "spark_jobs": {"jobs", "steps"},
 }
