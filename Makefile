@@ -106,7 +106,7 @@ bench-scale: setup s3-start
 	$(ENV) python benchmarks/scale_bench.py --out bench/results
 	$(ENV) python benchmarks/scoring_bench.py --sizes 500,5000,44000 --out bench/results
 
-bench-rerun: setup s3-start .local/airflow/.migrated
+bench-rerun: setup s3-start
 	$(ENV) python -m numtaflow load-data
 	$(ENV) python benchmarks/rerun_bench.py --out bench/results
 

@@ -2,10 +2,12 @@
 
     python benchmarks/rerun_bench.py [--batch-per-class 20] [--out bench/results]
 
-Needs the embedded S3 server with NumtaDB loaded (``make bench-rerun`` does both) and a migrated
-Airflow home (scripts/env.sh). Every run is ``airflow dags test`` of the training DAG with the demo's
-inputs (training-a, training-c) and default settings, in a bucket of its own, emptied first, so the
-first run finds both caches (steps, features) cold:
+Needs the embedded S3 server with NumtaDB loaded (``make bench-rerun`` does both). Every run is
+``airflow dags test`` of the training DAG with the demo's inputs (training-a, training-c) and default
+settings, in a bucket of its own, emptied first, so the first run finds both caches (steps, features)
+cold, and in an Airflow home of its own (temporary, migrated before the first run), so that neither its
+runs nor its bucket's Assets meet the demo's: Airflow keeps one active Asset per name, and the demo's
+``numtadb_champion`` of another bucket would leave the benchmark's inactive and fail its ``evaluate``.
 
 1. ``cold``: the first run;
 2. ``repeat``: the same inputs and settings under a new run id;
@@ -30,7 +32,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
+import tempfile
 import time
 
 from bench_support import run_job, write_results
@@ -105,8 +109,21 @@ def main() -> None:
     args = parser.parse_args()
     home = Settings.from_env()
     data = f"s3://{home.bucket}/{DATASETS_PREFIX}"
+    airflow_home = tempfile.mkdtemp(prefix="numtaflow-bench-airflow-")
     env = {**os.environ, "NUMTAFLOW_BUCKET": BUCKET, "NUMTAFLOW_TRAIN_INPUT": f"{data}/training-a",
-           "NUMTAFLOW_EVAL_INPUT": f"{data}/training-c", "NUMTAFLOW_INCOMING_INPUT": f"s3://{BUCKET}/incoming"}
+           "NUMTAFLOW_EVAL_INPUT": f"{data}/training-c", "NUMTAFLOW_INCOMING_INPUT": f"s3://{BUCKET}/incoming",
+           "AIRFLOW_HOME": airflow_home}
+    try:
+        migrated = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True)
+        if migrated.returncode != 0:
+            raise SystemExit(f"airflow db migrate failed:\n{(migrated.stdout + migrated.stderr)[-4000:]}")
+        measure(args, data, env)
+    finally:
+        shutil.rmtree(airflow_home, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, data: str, env: dict) -> None:
+    """The four DAG runs and the validate runs, then their results written."""
     storage = Storage(Settings.from_env(env))
     storage.ensure_bucket()
     for top in sorted({obj["Key"].split("/")[0] + "/" for obj in storage.list_objects("")}):
