@@ -36,12 +36,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 from bench_support import run_job, write_results
 from numtaflow.catalog import DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, STEPS, RunLayout
 from numtaflow.cli import find_run
 from numtaflow.config import Settings
 from numtaflow.incoming import drop_batch
+from numtaflow.services import migrated_airflow_home
 from numtaflow.storage import Storage
 
 BUCKET = "numtaflow-bench-rerun"
@@ -109,14 +111,11 @@ def main() -> None:
     args = parser.parse_args()
     home = Settings.from_env()
     data = f"s3://{home.bucket}/{DATASETS_PREFIX}"
-    airflow_home = tempfile.mkdtemp(prefix="numtaflow-bench-airflow-")
-    env = {**os.environ, "NUMTAFLOW_BUCKET": BUCKET, "NUMTAFLOW_TRAIN_INPUT": f"{data}/training-a",
-           "NUMTAFLOW_EVAL_INPUT": f"{data}/training-c", "NUMTAFLOW_INCOMING_INPUT": f"s3://{BUCKET}/incoming",
-           "AIRFLOW_HOME": airflow_home}
+    airflow_home = Path(tempfile.mkdtemp(prefix="numtaflow-bench-airflow-"))
     try:
-        migrated = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True)
-        if migrated.returncode != 0:
-            raise SystemExit(f"airflow db migrate failed:\n{(migrated.stdout + migrated.stderr)[-4000:]}")
+        env = migrated_airflow_home(airflow_home, {
+            **os.environ, "NUMTAFLOW_BUCKET": BUCKET, "NUMTAFLOW_TRAIN_INPUT": f"{data}/training-a",
+            "NUMTAFLOW_EVAL_INPUT": f"{data}/training-c", "NUMTAFLOW_INCOMING_INPUT": f"s3://{BUCKET}/incoming"})
         measure(args, data, env)
     finally:
         shutil.rmtree(airflow_home, ignore_errors=True)

@@ -177,14 +177,6 @@ def run_job(step: str, run_id: str, env: dict, settings: dict | None = None, tim
                           cwd=ROOT)
 
 
-def migrated_airflow(home: Path, env: dict) -> dict:
-    """``env`` with its own ``AIRFLOW_HOME``, whose metadata database is migrated."""
-    env = {**env, "AIRFLOW_HOME": str(home)}
-    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-    return env
-
-
 def command_lines_while(process, deadline: float) -> list[str]:
     """Every command line on the machine, sampled until ``process`` ends or ``deadline`` passes."""
     import psutil

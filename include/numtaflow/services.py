@@ -218,6 +218,16 @@ AIRFLOW_COMPONENTS = {
 }
 
 
+def migrated_airflow_home(home: Path, env: dict, timeout: float = 300) -> dict:
+    """``env`` with ``AIRFLOW_HOME`` set to ``home``, whose metadata database ``airflow db migrate`` has
+    created or upgraded: a home of its own keeps a run's Assets and DAG runs apart from every other's."""
+    env = {**env, "AIRFLOW_HOME": str(home)}
+    migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=timeout)
+    if migrate.returncode != 0:
+        raise RuntimeError(f"airflow db migrate of {home} failed:\n{(migrate.stdout + migrate.stderr)[-4000:]}")
+    return env
+
+
 def start_airflow(state_dir: Path, port: int, timeout: float = 180, env: dict | None = None) -> None:
     """API server (127.0.0.1:port), scheduler, DAG processor and triggerer, one process each."""
     if not running_pid("airflow-api-server", state_dir) and port_open(port):

@@ -20,8 +20,8 @@ import venv
 import pytest
 
 from numtaflow.catalog import FEATURES, METRICS, STEPS
-from numtaflow.services import SparkPorts
-from tests.conftest import TEST_PORT_OFFSET, commit, dags_test, layout, make_numtadb, migrated_airflow, run_for, upload_folder
+from numtaflow.services import SparkPorts, migrated_airflow_home
+from tests.conftest import TEST_PORT_OFFSET, commit, dags_test, layout, make_numtadb, run_for, upload_folder
 
 pytestmark = pytest.mark.integration
 LOGICAL_DATE = "2026-03-01T00:00:00+00:00"
@@ -61,7 +61,7 @@ def cluster_env(tmp_path_factory, cluster, worker_python, storage, s3_env, featu
     evaluation = upload_folder(storage, make_numtadb(inputs / "training-c", 2, source="training-c"),
                                "datasets/cluster")
     _, master = cluster
-    return migrated_airflow(tmp_path_factory.mktemp("airflow"), {
+    return migrated_airflow_home(tmp_path_factory.mktemp("airflow"), {
         **os.environ, **s3_env, **featurizer_env,
         "AIRFLOW_CONN_SPARK_DEFAULT": f'{{"conn_type": "spark", "host": "{master}"}}',
         "NUMTAFLOW_SPARK_MASTER": master, "NUMTAFLOW_EXECUTOR_PYTHON": worker_python,

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from numtaflow.catalog import CHAMPION_KEY, LINEAGE, METRICS, STEPS, TRAIN_PARAMS
-from tests.conftest import commit, dags_test, layout, make_numtadb, migrated_airflow, run_for, upload_folder
+from numtaflow.services import migrated_airflow_home
+from tests.conftest import commit, dags_test, layout, make_numtadb, run_for, upload_folder
 
 pytestmark = pytest.mark.integration
 
@@ -18,11 +19,11 @@ def airflow_env(tmp_path_factory, storage, s3_env, featurizer_env):
     inputs = tmp_path_factory.mktemp("dag-inputs")
     train = upload_folder(storage, make_numtadb(inputs / "training-a", 8), "datasets/dag")
     evaluation = upload_folder(storage, make_numtadb(inputs / "training-c", 3, source="training-c"), "datasets/dag")
-    return migrated_airflow(home, {**os.environ, **s3_env, **featurizer_env,
-                                   "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
-                                   "NUMTAFLOW_PER_CLASS": "6", "NUMTAFLOW_EVAL_PER_CLASS": "3",
-                                   "NUMTAFLOW_MIN_ACCURACY": "0.2", "NUMTAFLOW_MIN_F1": "0.2",
-                                   "NUMTAFLOW_MAX_REGRESSION": "1"})
+    return migrated_airflow_home(home, {**os.environ, **s3_env, **featurizer_env,
+                                        "NUMTAFLOW_TRAIN_INPUT": train, "NUMTAFLOW_EVAL_INPUT": evaluation,
+                                        "NUMTAFLOW_PER_CLASS": "6", "NUMTAFLOW_EVAL_PER_CLASS": "3",
+                                        "NUMTAFLOW_MIN_ACCURACY": "0.2", "NUMTAFLOW_MIN_F1": "0.2",
+                                        "NUMTAFLOW_MAX_REGRESSION": "1"})
 
 
 def test_full_dag_run_then_a_rejected_candidate(airflow_env, storage):

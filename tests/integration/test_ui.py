@@ -33,8 +33,9 @@ def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
     unlabelled batch lands in the inbox too, for the scoring DAG's watcher.
     """
     from numtaflow.incoming import drop_batch, unlabelled_batch
-    from numtaflow.services import ensure_airflow_password, ensure_credentials, start_airflow, stop_airflow
-    from tests.conftest import make_numtadb, migrated_airflow, upload_folder
+    from numtaflow.services import (ensure_airflow_password, ensure_credentials, migrated_airflow_home, start_airflow,
+                                    stop_airflow)
+    from tests.conftest import make_numtadb, upload_folder
 
     home = tmp_path_factory.mktemp("airflow-ui")
     data = tmp_path_factory.mktemp("ui-data")
@@ -56,7 +57,7 @@ def airflow_ui(tmp_path_factory, s3_env, storage, featurizer_env):
            "NUMTAFLOW_PER_CLASS": "4", "NUMTAFLOW_EVAL_PER_CLASS": "2", "NUMTAFLOW_MIN_ACCURACY": "0",
            "NUMTAFLOW_MIN_F1": "0", "NUMTAFLOW_INCOMING_INPUT": incoming, "NUMTAFLOW_INCOMING_POLL_SECONDS": "5",
            "NUMTAFLOW_INBOX_INPUT": inbox}
-    env = migrated_airflow(home, env)
+    env = migrated_airflow_home(home, env)
     start_airflow(home, UI_PORT, env=env)
     ui = {"url": f"http://127.0.0.1:{UI_PORT}", "password": password, "home": home, "env": env, "batches": batches,
           "inbox_batch": inbox_batch, "scans": data / "form-scans"}
