@@ -97,7 +97,7 @@ ui-stop:
 	$(ENV) python -m numtaflow ui stop
 
 bench: setup s3-start
-	$(ENV) python benchmarks/featurize_bench.py --shapes 1,2 --out bench/results
+	$(ENV) python benchmarks/featurize_bench.py --out bench/results
 	$(ENV) python benchmarks/pipeline_bench.py --out bench/results
 	$(ENV) python benchmarks/models_page_bench.py --out bench/results
 

@@ -1,7 +1,7 @@
 """Featurization throughput inside Spark versus plain batched Keras on the same images and model.
 
     python benchmarks/featurize_bench.py [--images 512] [--out bench/results] [--cluster-optional]
-                                         [--backbone-images 96] [--backbone-repeats 3] [--backbones VGG16,...]
+                                         [--backbone-images 384] [--backbone-repeats 3] [--backbones VGG16,...]
                                          [--shapes 1,2]
                                          [--no-backbones] [--no-sweep]
 
@@ -21,6 +21,8 @@ Writes ``featurize.json`` and ``featurize.md``, all measured in the same run:
   Python worker against Spark cores, each with the rate and the peak memory of one Python worker;
 * the wall time of each DAG step of the latest finished run, when an S3 server with runs is reachable.
 
+Plain Keras runs before and after every Spark pass, and each ratio is to the mean of the two around
+it, so that the machine's drift during a run (a quarter on 2 noisy cores) shifts both sides alike.
 Spark's rates exclude starting the Python workers and building their models (each worker builds
 its model once and keeps it, as the plain baseline does); that one-off cost is reported apart.
 """
@@ -123,19 +125,24 @@ def offline_or_random(settings: Settings) -> Settings:
 
 def compare(images: pd.DataFrame, settings: Settings, cores: int, shapes: tuple[int, ...] = ()) -> dict:
     """Plain Keras (one process, a TensorFlow thread per core) against local[*] in the backbone's shape
-    (its TensorFlow threads per task core) and in each of ``shapes`` (other threads per task core),
-    one after the other on the same images: paired ratios, so the shapes are compared within a run."""
-    plain = plain_keras(images, replace(FeaturizerSpec.from_settings(settings), intra_op_threads=cores))
+    (its TensorFlow threads per task core) and in each of ``shapes`` (other threads per task core), one
+    after the other on the same images. Plain Keras runs before and after each Spark pass, and each ratio
+    is to the mean of the two around it: the machine's drift during a run shifts both sides alike."""
+    plain_spec = replace(FeaturizerSpec.from_settings(settings), intra_op_threads=cores)
     spec = FeaturizerSpec.from_settings(settings, task_cpus=1)
     chosen = BACKBONES[settings.backbone].tf_threads_per_core
-    by_shape = {threads: spark_udf(images, spec, settings, "local[*]", threads)
-                for threads in dict.fromkeys((chosen, *shapes))}
+    plain = [plain_keras(images, plain_spec)]
+    by_shape, ratios = {}, {}
+    for threads in dict.fromkeys((chosen, *shapes)):
+        by_shape[threads] = spark_udf(images, spec, settings, "local[*]", threads)
+        plain.append(plain_keras(images, plain_spec))
+        ratios[threads] = round(by_shape[threads]["images_per_second"] / ((plain[-2] + plain[-1]) / 2), 3)
     return {"backbone": settings.backbone, "weights": "imagenet" if settings.weights != "random" else "random",
-            "images": len(images), "plain_keras_images_per_second": round(plain, 1), "spark_udf": by_shape[chosen],
-            "tf_threads_per_core": chosen,
-            "ratio_spark_to_plain": round(by_shape[chosen]["images_per_second"] / plain, 3),
-            "ratio_by_threads_per_core": {threads: round(run["images_per_second"] / plain, 3)
-                                          for threads, run in sorted(by_shape.items())}}
+            "images": len(images), "plain_keras_images_per_second": round(sum(plain) / len(plain), 1),
+            "plain_keras_runs_images_per_second": [round(rate, 1) for rate in plain],
+            "spark_udf": by_shape[chosen], "tf_threads_per_core": chosen,
+            "ratio_spark_to_plain": ratios[chosen],
+            "ratio_by_threads_per_core": dict(sorted(ratios.items()))}
 
 
 def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int, repeats: int,
@@ -232,7 +239,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--backbone-images", type=int, default=96, help="images per backbone in the backbone table")
+    parser.add_argument("--backbone-images", type=int, default=384, help="images per backbone in the backbone table")
     parser.add_argument("--backbone-repeats", type=int, default=3,
                         help="runs per backbone: plain Keras itself varies by a quarter between runs on 2 noisy cores")
     parser.add_argument("--image-size", type=int, default=0)
