@@ -2,7 +2,7 @@
 
 ``ImageFeaturizer`` is the CNN featurizer as a pipeline stage, so that ``PipelineModel.load(uri)
 .transform(images)`` in any PySpark session gives the digit without this workflow's steps. It runs
-the featurize step's own pandas UDF code (``features.featurize_batches``), so served features are
+the featurize step's own Arrow UDF code (``features.featurize_batches``), so served features are
 the features the model was trained on. Its Params are everything that defines those features; the
 weights are named by file and sha256, never by a machine's path, and are found and checked where
 the pipeline runs.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, Tuple
 
-import pandas as pd
+import pyarrow as pa  # at module level: the Arrow UDF's type hints are resolved here
 from pyspark.ml import PipelineModel, Transformer
 from pyspark.ml.feature import SQLTransformer
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -93,8 +93,16 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
 
     def _transform(self, dataset):
         from pyspark.ml.functions import array_to_vector
+
+        column = self.getOutputCol()
+        return self.feature_arrays(dataset).withColumn(column, array_to_vector(column))
+
+    def feature_arrays(self, dataset):
+        """``transform``'s features as the network gives them, float32 arrays: what the feature cache
+        stores, without a round trip through the classifier's double vectors (for MobileNetV2 that
+        round trip was 10-15% of featurizing)."""
         from pyspark.sql import functions as F
-        from pyspark.sql.functions import pandas_udf
+        from pyspark.sql.functions import arrow_udf
         from pyspark.sql.types import ArrayType, FloatType
 
         settings = Settings.from_env()
@@ -104,15 +112,15 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
         spec = self.spec(weights, intra_op_threads(settings.tf_intra_op_threads,
                                                    BACKBONES[self.getOrDefault(self.backbone)], task_cpus))
 
-        @pandas_udf(ArrayType(FloatType()))
-        def features(batches: Iterator[Tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+        @arrow_udf(ArrayType(FloatType()))
+        def features(batches: Iterator[Tuple[pa.Array, pa.Array, pa.Array]]) -> Iterator[pa.Array]:
             yield from featurize_batches(batches, spec)
 
         content, key_col, view_col = (self.getOrDefault(p) for p in (self.inputCol, self.viewKeyCol, self.viewCol))
         # by default an image's views are seeded by its sha256: the same bytes, the same features
         key = F.col(key_col) if key_col else F.sha2(F.col(content), 256)
-        vectors = features(F.col(content), key, F.col(view_col) if view_col else F.lit(0))
-        return dataset.withColumn(self.getOutputCol(), array_to_vector(vectors))
+        arrays = features(F.col(content), key, F.col(view_col) if view_col else F.lit(0))
+        return dataset.withColumn(self.getOutputCol(), arrays)
 
 
 def locate_weights(name: str, sha256: str, weights_dir: str) -> str:

@@ -52,6 +52,20 @@ def test_transform_gives_the_featurize_steps_vectors(spark):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
+def test_the_stored_arrays_are_the_served_vectors(spark):
+    """featurize stores the network's float32 arrays; the pipeline hands the classifier the same numbers."""
+    from pyspark.sql.types import ArrayType, FloatType
+
+    frame = spark.createDataFrame([(digit_png(label, seed=label),) for label in range(4)], "content binary")
+    stage = ImageFeaturizer.from_spec(SPEC, None)
+    arrays = stage.feature_arrays(frame)
+    assert arrays.schema["features"].dataType == ArrayType(FloatType())
+    stored = np.array([row["features"] for row in arrays.collect()], dtype=np.float32)
+    served = np.array([row["features"].toArray() for row in stage.transform(frame).collect()])
+    assert stored.shape == served.shape == (4, 4 * 576)
+    np.testing.assert_array_equal(stored.astype(np.float64), served)
+
+
 def test_other_weights_are_refused_naming_the_file_and_hash(spark, tmp_path, monkeypatch):
     name = BACKBONES["MobileNetV2"].weights_file
     (tmp_path / name).write_bytes(b"other weights")

@@ -1,6 +1,6 @@
 """featurize: pooled CNN features for the sampled images, through the pipeline's own featurizer stage.
 
-The stage (``ml.ImageFeaturizer``) runs a batched pandas UDF that builds the model once per Python
+The stage (``ml.ImageFeaturizer``) runs a batched Arrow UDF that builds the model once per Python
 worker (``features.load_featurizer`` caches it, and ``spark.python.worker.reuse`` keeps the worker).
 Only features not in the feature cache (``feature_cache.py``: per image bytes, featurizer and view)
 go through the network; the others are read back. Outputs ``train.parquet`` (image_id, label, view,
@@ -44,12 +44,9 @@ def evaluation_images(frame):
 def featurized(stage: ImageFeaturizer, rows, partitions: int, copies: bool):
     """The stage's features of ``rows`` (lazy; runs on the executors) beside their other columns but the
     bytes, as float arrays (what every reader of the features, old runs' included, expects)."""
-    from pyspark.ml.functions import vector_to_array
-
     if copies:
         stage = stage.copy({stage.testViews: 0, stage.viewKeyCol: "view_key", stage.viewCol: "view"})
-    computed = stage.transform(rows.repartition(partitions)).drop("content")
-    return computed.withColumn("features", vector_to_array("features", "float32"))
+    return stage.feature_arrays(rows.repartition(partitions)).drop("content")
 
 
 def in_canonical_order(features):
