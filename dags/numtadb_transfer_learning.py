@@ -33,7 +33,7 @@ STEP_DOCS = {
     "sample": "Exactly `per_class` images per class from the training input (seeded, reproducible) and "
     "an independent evaluation set of `eval_per_class` per class.",
     "featurize": "Pretrained CNN features (backbone, layers and image size from the settings) in batched "
-    "pandas UDFs, one model per Python worker, through the pipeline's own featurizer stage; features an earlier "
+    "Arrow UDFs, one model per Python worker, through the pipeline's own featurizer stage; features an earlier "
     "run computed for the same image bytes, featurizer and view are read back from the feature cache.",
     "train": "Exact per-class 80/20 split (seed 42) and Spark MLlib logistic regression on the 80%; saves the "
     "model and the pipeline (featurizer stage + logistic regression: image bytes in, digit out).",

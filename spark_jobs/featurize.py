@@ -1,4 +1,4 @@
-"""Spark job 'featurize': pooled CNN features for the sampled images, in batched pandas UDFs.
+"""Spark job 'featurize': pooled CNN features for the sampled images, in batched Arrow UDFs.
 
     spark-submit [--jars <s3a jars>] [--conf ...] spark_jobs/featurize.py --run-id RUN [--settings-json '{...}']
 

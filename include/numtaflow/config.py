@@ -155,7 +155,7 @@ class PlatformSettings(BaseModel):
     allow_weight_download: bool = False
     # --- featurizer performance (never changes the features) -----------------------------
     udf_batch_size: int = Field(16, ge=1)  # against 32: 5% faster, a fifth less memory per worker (make bench)
-    # rows per Arrow batch handed to the pandas UDF (spark.sql.execution.arrow.maxRecordsPerBatch); it
+    # rows per Arrow batch handed to the featurizer's UDF (spark.sql.execution.arrow.maxRecordsPerBatch); it
     # counts rows, not bytes: a small multiple of udf_batch_size bounds each Python worker's memory
     arrow_batch_rows: int = Field(128, ge=1)
     tf_intra_op_threads: int = Field(0, ge=0)  # 0: spark.task.cpus x the backbone's tf_threads_per_core

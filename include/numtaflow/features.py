@@ -209,9 +209,17 @@ def _features(contents: list[bytes], keys: list[str], views: list[int], spec: Fe
 
 
 def featurize_batches(batches: Iterator, spec: FeaturizerSpec) -> Iterator:
-    """The body of the Spark pandas UDF: (bytes, key, view) Series in, a Series of vectors out."""
-    import pandas as pd
-
+    """The body of the Spark Arrow UDF: (bytes, key, view) Arrow arrays in, float32 feature lists out."""
     for contents, keys, views in batches:
-        features = featurize_contents(list(contents), spec, list(keys), [int(v) for v in views])
-        yield pd.Series(list(features))
+        yield feature_lists(featurize_contents(contents.to_pylist(), spec, keys.to_pylist(), views.to_pylist()))
+
+
+def feature_lists(features: np.ndarray):
+    """``(rows, width)`` features as an Arrow list array over their own buffer. A pandas UDF would turn
+    every feature of every row into a Python float first: 0.75 ms an image at MobileNetV2's 7,744
+    features, a seventh of its whole time."""
+    import pyarrow as pa
+
+    rows, width = features.shape
+    offsets = np.arange(rows + 1, dtype=np.int32) * width
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(features.reshape(-1), type=pa.float32()))

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from numtaflow.config import Settings
-from numtaflow.features import FeaturizerSpec, WeightsNotFound, featurize_contents, intra_op_threads, resolve_weights
+from numtaflow.features import (FeaturizerSpec, WeightsNotFound, featurize_batches, featurize_contents, intra_op_threads,
+                                 resolve_weights)
 from numtaflow.vocabulary import BACKBONES
 
 
@@ -77,6 +78,20 @@ def test_featurize_batches_images_with_a_random_model():
     features = featurize_contents([png(0), png(128), png(255)], spec)
     assert features.shape[0] == 3 and features.shape[1] > 0
     assert features.dtype == np.float32
+
+
+def test_featurize_batches_returns_each_rows_features_as_a_float_list():
+    pytest.importorskip("tensorflow")
+    import pyarrow as pa
+
+    spec = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, udf_batch_size=2))
+    contents = [png(0), png(128), png(255)]
+    batches = [(pa.array(contents, pa.binary()), pa.array(["k"] * 3), pa.array([0, 1, 0], pa.int32())),
+               (pa.array([], pa.binary()), pa.array([], pa.string()), pa.array([], pa.int32()))]
+    lists, empty = featurize_batches(batches, spec)
+    assert lists.type == pa.list_(pa.float32()) and len(empty) == 0
+    expected = featurize_contents(contents, spec, ["k"] * 3, [0, 1, 0])
+    np.testing.assert_array_equal(np.array(lists.to_pylist(), dtype=np.float32), expected)
 
 
 def test_distorted_views_are_reproducible_and_differ_from_the_original():
