@@ -4,13 +4,14 @@
 
 Run by ``spark.make_class_archive`` (``make setup``); the JVM writes every class it loaded to the
 archive when it exits. It touches what every job does: the session, Parquet written and read, joins
-and aggregations, Arrow and a pandas UDF, MLlib's logistic regression and a saved pipeline, and the
+and aggregations, Arrow with a pandas and an Arrow UDF, MLlib's logistic regression and a saved pipeline, and the
 s3a file system (created, never called: no S3 server needs to run).
 """
 
 import tempfile
 
-import pandas as pd  # at module level: the pandas UDF's type hints are resolved here
+import pandas as pd  # at module level: the UDFs' type hints are resolved here
+import pyarrow as pa
 
 
 def main() -> None:
@@ -19,7 +20,7 @@ def main() -> None:
     from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import SparkSession, Window
     from pyspark.sql import functions as F
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.functions import arrow_udf, pandas_udf
 
     spark = SparkSession.builder.appName("numtaflow-jvm-warm-up").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
@@ -30,9 +31,13 @@ def main() -> None:
     def doubled(values: pd.Series) -> pd.Series:
         return values.map(lambda v: [float(v), 2.0 * v])
 
+    @arrow_udf("array<float>")
+    def halved(values: pa.Array) -> pa.Array:
+        return pa.array([[v / 2] for v in values.to_pylist()], pa.list_(pa.float32()))
+
     rows = (spark.range(200).withColumn("label", (F.col("id") % 2).cast("int"))
             .withColumn("content", F.sha2(F.col("id").cast("string"), 256).cast("binary"))
-            .withColumn("features", doubled(F.col("id"))))
+            .withColumn("features", doubled(F.col("id"))).withColumn("halves", halved(F.col("id"))))
     with tempfile.TemporaryDirectory() as folder:
         rows.write.parquet(f"{folder}/rows.parquet")
         table = spark.read.parquet(f"{folder}/rows.parquet")
