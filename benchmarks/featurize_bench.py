@@ -1,20 +1,22 @@
 """Featurization throughput inside Spark versus plain batched Keras on the same images and model.
 
-    python benchmarks/featurize_bench.py [--images 512] [--out bench/results] [--cluster-optional]
-                                         [--backbone-images 384] [--backbone-repeats 3] [--backbones VGG16,...]
+    python benchmarks/featurize_bench.py [--images 4096] [--out bench/results] [--cluster-optional]
+                                         [--backbone-seconds 10] [--backbone-images 384] [--backbone-repeats 3]
+                                         [--backbones VGG16,...]
                                          [--shapes 1,2]
                                          [--no-backbones] [--no-sweep]
 
 Writes ``featurize.json`` and ``featurize.md``, all measured in the same run:
 
 * images per second of the default featurizer for the plain in-process baseline (decode, prepare,
-  model in batches), for the Spark pandas-UDF path in local mode (local[*]) and on a standalone
+  model in batches), for the Spark Arrow-UDF path in local mode (local[*]) and on a standalone
   cluster on this machine (the one ``make cluster`` runs, started and stopped here if it is not
   running); with ``--cluster-optional`` a cluster that cannot start leaves its row out, with the
   reason, instead of failing;
-* the same comparison for every other backbone, on fewer images, three times each (the median run
-  and every run's ratio: the spread between runs); a backbone whose ImageNet
-  weights are not available offline runs with random weights, which do the same arithmetic; with
+* the same comparison for every backbone (the default too), three times each on the images plain
+  Keras takes about ``--backbone-seconds`` over (at least ``--backbone-images``), with the median run
+  and every run's ratio (the spread between runs); a backbone whose ImageNet weights are not
+  available offline runs with random weights, which do the same arithmetic; with
   ``--shapes``, each run also measures those TensorFlow threads per task core right after the
   backbone's own, so shapes are compared pairwise within a run rather than across noisy runs;
 * what a user would tune: Arrow batch rows, images per model call, and TensorFlow threads per
@@ -74,21 +76,21 @@ def spark_udf(images: pd.DataFrame, spec: FeaturizerSpec, settings: Settings, ma
     frame = spark.createDataFrame(images).cache()
     frame.count()
     partitions = spark.sparkContext.defaultParallelism
-    started = time.perf_counter()
-    # a few rows per core start every Python worker and build its model; written, not counted:
-    # a count lets Spark prune the feature column and never call the UDF
     stage = ImageFeaturizer.from_spec(spec, weights_sha256(spec.weights))
     # the stage reads its TensorFlow threads from the platform settings when it builds the UDF, as a
     # served pipeline does
     with mock.patch.dict(os.environ, {THREADS_VARIABLE: str(threads)}):
         warm, timed = (featurized(stage, training_copies(rows, 0, 0), partitions, copies=True)
                        for rows in (frame.limit(partitions * 8), frame))
-    warm.write.mode("overwrite").format("noop").save()
-    warm_up = time.perf_counter() - started
+
+    def seconds(features) -> float:  # written, not counted: a count lets Spark prune the UDF away
+        started = time.perf_counter()
+        features.write.mode("overwrite").format("noop").save()
+        return time.perf_counter() - started
+
+    warm_up = seconds(warm)  # a few rows per core start every Python worker and build its model
     memory = PeakMemory(os.getpid())
-    started = time.perf_counter()
-    timed.write.mode("overwrite").format("noop").save()
-    rate = len(images) / (time.perf_counter() - started)
+    rate = len(images) / seconds(timed)
     peaks = memory.stop()
     spark.stop()
     return {"images_per_second": round(rate, 1), "worker_start_and_model_build_seconds": round(warm_up, 1),
@@ -145,20 +147,29 @@ def compare(images: pd.DataFrame, settings: Settings, cores: int, shapes: tuple[
             "ratio_by_threads_per_core": dict(sorted(ratios.items()))}
 
 
-def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int, repeats: int,
-                  names: list[str], shapes: tuple[int, ...]) -> list[dict]:
-    """Each backbone of ``names`` compared ``repeats`` times: the median run, the spread of the ratios,
-    and every run's ratio per shape of ``shapes``."""
+def enough_images(images: pd.DataFrame, settings: Settings, cores: int, seconds: float, least: int) -> pd.DataFrame:
+    """The first of ``images`` that plain Keras takes about ``seconds`` over, at least ``least``. A light
+    backbone gets through a few hundred images in a second, of which a Spark job's fixed cost per pass
+    (two stages and their tasks, about 0.4 s here) would be a third."""
+    spec = replace(FeaturizerSpec.from_settings(settings), intra_op_threads=cores)
+    rate = plain_keras(images.head(4 * spec.batch_size), spec)
+    return images.head(max(least, int(rate * seconds)))
+
+
+def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int, repeats: int, names: list[str],
+                  shapes: tuple[int, ...], seconds: float, least: int) -> list[dict]:
+    """Each backbone of ``names`` compared ``repeats`` times on enough of ``images``: the median run, the
+    spread of the ratios, and every run's ratio per shape of ``shapes``."""
     rows = []
     for name in names:
-        if name != settings.backbone:
-            runs = [compare(images, offline_or_random(settings.with_overrides({"backbone": name})), cores, shapes)
-                    for _ in range(repeats)]
-            ratios = sorted(run["ratio_spark_to_plain"] for run in runs)
-            median = next(run for run in runs if run["ratio_spark_to_plain"] == ratios[len(ratios) // 2])
-            by_shape = {threads: [run["ratio_by_threads_per_core"][threads] for run in runs]
-                        for threads in median["ratio_by_threads_per_core"]}
-            rows.append({**median, "ratios": ratios, "ratios_by_threads_per_core": by_shape})
+        backbone = offline_or_random(settings.with_overrides({"backbone": name}))
+        chosen = enough_images(images, backbone, cores, seconds, least)
+        runs = [compare(chosen, backbone, cores, shapes) for _ in range(repeats)]
+        ratios = sorted(run["ratio_spark_to_plain"] for run in runs)
+        median = next(run for run in runs if run["ratio_spark_to_plain"] == ratios[len(ratios) // 2])
+        by_shape = {threads: [run["ratio_by_threads_per_core"][threads] for run in runs]
+                    for threads in median["ratio_by_threads_per_core"]}
+        rows.append({**median, "ratios": ratios, "ratios_by_threads_per_core": by_shape})
     return rows
 
 
@@ -202,8 +213,8 @@ def markdown(result: dict) -> str:
     lines = [f"{result['backbone']} at {result['image_size']} px, {main_row['images']} images, {cores} cores", "",
              "| path | images/s |", "|---|---|",
              f"| plain Keras, in process ({cores} threads) | {main_row['plain_keras_images_per_second']} |",
-             f"| Spark pandas UDF, local[*] | {spark['images_per_second']} |",
-             f"| Spark pandas UDF, standalone cluster ({cores} cores, one worker) | "
+             f"| Spark Arrow UDF, local[*] | {spark['images_per_second']} |",
+             f"| Spark Arrow UDF, standalone cluster ({cores} cores, one worker) | "
              f"{cluster.get('images_per_second', cluster.get('skipped'))} |",
              f"| ratio local[*] / plain | {main_row['ratio_spark_to_plain']} |", "",
              f"One-off per run: {spark['worker_start_and_model_build_seconds']} s to start the Python workers and "
@@ -238,16 +249,19 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--backbone-images", type=int, default=384, help="images per backbone in the backbone table")
+    parser.add_argument("--images", type=int, default=4096, help="images of the default featurizer's rows, and "
+                        "the most any backbone gets")
+    parser.add_argument("--backbone-seconds", type=float, default=10,
+                        help="each backbone gets the images plain Keras takes about this long over")
+    parser.add_argument("--backbone-images", type=int, default=384, help="the fewest images per backbone")
     parser.add_argument("--backbone-repeats", type=int, default=3,
                         help="runs per backbone: plain Keras itself varies by a quarter between runs on 2 noisy cores")
     parser.add_argument("--image-size", type=int, default=0)
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--cluster-optional", action="store_true",
                         help="leave the cluster row out (with the reason) when the cluster cannot start")
-    parser.add_argument("--no-backbones", action="store_true", help="skip the other backbones")
-    parser.add_argument("--backbones", default=",".join(BACKBONES), help="the other backbones to compare")
+    parser.add_argument("--no-backbones", action="store_true", help="skip the backbone table")
+    parser.add_argument("--backbones", default=",".join(BACKBONES), help="the backbones to compare")
     parser.add_argument("--shapes", type=lambda text: tuple(int(n) for n in text.split(",") if n), default=(),
                         help="TensorFlow threads per task core to measure beside each backbone's own, e.g. 1,2")
     parser.add_argument("--no-sweep", action="store_true", help="skip the tuning sweep")
@@ -262,9 +276,9 @@ def main() -> None:
         "cores": cores, "machine": platform.machine(),
         "default": compare(images, settings, cores),
         "standalone_cluster": on_cluster(images, spec, settings, args.cluster_optional),
-        "backbones": [] if args.no_backbones else backbone_rows(images.head(args.backbone_images), settings, cores,
-                                                                    args.backbone_repeats, args.backbones.split(","),
-                                                                    args.shapes),
+        "backbones": [] if args.no_backbones else backbone_rows(images, settings, cores, args.backbone_repeats,
+                                                                    args.backbones.split(","), args.shapes,
+                                                                    args.backbone_seconds, args.backbone_images),
         "sweep": [] if args.no_sweep else sweep_rows(images, settings, cores),
         "peak_rss_gb_benchmark_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "dag_step_seconds": step_timings(settings),
