@@ -227,7 +227,7 @@ def markdown(result: dict) -> str:
                   f"{r['spark_udf']['images_per_second']} | {r['ratio_spark_to_plain']} | "
                   f"{', '.join(map(str, r['ratios']))} |" for r in result["backbones"]]
     shapes = sorted({threads for r in result["backbones"] for threads in r["ratios_by_threads_per_core"]})
-    if len(shapes) > 1:
+    if any(len(r["ratios_by_threads_per_core"]) > 1 for r in result["backbones"]):  # --shapes was given
         lines += ["", "Spark / plain Keras per run, each shape measured in turn in the same run (TensorFlow threads "
                   "per task core; * the backbone's shape):", "",
                   "| backbone | " + " | ".join(f"{threads} per core" for threads in shapes) + " |",
