@@ -57,6 +57,11 @@ from numtaflow.spark import interactive_session
 THREADS_VARIABLE = ENV_PREFIX + "TF_INTRA_OP_THREADS"
 
 
+def plain_spec(settings: Settings, cores: int) -> FeaturizerSpec:
+    """The featurizer as plain Keras runs it: one process, a TensorFlow thread per core."""
+    return replace(FeaturizerSpec.from_settings(settings), intra_op_threads=cores)
+
+
 def plain_keras(images: pd.DataFrame, spec: FeaturizerSpec) -> float:
     # model build and the graph's first trace excluded, as Spark's warm-up pass excludes its workers'
     featurize_contents(list(images["content"][: spec.batch_size]), spec)
@@ -130,14 +135,14 @@ def compare(images: pd.DataFrame, settings: Settings, cores: int, shapes: tuple[
     (its TensorFlow threads per task core) and in each of ``shapes`` (other threads per task core), one
     after the other on the same images. Plain Keras runs before and after each Spark pass, and each ratio
     is to the mean of the two around it: the machine's drift during a run shifts both sides alike."""
-    plain_spec = replace(FeaturizerSpec.from_settings(settings), intra_op_threads=cores)
+    in_process = plain_spec(settings, cores)
     spec = FeaturizerSpec.from_settings(settings, task_cpus=1)
     chosen = BACKBONES[settings.backbone].tf_threads_per_core
-    plain = [plain_keras(images, plain_spec)]
+    plain = [plain_keras(images, in_process)]
     by_shape, ratios = {}, {}
     for threads in dict.fromkeys((chosen, *shapes)):
         by_shape[threads] = spark_udf(images, spec, settings, "local[*]", threads)
-        plain.append(plain_keras(images, plain_spec))
+        plain.append(plain_keras(images, in_process))
         ratios[threads] = round(by_shape[threads]["images_per_second"] / ((plain[-2] + plain[-1]) / 2), 3)
     return {"backbone": settings.backbone, "weights": "imagenet" if settings.weights != "random" else "random",
             "images": len(images), "plain_keras_images_per_second": round(sum(plain) / len(plain), 1),
@@ -151,7 +156,7 @@ def enough_images(images: pd.DataFrame, settings: Settings, cores: int, seconds:
     """The first of ``images`` that plain Keras takes about ``seconds`` over, at least ``least``. A light
     backbone gets through a few hundred images in a second, of which a Spark job's fixed cost per pass
     (two stages and their tasks, about 0.4 s here) would be a third."""
-    spec = replace(FeaturizerSpec.from_settings(settings), intra_op_threads=cores)
+    spec = plain_spec(settings, cores)
     rate = plain_keras(images.head(4 * spec.batch_size), spec)
     return images.head(max(least, int(rate * seconds)))
 
