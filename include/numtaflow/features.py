@@ -221,5 +221,9 @@ def feature_lists(features: np.ndarray):
     import pyarrow as pa
 
     rows, width = features.shape
-    offsets = np.arange(rows + 1, dtype=np.int32) * width
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(features.reshape(-1), type=pa.float32()))
+    if rows * width > np.iinfo(np.int32).max:  # a list array's offsets are int32: past this they would wrap
+        raise ValueError(f"{rows} rows of {width} features exceed one Arrow list array's "
+                         f"{np.iinfo(np.int32).max:,} values: lower arrow_batch_rows")
+    offsets = np.arange(rows + 1, dtype=np.int64) * width
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()),
+                                    pa.array(features.reshape(-1), type=pa.float32()))

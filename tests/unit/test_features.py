@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from numtaflow.config import Settings
-from numtaflow.features import (FeaturizerSpec, WeightsNotFound, featurize_batches, featurize_contents, intra_op_threads,
-                                 resolve_weights)
+from numtaflow.features import (FeaturizerSpec, WeightsNotFound, feature_lists, featurize_batches, featurize_contents,
+                                 intra_op_threads, resolve_weights)
 from numtaflow.vocabulary import BACKBONES
 
 
@@ -78,6 +78,15 @@ def test_featurize_batches_images_with_a_random_model():
     features = featurize_contents([png(0), png(128), png(255)], spec)
     assert features.shape[0] == 3 and features.shape[1] > 0
     assert features.dtype == np.float32
+
+
+def test_a_batch_too_large_for_one_list_arrays_offsets_is_refused_not_wrapped():
+    pytest.importorskip("pyarrow")
+    small = feature_lists(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert small.to_pylist() == [[0, 1, 2], [3, 4, 5]]
+    too_many = np.broadcast_to(np.float32(0), (277_310, 7_744))  # 2,147,488,640 values, no memory of its own
+    with pytest.raises(ValueError, match="277310 rows of 7744 features .* lower arrow_batch_rows"):
+        feature_lists(too_many)
 
 
 def test_featurize_batches_returns_each_rows_features_as_a_float_list():
