@@ -189,7 +189,7 @@ def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dic
     )
     rows = []
     for overrides, (master, threads) in configurations:
-        tuned = settings.with_overrides(overrides)
+        tuned = settings.model_copy(update=overrides)  # platform settings: no run's overrides
         spec = FeaturizerSpec.from_settings(tuned)
         rows.append({**overrides, "master": master, "tf_threads_per_worker": threads,
                      **spark_udf(images, spec, tuned, master, threads)})
