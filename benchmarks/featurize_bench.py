@@ -178,8 +178,9 @@ def backbone_rows(images: pd.DataFrame, settings: Settings, cores: int, repeats:
     return rows
 
 
-def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dict]:
-    """One knob at a time from the defaults: Arrow batch rows, images per model call, threads."""
+def sweep_configurations(settings: Settings, cores: int) -> list[tuple[dict, Settings, str, int]]:
+    """One knob at a time from the defaults: Arrow batch rows, images per model call, threads; each as
+    (the knobs changed, the settings with them, Spark master, TensorFlow threads per worker)."""
     defaults = {"arrow_batch_rows": settings.arrow_batch_rows, "udf_batch_size": settings.udf_batch_size}
     layouts = [(f"local[{cores}]", 1), ("local[1]", cores), (f"local[{cores}]", cores)]
     configurations = (
@@ -187,13 +188,15 @@ def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dic
         + [({**defaults, "udf_batch_size": size}, layouts[0]) for size in (16, 32, 64) if size != settings.udf_batch_size]
         + [(defaults, layout) for layout in layouts[1:]]
     )
-    rows = []
-    for overrides, (master, threads) in configurations:
-        tuned = settings.model_copy(update=overrides)  # platform settings: no run's overrides
-        spec = FeaturizerSpec.from_settings(tuned)
-        rows.append({**overrides, "master": master, "tf_threads_per_worker": threads,
-                     **spark_udf(images, spec, tuned, master, threads)})
-    return rows
+    # platform settings, which a run's overrides refuse: validated as the environment's would be
+    return [(knobs, Settings(**{**settings.model_dump(), **knobs}), master, threads)
+            for knobs, (master, threads) in configurations]
+
+
+def sweep_rows(images: pd.DataFrame, settings: Settings, cores: int) -> list[dict]:
+    return [{**knobs, "master": master, "tf_threads_per_worker": threads,
+             **spark_udf(images, FeaturizerSpec.from_settings(tuned), tuned, master, threads)}
+            for knobs, tuned, master, threads in sweep_configurations(settings, cores)]
 
 
 def step_timings(settings: Settings) -> dict | None:

@@ -4,8 +4,8 @@
 
 Run by ``spark.make_class_archive`` (``make setup``); the JVM writes every class it loaded to the
 archive when it exits. It touches what every job does: the session, Parquet written and read, joins
-and aggregations, Arrow with a pandas and an Arrow UDF, MLlib's logistic regression and a saved pipeline, and the
-s3a file system (created, never called: no S3 server needs to run).
+and aggregations, Arrow with a pandas and an Arrow UDF, MLlib's logistic regression and a saved
+pipeline, and the s3a file system (created, never called: no S3 server needs to run).
 """
 
 import tempfile
