@@ -71,13 +71,14 @@ def run_job(step: str, run_id: str, settings: dict, env: dict | None = None, dat
     command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
                "--settings-json", json.dumps(settings), *(["--data-until", data_until] if data_until else [])]
     started = time.time()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    # spark-submit passes the Python driver's stderr, where a step says why it failed, to its stdout
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, **(env or {})})
     memory = PeakMemory(process.pid)
-    _, errors = process.communicate()
+    output, _ = process.communicate()
     figures = {"wall_seconds": round(time.time() - started, 1), **memory.stop()}
     if process.returncode != 0:
-        raise SystemExit(f"{step} of {run_id} failed (exit {process.returncode}):\n{errors[-4000:]}")
+        raise SystemExit(f"{step} of {run_id} failed (exit {process.returncode}):\n{output[-4000:]}")
     return figures
 
 

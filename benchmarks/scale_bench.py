@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import psutil
 from bench_support import run_job, write_results
 from numtaflow.catalog import SAMPLED_IMAGES, RunLayout
 from numtaflow.config import Settings
-from numtaflow.contracts import parse_commit
+from numtaflow.contracts import SampleSummary, parse_commit
+from numtaflow.jobs import commit, context_from_args, parse_args
 from numtaflow.spark import interactive_session
+from numtaflow.steps.sample import sampled_set
 from numtaflow.storage import Storage, spark_path
 
 JOB_SETTINGS = {"train_views": 0, "test_views": 0}
@@ -60,15 +63,19 @@ def commit_samples(settings: Settings, storage: Storage, sizes: list[int]) -> di
     total = images.count()
     held = {}
     for size in sizes:
-        layout = RunLayout(settings.bucket, f"scale-{size}")
-        storage.begin_step(layout, "sample")
+        started = time.time()
+        # committed as the sample step commits, so that featurize and train read it as theirs
+        context = context_from_args("sample", parse_args(["--run-id", f"scale-{size}",
+                                                          "--settings-json", json.dumps(JOB_SETTINGS)]))
+        storage.begin_step(context.layout, "sample")
         train = images if size >= total else stratified_sample(images, size // 10, settings.seed)
         evaluation = stratified_sample(images, EVAL_PER_CLASS, settings.seed + 1)
+        summary = {}
         for name, frame in (("train", train), ("eval", evaluation)):
-            frame.write.mode("overwrite").parquet(layout.s3a(SAMPLED_IMAGES[name]))
-        held[size] = spark.read.parquet(layout.s3a(SAMPLED_IMAGES["train"])).count()
-        storage.commit_step(layout, "sample", {"summary": {"prepared_by": "benchmarks/scale_bench.py",
-                                                           "train": {"rows": held[size]}}})
+            frame.write.mode("overwrite").parquet(context.s3a(SAMPLED_IMAGES[name]))
+            summary[name] = sampled_set(spark.read.parquet(context.s3a(SAMPLED_IMAGES[name])))
+        held[size] = summary["train"].rows
+        commit(context, started, time.time(), SampleSummary(**summary).model_dump(), fingerprint=None)
     spark.stop()
     return held
 

@@ -33,8 +33,12 @@ def run(context: StepContext) -> SampleSummary:
             max(2, spark.sparkContext.defaultParallelism), "image_id"
         )
         frame.write.mode("overwrite").parquet(context.s3a(SAMPLED_IMAGES[name]))
-        written = spark.read.parquet(context.s3a(SAMPLED_IMAGES[name]))
-        counts = {str(r["label"]): r["count"] for r in written.groupBy("label").count().collect()}
-        ids = [r["image_id"] for r in written.select("image_id").collect()]
-        summary[name] = SampledSet(rows=len(ids), per_class=dict(sorted(counts.items())), ids_sha256=ids_hash(ids))
+        summary[name] = sampled_set(spark.read.parquet(context.s3a(SAMPLED_IMAGES[name])))
     return SampleSummary(**summary)
+
+
+def sampled_set(written) -> SampledSet:
+    """What the lineage records of a written sample: its rows per class and a hash of its ids."""
+    counts = {str(r["label"]): r["count"] for r in written.groupBy("label").count().collect()}
+    ids = [r["image_id"] for r in written.select("image_id").collect()]
+    return SampledSet(rows=len(ids), per_class=dict(sorted(counts.items())), ids_sha256=ids_hash(ids))
