@@ -7,14 +7,18 @@ makes), the training rows of the train step's own 80/20 split are cross-validate
 holding the study's preset, the tuned one and their neighbours: 3 folds, assigned per original
 image so that its distorted copies never straddle two folds. Neither the 20% split nor the
 evaluation set is read. Writes ``select_lr.json`` and ``select_lr.md``: mean cross-validated
-accuracy per grid point, per run and over runs.
+accuracy per grid point, per run and over runs. Each run is searched in a process (and a Spark
+driver) of its own: one driver searching a second run of today's 7,744 features ran out of its 4 GB.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 from bench_support import write_results
 from numtaflow.catalog import FEATURES, RunLayout
@@ -31,24 +35,26 @@ def point(row: dict) -> tuple:
     return row["max_iter"], row["reg_param"], row["elastic_net_param"]
 
 
+def search_run(run_id: str) -> dict[tuple, float]:
+    """Mean cross-validated accuracy per grid point on one run's training split, in its own session."""
+    settings = Settings.from_env()
+    spark = interactive_session(settings, "numtaflow-select-lr")
+    started = time.time()
+    features = spark.read.parquet(RunLayout(settings.bucket, run_id).s3a(FEATURES["train"]))
+    train = training_rows(split_sample(features, settings), settings, spark.sparkContext.defaultParallelism).cache()
+    _, table = cross_validate(train, GRID, settings.split_seed)
+    spark.stop()
+    print(f"{run_id}: {len(table)} points in {time.time() - started:.0f} s: {json.dumps(table)}", flush=True)
+    return {point(row): row["cv_accuracy"] for row in table}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=[f"seeds__seed-{seed}" for seed in range(1, 6)])
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
-    settings = Settings.from_env()
-    spark = interactive_session(settings, "numtaflow-select-lr")
-    cores = spark.sparkContext.defaultParallelism
-    per_run = {}
-    for run_id in args.runs:
-        started = time.time()
-        features = spark.read.parquet(RunLayout(settings.bucket, run_id).s3a(FEATURES["train"]))
-        train = training_rows(split_sample(features, settings), settings, cores).cache()
-        _, table = cross_validate(train, GRID, settings.split_seed)
-        train.unpersist()
-        per_run[run_id] = {point(row): row["cv_accuracy"] for row in table}
-        print(f"{run_id}: {len(table)} points in {time.time() - started:.0f} s", flush=True)
-    spark.stop()
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        per_run = dict(zip(args.runs, pool.map(search_run, args.runs)))
     points = sorted(next(iter(per_run.values())))
     rows = [{"max_iter": p[0], "reg_param": p[1], "elastic_net_param": p[2],
              "mean_cv_accuracy": round(statistics.mean(scores[p] for scores in per_run.values()), 4),
