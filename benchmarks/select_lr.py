@@ -8,7 +8,8 @@ holding the study's preset, the tuned one and their neighbours: 3 folds, assigne
 image so that its distorted copies never straddle two folds. Neither the 20% split nor the
 evaluation set is read. Writes ``select_lr.json`` and ``select_lr.md``: mean cross-validated
 accuracy per grid point, per run and over runs. Each run is searched in a process (and a Spark
-driver) of its own: one driver searching a second run of today's 7,744 features ran out of its 4 GB.
+driver) of its own: one driver searching run after run of the default featurizer's 7,744 features
+ran out of its 4 GB heap on the second.
 """
 
 from __future__ import annotations
