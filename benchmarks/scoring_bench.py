@@ -39,13 +39,13 @@ from bench_support import run_job, write_results
 from numtaflow.catalog import DATASETS_PREFIX, SCORING_STEPS, STEPS, RunLayout
 from numtaflow.config import ScoringSettings, Settings
 from numtaflow.contracts import parse_commit
+from numtaflow.data import IMAGE_SUFFIXES
 from numtaflow.registry import read_champion
 from numtaflow.storage import Storage
 
 MODEL_RUN = "bench__scoring-model"
 BATCH_PREFIX = "bench-scoring/"
 SOURCES = ("training-a", "training-c")  # 19,702 + 24,298 = 44,000 images
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 
 
 def numtaflow(*arguments: str) -> subprocess.CompletedProcess:

@@ -370,7 +370,8 @@ def cmd_cache(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    """Classify image files (or folders of them) with the champion's pipeline, or a version's."""
+    """Classify image files (or folders or zips of them, local or in S3) with the champion's pipeline,
+    or a version's."""
     from .registry import RegistryError, read_champion, read_version
     from .scoring import describe, image_files, scorable
 
@@ -385,8 +386,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not model.pipeline_uri:
         raise SystemExit(f"predict: version {model.version} of run {model.run_id} was saved without its pipeline; "
                          "promote a run trained since pipelines are saved")
-    accepted, refused = scorable(image_files(args.paths), settings.max_image_pixels)
-    for item in refused:
+    files, unreadable = image_files(args.paths, storage)
+    accepted, refused = scorable(files, settings.max_image_pixels)
+    for item in unreadable + refused:
         print(f"{item.path}: refused: {item.reason}")
     if not accepted:
         raise SystemExit("predict: no image could be scored")
@@ -460,7 +462,8 @@ def main(argv: list[str] | None = None) -> None:
                        "parts never committed (nothing modified in the last day)")
     cache.set_defaults(func=cmd_cache)
     predict = commands.add_parser("predict", help="classify images with the champion (or a version)")
-    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of them")
+    predict.add_argument("paths", nargs="+", metavar="PATH",
+                         help="image files, folders or .zip archives of them, local or s3://")
     predict.add_argument("--model", default="champion", help="champion (default) or a version")
     predict.set_defaults(func=cmd_predict)
     inbox = commands.add_parser("inbox-batch", help="land unlabelled images in the inbox, for the scoring DAG")

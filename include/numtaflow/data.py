@@ -30,6 +30,7 @@ from pyarrow import fs as pafs
 from .storage import Storage, spark_path, split_uri
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_ZIP_BYTES = 8 << 30  # the most a zip input may expand to (its members' declared sizes)
 CSV_NAME_COLUMN = "filename"
 CSV_LABEL_COLUMN = "digit"
 MANIFEST_COLUMNS = ["image_id", "label_raw", "in_csv", "has_file", "size", "uri"]
@@ -138,7 +139,7 @@ def safe_zip_members(archive: zipfile.ZipFile, max_total_bytes: int) -> list[zip
         name = info.filename.replace("\\", "/")
         if info.is_dir():
             continue
-        normalized = posixpath.normpath(name)
+        normalized = member_name(info)
         if name.startswith("/") or normalized.startswith("../") or normalized == ".." or ":" in name.split("/")[0]:
             raise InputError(f"zip member {info.filename!r} escapes the archive's folder; refusing to extract")
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
@@ -150,6 +151,11 @@ def safe_zip_members(archive: zipfile.ZipFile, max_total_bytes: int) -> list[zip
             continue
         members.append(info)
     return members
+
+
+def member_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's path with ``/`` separators, as it lands below the archive's folder."""
+    return posixpath.normpath(info.filename.replace("\\", "/"))
 
 
 def strip_common_folder(paths: list[str]) -> str:
@@ -299,7 +305,7 @@ def build_manifest(dataset: DatasetInput) -> pd.DataFrame:
     return manifest_from_class_folders(dataset.files, dataset.root_uri)
 
 
-def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: int = 8 << 30) -> str:
+def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: int = MAX_ZIP_BYTES) -> str:
     """Extract a zip (local or S3) into ``s3://<bucket>/<staging>/<sha256>/`` and return that URI.
 
     The key is the archive's content hash, so re-runs reuse the same extraction. An existing
@@ -322,8 +328,8 @@ def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: 
                 raise InputError(f"zip {uri} holds no files")
             storage.delete_prefix(root)
             for info in members:
-                storage.put_bytes(root + posixpath.normpath(info.filename.replace("\\", "/")), archive.read(info))
-            top = strip_common_folder([posixpath.normpath(m.filename.replace("\\", "/")) for m in members])
+                storage.put_bytes(root + member_name(info), archive.read(info))
+            top = strip_common_folder([member_name(m) for m in members])
             storage.put_json(root + "_EXTRACTED", {"source": uri, "top": top})
     return f"s3://{storage.bucket}/{root}{top}".rstrip("/")
 

@@ -5,22 +5,24 @@ images a person should review)."""
 
 from __future__ import annotations
 
+import io
+import zipfile
+import zlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Sequence
+from functools import partial
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .contracts import PinnedModel
+from .data import IMAGE_SUFFIXES, MAX_ZIP_BYTES, InputError, list_files, member_name, read_bytes, safe_zip_members
 from .images import inspect_image
 from .registry import RegistryError, find_model, now_iso
 from .storage import Storage
 from .vocabulary import DIGITS
 
 PROBABILITY_COLUMNS = [f"p_{digit}" for digit in DIGITS]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -29,33 +31,77 @@ class Refused:
     reason: str
 
 
-def image_files(paths: Iterable[str]) -> list[Path]:
-    """The files named, and the image files inside the folders named (recursively, sorted)."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            found.append(path)
-    return found
+@dataclass(frozen=True)
+class ImageFile:
+    """A file to score; its bytes are read only when it is scored, one file at a time."""
+
+    name: str  # as the user will read it: a path, an s3:// URI, or <archive>.zip/<member>
+    read: Callable[[], bytes]  # raises OSError when the bytes cannot be had
 
 
-def scorable(paths: Iterable[Path], max_pixels: int) -> tuple[list[tuple[str, bytes]], list[Refused]]:
+def image_files(paths: Iterable[str], storage: Storage | None,
+                max_zip_bytes: int = MAX_ZIP_BYTES) -> tuple[list[ImageFile], list[Refused]]:
+    """The files named, and the image files inside the folders and ``.zip`` archives named (recursively,
+    sorted), local or ``s3://``; an archive that cannot be opened safely is refused with its reason."""
+    found, refused = [], []
+    for path in paths:
+        if path.lower().endswith(".zip"):
+            try:
+                found += archive_images(path, storage, max_zip_bytes)
+            except (OSError, InputError) as error:
+                refused.append(Refused(path, _reason(error)))
+            continue
+        try:
+            listed = list_files(path, storage)
+        except InputError:  # not a folder: the file itself
+            found.append(ImageFile(path, partial(read_bytes, path, storage)))
+            continue
+        for file in listed:
+            if file.relative_path.lower().endswith(IMAGE_SUFFIXES):
+                name = f"{path.rstrip('/')}/{file.relative_path}"
+                found.append(ImageFile(name, partial(read_bytes, name, storage)))
+    return found, refused
+
+
+def archive_images(path: str, storage: Storage | None, max_total_bytes: int) -> list[ImageFile]:
+    """The image files inside a zip archive, read from it in memory (nothing is extracted), refusing
+    the whole archive for a member that would escape it or a declared size above ``max_total_bytes``."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(read_bytes(path, storage)))
+    except zipfile.BadZipFile:
+        raise InputError("not a readable zip archive") from None
+    members = {member_name(info): info for info in safe_zip_members(archive, max_total_bytes)}
+    return [ImageFile(f"{path}/{name}", partial(_read_member, archive, info))
+            for name, info in sorted(members.items()) if name.lower().endswith(IMAGE_SUFFIXES)]
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
+        raise OSError(f"damaged in its archive: {error}") from None
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+def scorable(files: Iterable[ImageFile], max_pixels: int) -> tuple[list[tuple[str, bytes]], list[Refused]]:
     """Split files into those the featurizer can take (with their bytes) and those refused, each with
     the reason validation would give: one bad scan never blocks the others."""
     accepted, refused = [], []
-    for path in paths:
+    for file in files:
         try:
-            content = path.read_bytes()
+            content = file.read()
         except OSError as error:
-            refused.append(Refused(str(path), f"cannot read: {error.strerror or error}"))
+            refused.append(Refused(file.name, f"cannot read: {_reason(error)}"))
             continue
         info = inspect_image(content, max_pixels)
         problem = info.error or (f"holds no digit: {info.excluded}" if info.excluded else None)
         if problem:
-            refused.append(Refused(str(path), problem))
+            refused.append(Refused(file.name, problem))
         else:
-            accepted.append((str(path), content))
+            accepted.append((file.name, content))
     return accepted, refused
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -398,21 +399,35 @@ def test_a_saved_pipeline_that_cannot_serve_is_never_promoted(pipeline, storage,
 
 def test_predict_classifies_new_images_with_the_champions_pipeline(pipeline, storage, featurizer_env, tmp_path):
     """`numtaflow predict` on unlabelled files: a digit and the three most likely per image, a one-line
-    reason for a file that is no image; the champion's pipeline from its registry version."""
+    reason for a file that is no image; the champion's pipeline from its registry version. The same
+    files in a local folder, a zip in S3 and an S3 prefix (another bucket than the workflow's) get the
+    same lines."""
     assert_step_ok(pipeline, "evaluate")
     scans = make_numtadb(tmp_path / "scans", 1, source="training-c", offset=40)
     (scans / "notes.png").write_text("not a scan")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(scans.iterdir()):
+            out.write(path, f"scans/{path.name}")
+    storage.put_bytes("predict-input/scans.zip", archive.getvalue())
+    in_s3 = upload_folder(storage, scans, "predict-input")
+    in_zip = f"s3://{storage.bucket}/predict-input/scans.zip"
     env = {**os.environ, **featurizer_env, **BUCKET}
-    result = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans)], env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans), in_zip, in_s3], env=env,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    assert f"{scans / 'notes.png'}: refused: not an image (unrecognised format)" in lines
-    scored = [line for line in lines if "refused" not in line]
-    assert len(scored) == 10
-    for line in scored:
-        digit, top = re.fullmatch(r".+\.png: (\d) \((\d) ([0-9.]+), (\d) ([0-9.]+), (\d) ([0-9.]+)\)", line).group(1, 2)
-        assert digit == top
+    for folder in (str(scans), f"{in_zip}/scans", in_s3):
+        assert f"{folder}/notes.png: refused: not an image (unrecognised format)" in lines
+    described = {}  # file name: its descriptions under the three inputs
+    for line in lines:
+        if "refused" not in line:
+            name, description, digit, top = re.fullmatch(
+                r".+/(\w+\.png): ((\d) \((\d) [0-9.]+, \d [0-9.]+, \d [0-9.]+\))", line).groups()
+            assert digit == top
+            described.setdefault(name, set()).add(description)
+    assert len(lines) == 3 * 11 and len(described) == 10
+    assert all(len(descriptions) == 1 for descriptions in described.values()), described
     served = storage.get_json(CHAMPION_KEY)
     assert f"version {served['version']} of run" in result.stderr
     missing = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans), "--model", "0" * 16], env=env,

@@ -1,4 +1,5 @@
 import io
+import zipfile
 
 from PIL import Image
 
@@ -21,14 +22,63 @@ def test_bad_files_are_refused_with_a_reason_and_the_rest_kept(tmp_path):
     (folder / "truncated.png").write_bytes(digit_png(4)[:60])
     (folder / "blank.png").write_bytes(_png(Image.new("L", (28, 28), 255)))
     (folder / "readme.txt").write_text("skipped: not an image suffix")
-    files = image_files([str(folder)])
-    assert [p.name for p in files] == ["blank.png", "good.png", "grey16.png", "notes.png", "truncated.png"]
+    files, unreadable = image_files([str(folder)], None)
+    assert [f.name for f in files] == [f"{folder}/{name}" for name in
+                                       ("blank.png", "good.png", "nested/grey16.png", "notes.png", "truncated.png")]
+    assert unreadable == []
     accepted, refused = scorable(files, 4096 * 4096)
     assert sorted(path.rsplit("/", 1)[-1] for path, _ in accepted) == ["good.png", "grey16.png"]
     reasons = {item.path.rsplit("/", 1)[-1]: item.reason for item in refused}
     assert reasons["notes.png"] == "not an image (unrecognised format)"
     assert "truncated" in reasons["truncated.png"] and reasons["blank.png"].startswith("holds no digit")
-    assert scorable([tmp_path / "missing.png"], 100)[1][0].reason.startswith("cannot read")
+    missing = image_files([str(tmp_path / "missing.png")], None)[0]
+    assert scorable(missing, 100)[1][0].reason.startswith("cannot read")
+
+
+def test_a_zip_is_read_in_memory_its_images_named_below_it_and_an_unsafe_one_refused(tmp_path):
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("batch/b.png", digit_png(5))
+        out.writestr("batch\\sub\\a.JPG", _jpeg(digit_png(2)))
+        out.writestr("batch/notes.png", b"not an image")
+        out.writestr("batch/readme.txt", "skipped: not an image suffix")
+        out.writestr("__MACOSX/batch/._b.png", b"resource fork")
+    escaping = tmp_path / "escaping.zip"
+    with zipfile.ZipFile(escaping, "w") as out:
+        out.writestr("../evil.png", digit_png(1))
+    not_a_zip = tmp_path / "renamed.zip"
+    not_a_zip.write_bytes(digit_png(7))
+    files, unreadable = image_files([str(archive), str(escaping), str(not_a_zip)], None)
+    assert [f.name for f in files] == [f"{archive}/batch/b.png", f"{archive}/batch/notes.png",
+                                       f"{archive}/batch/sub/a.JPG"]
+    assert files[0].read() == digit_png(5)
+    assert [(item.path, item.reason.split(";")[0]) for item in unreadable] == [
+        (str(escaping), "zip member '../evil.png' escapes the archive's folder"),
+        (str(not_a_zip), "not a readable zip archive")]
+    accepted, refused = scorable(files, 4096 * 4096)
+    assert [path for path, _ in accepted] == [f"{archive}/batch/b.png", f"{archive}/batch/sub/a.JPG"]
+    assert [item.path for item in refused] == [f"{archive}/batch/notes.png"]
+    too_big = image_files([str(archive)], None, max_zip_bytes=100)[1]
+    assert too_big[0].reason.startswith("zip expands to more than 100 bytes")
+
+
+def test_a_member_damaged_inside_its_zip_is_refused_and_the_others_kept(tmp_path):
+    archive = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as out:
+        out.writestr("a.png", digit_png(3))
+        out.writestr("b.png", digit_png(4))
+    content = bytearray(archive.read_bytes())
+    content[content.index(digit_png(4)) + 100] ^= 0xFF  # b.png's bytes no longer match its CRC
+    archive.write_bytes(bytes(content))
+    accepted, refused = scorable(image_files([str(archive)], None)[0], 4096 * 4096)
+    assert [path for path, _ in accepted] == [f"{archive}/a.png"]
+    assert refused[0].path == f"{archive}/b.png" and refused[0].reason.startswith("cannot read: damaged in its archive")
+
+
+def _jpeg(png: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").save(out, format="JPEG")
+    return out.getvalue()
 
 
 def _png(image, ink=False):
