@@ -42,37 +42,55 @@ class ImageFile:
 def image_files(paths: Iterable[str], storage: Storage | None,
                 max_zip_bytes: int = MAX_ZIP_BYTES) -> tuple[list[ImageFile], list[Refused]]:
     """The files named, and the image files inside the folders and ``.zip`` archives named (recursively,
-    sorted), local or ``s3://``; an archive that cannot be opened safely is refused with its reason."""
+    sorted), local or ``s3://``; an archive that cannot be opened safely, or a folder or archive with
+    no image file in it, is refused with its reason."""
     found, refused = [], []
     for path in paths:
         if path.lower().endswith(".zip"):
             try:
-                found += archive_images(path, storage, max_zip_bytes)
+                images, members = archive_images(path, storage, max_zip_bytes)
             except (OSError, InputError) as error:
                 refused.append(Refused(path, _reason(error)))
-            continue
-        try:
-            listed = list_files(path, storage)
-        except InputError:  # not a folder: the file itself
-            found.append(ImageFile(path, partial(read_bytes, path, storage)))
-            continue
-        for file in listed:
-            if file.relative_path.lower().endswith(IMAGE_SUFFIXES):
-                name = f"{path.rstrip('/')}/{file.relative_path}"
-                found.append(ImageFile(name, partial(read_bytes, name, storage)))
+                continue
+        else:
+            try:
+                members = [file.relative_path for file in list_files(path, storage)]
+            except InputError:  # not a folder: the file itself
+                found.append(ImageFile(path, partial(read_bytes, path, storage)))
+                continue
+            names = [f"{path.rstrip('/')}/{member}" for member in members if member.lower().endswith(IMAGE_SUFFIXES)]
+            images = [ImageFile(name, partial(read_bytes, name, storage)) for name in names]
+        found += images
+        if not images:
+            refused.append(Refused(path, _no_image_reason(members)))
     return found, refused
 
 
-def archive_images(path: str, storage: Storage | None, max_total_bytes: int) -> list[ImageFile]:
-    """The image files inside a zip archive, read from it in memory (nothing is extracted), refusing
-    the whole archive for a member that would escape it or a declared size above ``max_total_bytes``."""
+def _no_image_reason(names: Sequence[str]) -> str:
+    """Why a folder or archive holding ``names`` gave nothing to score, and what the user can name
+    instead: zips inside a folder are opened only when named themselves."""
+    if not names:
+        return "no image file in it: it holds no file"
+    files = f"{len(names)} file" + ("s" if len(names) > 1 else "")
+    reason = f"no image file in it: {files}, none ending in {', '.join(IMAGE_SUFFIXES)}"
+    archives = [name for name in names if name.lower().endswith(".zip")]
+    if archives:
+        reason += f"; an archive inside is opened only when named itself, such as {archives[0]}"
+    return reason
+
+
+def archive_images(path: str, storage: Storage | None, max_total_bytes: int) -> tuple[list[ImageFile], list[str]]:
+    """The image files inside a zip archive, read from it in memory (nothing is extracted), and the
+    names of all its members; the whole archive is refused for a member that would escape it or a
+    declared size above ``max_total_bytes``."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(read_bytes(path, storage)))
     except zipfile.BadZipFile:
         raise InputError("not a readable zip archive") from None
     members = {member_name(info): info for info in safe_zip_members(archive, max_total_bytes)}
-    return [ImageFile(f"{path}/{name}", partial(_read_member, archive, info))
-            for name, info in sorted(members.items()) if name.lower().endswith(IMAGE_SUFFIXES)]
+    images = [ImageFile(f"{path}/{name}", partial(_read_member, archive, info))
+              for name, info in sorted(members.items()) if name.lower().endswith(IMAGE_SUFFIXES)]
+    return images, sorted(members)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:

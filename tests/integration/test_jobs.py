@@ -401,7 +401,7 @@ def test_predict_classifies_new_images_with_the_champions_pipeline(pipeline, sto
     """`numtaflow predict` on unlabelled files: a digit and the three most likely per image, a one-line
     reason for a file that is no image; the champion's pipeline from its registry version. The same
     files in a local folder, a zip in S3 and an S3 prefix (another bucket than the workflow's) get the
-    same lines."""
+    same lines; a prefix holding only a zip is refused, naming the archive to pass instead."""
     assert_step_ok(pipeline, "evaluate")
     scans = make_numtadb(tmp_path / "scans", 1, source="training-c", offset=40)
     (scans / "notes.png").write_text("not a scan")
@@ -410,15 +410,19 @@ def test_predict_classifies_new_images_with_the_champions_pipeline(pipeline, sto
         for path in sorted(scans.iterdir()):
             out.write(path, f"scans/{path.name}")
     storage.put_bytes("predict-input/scans.zip", archive.getvalue())
+    storage.put_bytes("predict-input/downloads/scans.zip", archive.getvalue())
     in_s3 = upload_folder(storage, scans, "predict-input")
     in_zip = f"s3://{storage.bucket}/predict-input/scans.zip"
+    only_a_zip = f"s3://{storage.bucket}/predict-input/downloads"
     env = {**os.environ, **featurizer_env, **BUCKET}
-    result = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans), in_zip, in_s3], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans), in_zip, in_s3, only_a_zip],
+                            env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     for folder in (str(scans), f"{in_zip}/scans", in_s3):
         assert f"{folder}/notes.png: refused: not an image (unrecognised format)" in lines
+    assert f"{only_a_zip}: refused: no image file in it: 1 file, none ending in .png, .jpg, .jpeg, .bmp, .gif, " \
+           ".tif, .tiff, .webp; an archive inside is opened only when named itself, such as scans.zip" in lines
     described = {}  # file name: its descriptions under the three inputs
     for line in lines:
         if "refused" not in line:
@@ -426,7 +430,7 @@ def test_predict_classifies_new_images_with_the_champions_pipeline(pipeline, sto
                 r".+/(\w+\.png): ((\d) \((\d) [0-9.]+, \d [0-9.]+, \d [0-9.]+\))", line).groups()
             assert digit == top
             described.setdefault(name, set()).add(description)
-    assert len(lines) == 3 * 11 and len(described) == 10
+    assert len(lines) == 3 * 11 + 1 and len(described) == 10
     assert all(len(descriptions) == 1 for descriptions in described.values()), described
     served = storage.get_json(CHAMPION_KEY)
     assert f"version {served['version']} of run" in result.stderr

@@ -75,6 +75,26 @@ def test_a_member_damaged_inside_its_zip_is_refused_and_the_others_kept(tmp_path
     assert refused[0].path == f"{archive}/b.png" and refused[0].reason.startswith("cannot read: damaged in its archive")
 
 
+def test_a_folder_or_zip_without_images_is_refused_saying_what_was_looked_for(tmp_path):
+    (tmp_path / "empty").mkdir()
+    holds_a_zip = tmp_path / "downloads"
+    holds_a_zip.mkdir()
+    (holds_a_zip / "notes.txt").write_text("not an image")
+    with zipfile.ZipFile(holds_a_zip / "scans.zip", "w") as out:
+        out.writestr("a.png", digit_png(3))
+    text_only = tmp_path / "text.zip"
+    with zipfile.ZipFile(text_only, "w") as out:
+        out.writestr("readme.txt", "no images here")
+    files, refused = image_files([str(tmp_path / "empty"), str(holds_a_zip), str(text_only)], None)
+    assert files == []
+    reasons = {item.path: item.reason for item in refused}
+    assert reasons[str(tmp_path / "empty")] == "no image file in it: it holds no file"
+    assert reasons[str(holds_a_zip)].startswith("no image file in it: 2 files, none ending in .png, .jpg")
+    assert reasons[str(holds_a_zip)].endswith("an archive inside is opened only when named itself, such as scans.zip")
+    assert reasons[str(text_only)].startswith("no image file in it: 1 file, none ending in .png")
+    assert image_files([str(holds_a_zip / "scans.zip")], None)[1] == []
+
+
 def _jpeg(png: bytes) -> bytes:
     out = io.BytesIO()
     Image.open(io.BytesIO(png)).convert("RGB").save(out, format="JPEG")
