@@ -18,7 +18,8 @@ help:
 	@echo "make test-fast  unit tests only (seconds)"
 	@echo "make ui         start Airflow on http://127.0.0.1:8080 with the DAG unpaused (make ui-stop)"
 	@echo "make cluster    start a Spark standalone master + worker on 127.0.0.1 (make cluster-stop)"
-	@echo "make bench      featurization: plain Keras vs Spark local[*] vs a standalone cluster (bench/results/featurize.{json,md})"
+	@echo "make bench      featurization: plain Keras vs Spark local[*] vs a standalone cluster (bench/results/featurize.{json,md});"
+	@echo "                then the saved pipeline, the Models page and predict's reads (pipeline, models_page, predict_read)"
 	@echo "make bench-scale featurize + train, then batch scoring, on 500, 5,000 and all 44,000 images: time, images/s and"
 	@echo "                peak memory (bench/results/scale.{json,md}, bench/results/scoring_scale.{json,md})"
 	@echo "make bench-rerun four DAG runs on NumtaDB (cold, repeat, another seed, +1% new images): what each pays"
@@ -100,6 +101,7 @@ bench: setup s3-start
 	$(ENV) python benchmarks/featurize_bench.py --out bench/results
 	$(ENV) python benchmarks/pipeline_bench.py --out bench/results
 	$(ENV) python benchmarks/models_page_bench.py --out bench/results
+	$(ENV) python benchmarks/predict_read_bench.py --out bench/results
 
 bench-scale: setup s3-start
 	$(ENV) python -m numtaflow load-data

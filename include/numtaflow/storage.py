@@ -67,6 +67,7 @@ class Storage:
         self.settings = settings
         self.bucket = settings.bucket
         self.client = client or make_client(settings)
+        self._filesystem = None
 
     # --- plain objects -------------------------------------------------------------------
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream",
@@ -255,10 +256,16 @@ class Storage:
 
     def filesystem(self):
         """A ``pyarrow.fs.S3FileSystem`` on the client's endpoint and region, with the same timeouts
-        and retries, so that local and S3 inputs are listed and read through one interface.
+        and retries, so that local and S3 inputs are listed and read through one interface; one per
+        ``Storage``, so that its connections are reused from file to file and thread to thread.
 
         Credentials come from the environment, as the client's do (absent: pyarrow's default chain).
         """
+        if self._filesystem is None:
+            self._filesystem = self._new_filesystem()
+        return self._filesystem
+
+    def _new_filesystem(self):
         import os
         from urllib.parse import urlsplit
 

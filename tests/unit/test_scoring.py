@@ -75,6 +75,18 @@ def test_a_member_damaged_inside_its_zip_is_refused_and_the_others_kept(tmp_path
     assert refused[0].path == f"{archive}/b.png" and refused[0].reason.startswith("cannot read: damaged in its archive")
 
 
+def test_files_read_at_once_keep_their_order_and_verdicts(tmp_path):
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for index in range(120):
+            out.writestr(f"{index:03d}.png", digit_png(index % 10) if index % 7 else b"not an image")
+    files = image_files([str(archive)], None)[0]
+    one_at_a_time, at_once = scorable(files, 4096 * 4096, threads=1), scorable(files, 4096 * 4096, threads=16)
+    assert at_once == one_at_a_time
+    assert [path for path, _ in at_once[0]] == [f.name for index, f in enumerate(files) if index % 7]
+    assert len(at_once[1]) == 18 and all(item.reason.startswith("not an image") for item in at_once[1])
+
+
 def test_a_folder_or_zip_without_images_is_refused_saying_what_was_looked_for(tmp_path):
     (tmp_path / "empty").mkdir()
     holds_a_zip = tmp_path / "downloads"

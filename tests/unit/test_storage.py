@@ -82,7 +82,7 @@ def test_copy_is_one_server_side_request():
     stub.assert_no_pending_responses()
 
 
-def test_filesystem_uses_the_client_endpoint_region_and_environment_credentials(monkeypatch):
+def test_filesystem_uses_the_client_endpoint_region_and_environment_credentials_once_per_storage(monkeypatch):
     from pyarrow import fs
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key")
@@ -94,6 +94,7 @@ def test_filesystem_uses_the_client_endpoint_region_and_environment_credentials(
     assert storage.filesystem() == fs.S3FileSystem(**expected)
     assert storage.filesystem() != fs.S3FileSystem(**{**expected, "secret_key": "other"})
     assert "env-secret" not in repr(storage.filesystem())
+    assert storage.filesystem() is storage.filesystem()  # its connections serve every read
 
 
 def test_response_times_parse_as_botocore_parses_them():
