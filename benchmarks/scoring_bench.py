@@ -39,7 +39,7 @@ from bench_support import run_job, write_results
 from numtaflow.catalog import DATASETS_PREFIX, SCORING_STEPS, STEPS, RunLayout
 from numtaflow.config import ScoringSettings, Settings
 from numtaflow.contracts import parse_commit
-from numtaflow.data import IMAGE_SUFFIXES
+from numtaflow.data import is_image_name
 from numtaflow.registry import read_champion
 from numtaflow.storage import Storage
 
@@ -97,7 +97,7 @@ def source_images(storage: Storage) -> list[str]:
     keys = []
     for name in SOURCES:
         prefix = f"{DATASETS_PREFIX}/{name}/"
-        keys += [obj["Key"] for obj in storage.list_objects(prefix) if obj["Key"].lower().endswith(IMAGE_SUFFIXES)]
+        keys += [obj["Key"] for obj in storage.list_objects(prefix) if is_image_name(obj["Key"])]
     return sorted(keys)
 
 

@@ -36,6 +36,21 @@ CSV_LABEL_COLUMN = "digit"
 MANIFEST_COLUMNS = ["image_id", "label_raw", "in_csv", "has_file", "size", "uri"]
 
 
+def is_image_name(name: str) -> bool:
+    """Whether a file name ends in one of the image suffixes scoring looks for (any case)."""
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def is_zip(name: str) -> bool:
+    """Whether a path or URI names a ``.zip`` archive (any case): an input that is opened, not listed."""
+    return name.lower().endswith(".zip")
+
+
+def is_csv(name: str) -> bool:
+    """Whether a file name is a CSV (any case): labels, never an image of the dataset."""
+    return name.lower().endswith(".csv")
+
+
 class InputError(ValueError):
     """The input cannot be read as a dataset; the message says what and where."""
 
@@ -89,7 +104,7 @@ def manifest_from_csv(csv_frame: pd.DataFrame, files: Iterable[ListedFile], root
         }
     )
     listed = pd.DataFrame(
-        [(f.relative_path, f.size) for f in files if not f.relative_path.lower().endswith(".csv")],
+        [(f.relative_path, f.size) for f in files if not is_csv(f.relative_path)],
         columns=["image_id", "size"],
     )
     listed["has_file"] = True
@@ -283,12 +298,12 @@ def exists(uri: str, storage: Storage | None) -> bool:
 
 def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "staging/") -> DatasetInput:
     """Find the files and labels of ``uri``; zips are extracted into the bucket first."""
-    if uri.lower().endswith(".zip"):
+    if is_zip(uri):
         uri = stage_zip(uri, _require(storage), staging_prefix)
     files = list_files(uri, storage)
     csv_uri = _find_csv(uri, files, storage)
     if csv_uri is None:
-        files = [f for f in files if not f.relative_path.lower().endswith(".csv")]
+        files = [f for f in files if not is_csv(f.relative_path)]
         if not files:
             raise InputError(f"input {uri} holds no files")
         return DatasetInput(uri, detect_layout(files, has_csv=False), tuple(files))
@@ -343,7 +358,7 @@ def _find_csv(uri: str, files: list[ListedFile], storage: Storage | None) -> str
     sibling = uri.rstrip("/") + ".csv"
     if exists(sibling, storage):
         return sibling
-    inside = [f.relative_path for f in files if f.relative_path.lower().endswith(".csv")]
+    inside = [f.relative_path for f in files if is_csv(f.relative_path)]
     if len(inside) == 1:
         return uri.rstrip("/") + "/" + inside[0]
     if len(inside) > 1:

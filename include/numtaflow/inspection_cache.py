@@ -19,7 +19,7 @@ import logging
 from importlib import resources
 
 from .catalog import INSPECTION_CACHE_PREFIX
-from .data import DatasetInput, decode_images
+from .data import DatasetInput, decode_images, is_csv
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def inspect_files(spark, dataset: DatasetInput, versions, known, max_pixels: int
 
     seen = set() if known is None else {row.image_id for row in known.select("image_id").collect()}
     unseen = [f.relative_path for f in dataset.files
-              if f.relative_path not in seen and not f.relative_path.lower().endswith(".csv")]
+              if f.relative_path not in seen and not is_csv(f.relative_path)]
     columns = ["image_id", *INSPECTION, *KEY_COLUMNS, "inspected"]
     frames = [] if known is None else [known.withColumn("inspected", F.lit(False)).select(*columns)]
     if unseen or known is None:

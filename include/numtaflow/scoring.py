@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .contracts import PinnedModel
-from .data import IMAGE_SUFFIXES, MAX_ZIP_BYTES, InputError, list_files, member_name, read_bytes, safe_zip_members
+from .data import (IMAGE_SUFFIXES, MAX_ZIP_BYTES, InputError, is_image_name, is_zip, list_files, member_name, read_bytes,
+                   safe_zip_members)
 from .images import inspect_image
 from .registry import RegistryError, find_model, now_iso
 from .storage import Storage
@@ -48,7 +49,7 @@ def image_files(paths: Iterable[str], storage: Storage | None,
     no image file in it, is refused with its reason."""
     found, refused = [], []
     for path in paths:
-        if path.lower().endswith(".zip"):
+        if is_zip(path):
             try:
                 images, members = archive_images(path, storage, max_zip_bytes)
             except (OSError, InputError) as error:
@@ -60,7 +61,7 @@ def image_files(paths: Iterable[str], storage: Storage | None,
             except InputError:  # not a folder: the file itself
                 found.append(ImageFile(path, partial(read_bytes, path, storage)))
                 continue
-            names = [f"{path.rstrip('/')}/{member}" for member in members if member.lower().endswith(IMAGE_SUFFIXES)]
+            names = [f"{path.rstrip('/')}/{member}" for member in members if is_image_name(member)]
             images = [ImageFile(name, partial(read_bytes, name, storage)) for name in names]
         found += images
         if not images:
@@ -75,7 +76,7 @@ def _no_image_reason(names: Sequence[str]) -> str:
         return "no image file in it: it holds no file"
     files = f"{len(names)} file" + ("s" if len(names) > 1 else "")
     reason = f"no image file in it: {files}, none ending in {', '.join(IMAGE_SUFFIXES)}"
-    archives = [name for name in names if name.lower().endswith(".zip")]
+    archives = [name for name in names if is_zip(name)]
     if archives:
         reason += f"; an archive inside is opened only when named itself, such as {archives[0]}"
     return reason
@@ -91,7 +92,7 @@ def archive_images(path: str, storage: Storage | None, max_total_bytes: int) -> 
         raise InputError("not a readable zip archive") from None
     members = {member_name(info): info for info in safe_zip_members(archive, max_total_bytes)}
     images = [ImageFile(f"{path}/{name}", partial(_read_member, archive, info))
-              for name, info in sorted(members.items()) if name.lower().endswith(IMAGE_SUFFIXES)]
+              for name, info in sorted(members.items()) if is_image_name(name)]
     return images, sorted(members)
 
 

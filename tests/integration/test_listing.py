@@ -89,7 +89,8 @@ def test_refused_credentials_never_appear_in_the_error(storage, s3_env, monkeypa
     from numtaflow.storage import Storage
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
-    refused = Storage(storage.settings)  # a Storage takes the keys in the environment when it is made
+    refused = Storage(storage.settings)  # a Storage reads the keys in the environment once: its client when made,
+    # its file system on first use
     with pytest.raises(OSError) as error:
         list_files(f"s3://{storage.bucket}/listing", refused)
     for secret in ("wrong-secret-value", s3_env["AWS_SECRET_ACCESS_KEY"]):

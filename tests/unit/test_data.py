@@ -8,6 +8,9 @@ from numtaflow.data import (
     InputError,
     ListedFile,
     detect_layout,
+    is_csv,
+    is_image_name,
+    is_zip,
     manifest_from_class_folders,
     manifest_from_csv,
     manifest_hash,
@@ -15,6 +18,14 @@ from numtaflow.data import (
     safe_zip_members,
     strip_common_folder,
 )
+
+
+def test_file_kinds_are_told_by_suffix_in_any_case():
+    assert is_image_name("training-a/A00012.PNG") and is_image_name("x.jpeg") and is_image_name("s3://b/k/y.webp")
+    assert not is_image_name("training-a.csv") and not is_image_name("png") and not is_image_name("a.png.txt")
+    assert is_zip("s3://bucket/NumtaDB.ZIP") and is_zip("/tmp/mine.zip")
+    assert not is_zip("/tmp/mine.zip/a.png") and not is_zip("/tmp/zip")
+    assert is_csv("training-a.CSV") and not is_csv("csv/a.png")
 
 
 def csv_frame(rows):

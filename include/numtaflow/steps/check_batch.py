@@ -16,7 +16,7 @@ from functools import reduce
 
 from ..catalog import MODEL_PIN, REJECTED, SCORABLE, SCORING_BATCHES, STAGING_PREFIX
 from ..contracts import CheckBatchSummary
-from ..data import InputError, decode_images, list_files, stage_zip
+from ..data import InputError, decode_images, is_zip, list_files, stage_zip
 from ..incoming import claim_batches
 from ..jobs import StepContext, StepFailed
 from ..scoring import pin_model
@@ -44,7 +44,7 @@ def inspected(context: StepContext, id_prefix: str, uri: str):
     """Every file under ``uri`` with its bytes if it can be scored, else the reason."""
     from pyspark.sql import functions as F
 
-    if uri.lower().endswith(".zip"):
+    if is_zip(uri):
         uri = stage_zip(uri, context.storage, STAGING_PREFIX)
     try:
         if not list_files(uri, context.storage):
