@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -28,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from .catalog import (DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, REPORTED, SCORING_DAG_ID, SCORING_STEPS, STEPS,
                       RunLayout)
@@ -373,7 +375,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     """Classify image files (or folders or zips of them, local or in S3) with the champion's pipeline,
     or a version's."""
     from .registry import RegistryError, read_champion, read_version
-    from .scoring import describe, image_files, scorable
+    from .scoring import image_files, prediction_lines
 
     settings = Settings.from_env()
     storage = Storage(settings)
@@ -387,25 +389,44 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise SystemExit(f"predict: version {model.version} of run {model.run_id} was saved without its pipeline; "
                          "promote a run trained since pipelines are saved")
     files, unreadable = image_files(args.paths, storage)
-    accepted, refused = scorable(files, settings.max_image_pixels)
-    for item in unreadable + refused:
-        print(f"{item.path}: refused: {item.reason}")
-    if not accepted:
+    for item in unreadable:
+        print(item.line())
+    classify = pipeline_classifier(settings, model.pipeline_uri)
+    scored = 0
+    for line, was_scored in prediction_lines(files, settings.max_image_pixels, classify):
+        print(line, flush=True)
+        scored += was_scored
+    if not scored:
         raise SystemExit("predict: no image could be scored")
-    from pyspark.ml import PipelineModel
-    from pyspark.ml.functions import vector_to_array
-
-    from .spark import interactive_session
-    from .storage import spark_path
-
-    spark = interactive_session(settings, "numtaflow-predict")
-    spark.sparkContext.setLogLevel("ERROR")
-    frame = spark.createDataFrame(accepted, "path string, content binary")
-    scored = PipelineModel.load(spark_path(model.pipeline_uri)).transform(frame)
-    rows = {row["path"]: row["p"] for row in scored.select("path", vector_to_array("probability").alias("p")).collect()}
-    for path, _ in accepted:
-        print(describe(path, rows[path]))
     print(f"(model: version {model.version} of run {model.run_id})", file=sys.stderr)
+
+
+def pipeline_classifier(settings: Settings,
+                        pipeline_uri: str) -> Callable[[list[tuple[str, bytes]]], list[list[float]]]:
+    """The probabilities the saved pipeline at ``pipeline_uri`` gives (path, bytes) pairs, in their
+    order. Spark starts and the pipeline loads on the first call: input with nothing to score starts
+    neither."""
+    @functools.cache
+    def loaded():
+        from pyspark.ml import PipelineModel
+
+        from .spark import interactive_session
+        from .storage import spark_path
+
+        spark = interactive_session(settings, "numtaflow-predict")
+        spark.sparkContext.setLogLevel("ERROR")
+        return spark, PipelineModel.load(spark_path(pipeline_uri))
+
+    def classify(images: list[tuple[str, bytes]]) -> list[list[float]]:
+        from pyspark.ml.functions import vector_to_array
+
+        spark, pipeline = loaded()
+        scored = pipeline.transform(spark.createDataFrame(images, "path string, content binary"))
+        probabilities = scored.select("path", vector_to_array("probability").alias("p")).collect()
+        rows = {row["path"]: row["p"] for row in probabilities}
+        return [rows[path] for path, _ in images]
+
+    return classify
 
 
 def main(argv: list[str] | None = None) -> None:

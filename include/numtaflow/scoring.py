@@ -11,7 +11,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,12 +26,16 @@ from .vocabulary import DIGITS
 
 PROBABILITY_COLUMNS = [f"p_{digit}" for digit in DIGITS]
 READ_THREADS = 16  # files read at once by `predict`: S3 round trips overlap
+PREDICT_CHUNK = 512  # files `predict` reads, checks and classifies at a time: what its driver holds
 
 
 @dataclass(frozen=True)
 class Refused:
     path: str
     reason: str
+
+    def line(self) -> str:
+        return f"{self.path}: refused: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,25 @@ def _checked(file: ImageFile, max_pixels: int) -> tuple[ImageFile, bytes | None,
     info = inspect_image(content, max_pixels)
     problem = info.error or (f"holds no digit: {info.excluded}" if info.excluded else None)
     return file, None if problem else content, problem
+
+
+def prediction_lines(files: Sequence[ImageFile], max_pixels: int,
+                     classify: Callable[[list[tuple[str, bytes]]], Sequence[Sequence[float]]],
+                     chunk: int = PREDICT_CHUNK) -> Iterator[tuple[str, bool]]:
+    """A line per file, in the files' order, and whether it was scored. ``chunk`` files at a time are
+    read, checked and handed to ``classify`` (their probabilities, in order), so the driver holds one
+    chunk's bytes however many files it is given, and the first lines come out before the last file
+    is read."""
+    for start in range(0, len(files), chunk):
+        part = files[start:start + chunk]
+        accepted, refused = scorable(part, max_pixels)
+        probabilities = dict(zip([name for name, _ in accepted], classify(accepted))) if accepted else {}
+        refusals = {item.path: item for item in refused}
+        for file in part:
+            if file.name in probabilities:
+                yield describe(file.name, probabilities[file.name]), True
+            else:
+                yield refusals[file.name].line(), False
 
 
 def top_digits(probabilities: Sequence[float], k: int = 3) -> list[tuple[int, float]]:

@@ -3,7 +3,7 @@ import zipfile
 
 from PIL import Image
 
-from numtaflow.scoring import describe, image_files, scorable, top_digits
+from numtaflow.scoring import describe, image_files, prediction_lines, scorable, top_digits
 from tests.conftest import digit_png
 
 
@@ -181,3 +181,23 @@ def test_thumbnails_are_small_grey_pngs():
     assert thumb.format == "PNG" and thumb.mode == "L" and max(thumb.size) == 96
     grey16 = Image.open(io.BytesIO(thumbnail_png(_png(Image.new("I;16", (30, 20), 0), ink=True))))
     assert grey16.size == (96, 64)  # a small scan enlarged, so a person can see it
+
+
+def test_predict_reads_checks_and_classifies_a_chunk_at_a_time_and_answers_in_the_files_order(tmp_path):
+    names = ["a.png", "b.png", "bad.png", "c.png", "d.png", "worse.png", "e.png"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"not an image" if "bad" in name or "worse" in name else digit_png(3))
+    files, _ = image_files([str(tmp_path)], None)
+    chunks = []
+
+    def classify(images):
+        chunks.append([path.rsplit("/", 1)[-1] for path, _ in images])
+        return [[1.0 if digit == len(chunks) else 0.0 for digit in range(10)] for _ in images]
+
+    lines = list(prediction_lines(files, 4096 * 4096, classify, chunk=3))
+    assert chunks == [["a.png", "b.png"], ["c.png", "d.png", "e.png"]]  # a chunk of 3 files, less its refused ones
+    assert [line.split(": ", 1)[0].rsplit("/", 1)[-1] for line, _ in lines] == sorted(names)
+    assert [scored for _, scored in lines] == [True, True, False, True, True, True, False]
+    assert lines[2][0] == f"{tmp_path}/bad.png: refused: not an image (unrecognised format)"
+    assert lines[3][0] == f"{tmp_path}/c.png: 2 (2 1.000, 0 0.000, 1 0.000)"
+    assert list(prediction_lines(files[6:], 4096 * 4096, classify)) == [(lines[6][0], False)] and len(chunks) == 2
