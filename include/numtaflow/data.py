@@ -220,7 +220,7 @@ def decode_images(spark, root_uri: str, max_pixels: int, only: list[str] | None 
             }
         )
 
-    root = spark_path(root_uri).rstrip("/")
+    root = literal_path(spark_path(root_uri).rstrip("/"))
     paths = [root] if only is None else [f"{root}/{literal_path(name)}" for name in only]
     files = (
         spark.read.format("binaryFile")

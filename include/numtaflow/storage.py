@@ -51,13 +51,14 @@ def split_uri(uri: str) -> tuple[str, str, str]:
 
 
 def spark_path(uri: str) -> str:
-    """The path Spark reads: ``s3a://`` for S3 objects, ``file://`` for local files."""
+    """The path Spark reads: ``s3a://`` for S3 objects, ``file://`` for local files. Not percent-encoded:
+    Hadoop takes the path as written (``file:///my%20scans`` would be a folder named ``my%20scans``)."""
     scheme, bucket, key = split_uri(uri)
     if scheme == "s3":
         return f"s3a://{bucket}/{key}"
     from pathlib import Path
 
-    return Path(key).resolve().as_uri()
+    return "file://" + Path(key).resolve().as_posix()
 
 
 class Storage:

@@ -46,7 +46,8 @@ def drawn(label: int, index: int, kind: int, size: tuple[int, int]) -> bytes:
 
 @pytest.fixture(scope="module")
 def broken_input(tmp_path_factory):
-    folder = make_numtadb(tmp_path_factory.mktemp("bad") / "training-b", 3, source="training-a")
+    # a user's own folder name: Spark must read it as written, neither percent-encoded nor as a glob
+    folder = make_numtadb(tmp_path_factory.mktemp("my scans ছবি [1]") / "training-b", 3, source="training-a")
     (folder / "zero.png").write_bytes(b"")
     (folder / "truncated.png").write_bytes(png()[:50])
     (folder / "notes.png").write_bytes(b"this is not an image")

@@ -26,6 +26,7 @@ def test_split_uri_forms():
 def test_spark_path_uses_s3a_and_absolute_files(tmp_path):
     assert spark_path("s3://b/k/x.parquet") == "s3a://b/k/x.parquet"
     assert spark_path(str(tmp_path)).startswith("file:///")
+    assert spark_path(str(tmp_path / "my scans ছবি [1]")) == f"file://{tmp_path}/my scans ছবি [1]"
 
 
 def test_run_layout_keys_are_run_and_step_scoped():
