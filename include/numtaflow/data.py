@@ -20,6 +20,7 @@ import posixpath
 import re
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
@@ -166,6 +167,19 @@ def safe_zip_members(archive: zipfile.ZipFile, max_total_bytes: int) -> list[zip
             continue
         members.append(info)
     return members
+
+
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A member's bytes; ``OSError`` naming why when the archive cannot give them (a damaged or encrypted
+    member, a compression method Python lacks), which ``zipfile`` reports as several other errors."""
+    if info.flag_bits & 0x1:
+        raise OSError("encrypted in its archive: it needs a password")
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zlib.error) as error:
+        raise OSError(f"damaged in its archive: {error}") from None
+    except NotImplementedError as error:
+        raise OSError(f"unreadable in its archive: {error}") from None
 
 
 def member_name(info: zipfile.ZipInfo) -> str:
@@ -343,7 +357,11 @@ def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: 
                 raise InputError(f"zip {uri} holds no files")
             storage.delete_prefix(root)
             for info in members:
-                storage.put_bytes(root + member_name(info), archive.read(info))
+                try:
+                    body = read_member(archive, info)
+                except OSError as error:
+                    raise InputError(f"zip {uri}: {member_name(info)} cannot be extracted: {error}") from None
+                storage.put_bytes(root + member_name(info), body)
             top = strip_common_folder([member_name(m) for m in members])
             storage.put_json(root + "_EXTRACTED", {"source": uri, "top": top})
     return f"s3://{storage.bucket}/{root}{top}".rstrip("/")

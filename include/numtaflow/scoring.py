@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -18,7 +17,7 @@ import pandas as pd
 
 from .contracts import PinnedModel
 from .data import (IMAGE_SUFFIXES, MAX_ZIP_BYTES, InputError, is_image_name, is_zip, list_files, member_name, read_bytes,
-                   safe_zip_members)
+                   read_member, safe_zip_members)
 from .images import inspect_image
 from .registry import RegistryError, find_model, now_iso
 from .storage import Storage
@@ -95,16 +94,9 @@ def archive_images(path: str, storage: Storage | None, max_total_bytes: int) -> 
     except zipfile.BadZipFile:
         raise InputError("not a readable zip archive") from None
     members = {member_name(info): info for info in safe_zip_members(archive, max_total_bytes)}
-    images = [ImageFile(f"{path}/{name}", partial(_read_member, archive, info))
+    images = [ImageFile(f"{path}/{name}", partial(read_member, archive, info))
               for name, info in sorted(members.items()) if is_image_name(name)]
     return images, sorted(members)
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    try:
-        return archive.read(info)
-    except (zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
-        raise OSError(f"damaged in its archive: {error}") from None
 
 
 def _reason(error: Exception) -> str:

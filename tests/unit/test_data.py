@@ -16,6 +16,7 @@ from numtaflow.data import (
     manifest_hash,
     resolve_input,
     safe_zip_members,
+    stage_zip,
     strip_common_folder,
 )
 
@@ -172,3 +173,32 @@ def test_s3_inputs_need_storage_settings():
 
     with pytest.raises(InputError, match="needs S3 settings"):
         list_files("s3://bucket/training-a", None)
+
+
+def test_a_zip_with_a_member_it_cannot_give_is_refused_before_anything_is_staged(tmp_path):
+    class Bucket:
+        bucket = "b"
+
+        def __init__(self):
+            self.objects = {}
+
+        def exists(self, key):
+            return key in self.objects
+
+        def delete_prefix(self, prefix):
+            return 0
+
+        def put_bytes(self, key, body, *args, **kwargs):
+            self.objects[key] = body
+
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as out:
+        out.writestr("scans/a.png", b"first")
+        out.writestr("scans/b.png", b"second")
+    content = bytearray(archive.read_bytes())
+    content[content.rindex(b"PK\x01\x02") + 8] |= 0x1  # b.png flagged as encrypted in the central directory
+    archive.write_bytes(bytes(content))
+    bucket = Bucket()
+    with pytest.raises(InputError, match=f"zip {archive}: scans/b.png cannot be extracted: encrypted in its archive"):
+        stage_zip(str(archive), bucket, "staging/")
+    assert not any(key.endswith("_EXTRACTED") for key in bucket.objects)

@@ -67,12 +67,18 @@ def test_a_member_damaged_inside_its_zip_is_refused_and_the_others_kept(tmp_path
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as out:
         out.writestr("a.png", digit_png(3))
         out.writestr("b.png", digit_png(4))
+        out.writestr("c.png", digit_png(5))
     content = bytearray(archive.read_bytes())
     content[content.index(digit_png(4)) + 100] ^= 0xFF  # b.png's bytes no longer match its CRC
+    central = content.rindex(b"PK\x01\x02")  # c.png's entry in the central directory, the last one
+    content[central + 8] |= 0x1  # flagged as encrypted, as a zip tool writes a member protected by a password
     archive.write_bytes(bytes(content))
     accepted, refused = scorable(image_files([str(archive)], None)[0], 4096 * 4096)
     assert [path for path, _ in accepted] == [f"{archive}/a.png"]
     assert refused[0].path == f"{archive}/b.png" and refused[0].reason.startswith("cannot read: damaged in its archive")
+    assert refused[1].path == f"{archive}/c.png"
+    assert refused[1].reason == "cannot read: encrypted in its archive: it needs a password"
+
 
 
 def test_files_read_at_once_keep_their_order_and_verdicts(tmp_path):
