@@ -56,10 +56,9 @@ def fit(train_frame, preset: str, seed: int):
     if preset != LR_CROSS_VALIDATED:
         params = LR_PRESETS[preset]
         return make_estimator(params).fit(train_frame), {"preset": preset, **asdict(params)}, []
-    model, table = cross_validate(train_frame, CV_GRID, seed)
-    best = max(table, key=lambda row: row["cv_accuracy"])
-    params = {"preset": LR_CROSS_VALIDATED, "max_iter": best["max_iter"], "reg_param": best["reg_param"],
-              "elastic_net_param": best["elastic_net_param"]}
+    model, table = cross_validate(train_frame, CV_GRID, seed)  # the model's own params: ties in the table are rounded
+    params = {"preset": LR_CROSS_VALIDATED, "max_iter": model.getMaxIter(), "reg_param": model.getRegParam(),
+              "elastic_net_param": model.getElasticNetParam()}
     return model, params, table
 
 

@@ -1,8 +1,10 @@
 import pytest
 
+from numtaflow import model
 from numtaflow.config import Settings
-from numtaflow.model import CV_FOLDS, cross_validate
+from numtaflow.model import CV_FOLDS
 from numtaflow.steps.train import split_counts, split_sample, training_partitions, training_rows
+from numtaflow.vocabulary import LR_CROSS_VALIDATED
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +38,17 @@ def test_training_rows_fill_every_partition_in_a_fixed_order(features):
     assert again == [len(ids) for ids in parts]
 
 
-def test_cross_validation_reports_every_point_and_keeps_the_best(features):
+def test_cross_validation_reports_every_point_and_keeps_the_best(features, monkeypatch):
     settings = Settings(train_fraction=0.8, split_seed=42)
     train = training_rows(split_sample(features, settings), settings, partitions=2)
-    grid = {"max_iter": [1, 50], "reg_param": [0.01], "elastic_net_param": [0.0]}
-    model, table = cross_validate(train, grid, seed=42)
+    monkeypatch.setattr(model, "CV_GRID", {"max_iter": [1, 50], "reg_param": [0.01], "elastic_net_param": [0.0]})
+    fitted, params, table = model.fit(train, LR_CROSS_VALIDATED, seed=42)
     assert [(row["max_iter"], row["reg_param"]) for row in table] == [(1, 0.01), (50, 0.01)]
     best = max(table, key=lambda row: row["cv_accuracy"])
     assert best["cv_accuracy"] > 0.9
-    assert model.getMaxIter() == best["max_iter"]
+    assert fitted.getMaxIter() == best["max_iter"]  # the first of equals, as CrossValidator keeps it
+    assert params == {"preset": LR_CROSS_VALIDATED, "max_iter": best["max_iter"], "reg_param": 0.01,
+                      "elastic_net_param": 0.0}
 
 
 def test_training_partitions_bound_the_cached_doubles_per_partition():
