@@ -37,7 +37,8 @@ def run(context: StepContext) -> CanarySummary:
         rows = scored.select("image_id", "digit", vector_to_array("probability").alias("p")).collect()
         scores = {row["image_id"]: {"digit": int(row["digit"]), "probability": list(row["p"])} for row in rows}
     except Exception as failure:  # whatever stops the artifact from serving is the gate's evidence
-        error = f"{type(failure).__name__}: {str(failure).strip().splitlines()[0][:500]}"
+        first_line = next(iter(str(failure).strip().splitlines()), "")  # a KeyError() has none
+        error = type(failure).__name__ + (f": {first_line[:500]}" if first_line else "")
     seconds = round(time.time() - started, 2)
     context.storage.put_json(context.layout.key(CANARY), {"pipeline": context.uri(PIPELINE), "error": error,
                                                           "seconds": seconds, "scores": scores})
