@@ -10,7 +10,7 @@
     python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
     python -m numtaflow models promote RUN | rollback [VERSION]   # manual, compare-and-set
     python -m numtaflow cache [--prune]        # the caches' folders; delete what this code never reads
-    python -m numtaflow predict PATH... [--model champion|VERSION]   # digits of new images
+    python -m numtaflow predict PATH... [--model champion|VERSION|RUN]   # digits of new images
     python -m numtaflow inbox-batch [--count N] # land unlabelled images in the inbox (a scoring batch)
     python -m numtaflow scoring-report [--run-id R] [--labels CSV]   # a scoring run's results
 """
@@ -272,6 +272,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     storage = Storage(settings)
     run_id = find_run(storage, args.run_id, args.logical_date)
     layout = RunLayout(settings.bucket, run_id)
+    if not storage.exists(layout.key(METRICS)):  # before the copy replaces reports/latest
+        raise SystemExit(f"report: run {run_id} has no metrics.json: it never finished evaluate "
+                         "(`python -m numtaflow models list` names the runs that did)")
     target = Path(args.reports) / run_id
     target.mkdir(parents=True, exist_ok=True)
     for artifact in REPORTED:
@@ -341,8 +344,15 @@ def cmd_models(args: argparse.Namespace) -> None:
             m = run["metrics"]
             print(f"{run['run_id']:50s} {run.get('finished_at', ''):26s} {run['backbone']:14s} acc {m['accuracy']:.4f} "
                   f"f1 {m['f1']:.4f} {'promoted' if run['promoted'] else 'rejected'}")
+    elif not args.target:
+        raise SystemExit("models show needs a RUN")
     else:
-        print(json.dumps(storage.get_json(RunLayout(storage.bucket, safe_run_id(args.target)).key(LINEAGE)), indent=2))
+        try:
+            record = storage.get_json(RunLayout(storage.bucket, safe_run_id(args.target)).key(LINEAGE))
+        except FileNotFoundError:
+            raise SystemExit(f"models show: run {args.target} has no run.json: it never finished evaluate "
+                             "(`models list` names the runs that did)") from None
+        print(json.dumps(record, indent=2))
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
@@ -374,17 +384,15 @@ def cmd_cache(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     """Classify image files (or folders or zips of them, local or in S3) with the champion's pipeline,
     or a version's."""
-    from .registry import RegistryError, read_champion, read_version
+    from .registry import RegistryError, find_model
     from .scoring import image_files, prediction_lines
 
     settings = Settings.from_env()
     storage = Storage(settings)
     try:
-        model = read_champion(storage)[0] if args.model == "champion" else read_version(storage, args.model)
+        model = find_model(storage, args.model)
     except RegistryError as error:
         raise SystemExit(f"predict: {error}") from None
-    if model is None:
-        raise SystemExit("predict: no model has been promoted yet; run the workflow or name a version with --model")
     if not model.pipeline_uri:
         raise SystemExit(f"predict: version {model.version} of run {model.run_id} was saved without its pipeline; "
                          "promote a run trained since pipelines are saved")
@@ -485,7 +493,9 @@ def main(argv: list[str] | None = None) -> None:
     predict = commands.add_parser("predict", help="classify images with the champion (or a version)")
     predict.add_argument("paths", nargs="+", metavar="PATH",
                          help="image files, folders or .zip archives of them, local or s3://")
-    predict.add_argument("--model", default="champion", help="champion (default) or a version")
+    predict.add_argument("--model", default="champion",
+                         help="champion (default), a version (16 hex digits) or a training run whose model "
+                         "was registered")
     predict.set_defaults(func=cmd_predict)
     inbox = commands.add_parser("inbox-batch", help="land unlabelled images in the inbox, for the scoring DAG")
     inbox.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),

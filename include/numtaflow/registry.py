@@ -26,7 +26,7 @@ from .catalog import (CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS,
                       VERSIONS_PREFIX, RunLayout)
 from .contracts import Contract, Featurizer
 from .model_card import card_facts
-from .storage import PreconditionFailed, Storage, StorageError, split_uri
+from .storage import PreconditionFailed, Storage, StorageError, safe_run_id, split_uri
 from .templates import render
 
 CAS_ATTEMPTS = 8
@@ -126,7 +126,11 @@ def find_model(storage: Storage, requested: str) -> ModelVersion:
         return champion
     if VERSION_ID.fullmatch(requested):
         return read_version(storage, requested)
-    entry = next((e for e in read_index(storage) if e.get("run_id") == requested), None)
+    try:
+        run_id = safe_run_id(requested)  # the index holds run ids as their keys: Airflow's form names them too
+    except ValueError:
+        run_id = None
+    entry = next((e for e in read_index(storage) if run_id and e.get("run_id") == run_id), None)
     if entry is None:
         raise RegistryError(f"{requested!r} is neither 'champion', a model version (16 hex digits) nor an evaluated "
                             "training run")

@@ -437,6 +437,10 @@ def test_predict_classifies_new_images_with_the_champions_pipeline(pipeline, sto
     missing = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans), "--model", "0" * 16], env=env,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    by_run = subprocess.run([sys.executable, "-m", "numtaflow", "predict", str(scans / "notes.png"), "--model", RUN_ID],
+                            env=env, capture_output=True, text=True, timeout=120)  # the run id as Airflow shows it
+    assert by_run.stdout.strip().endswith("notes.png: refused: not an image (unrecognised format)")
+    assert by_run.returncode == 1 and by_run.stderr.strip() == "predict: no image could be scored", by_run.stderr
 
 
 def test_validate_reads_and_decodes_only_files_it_has_not_seen_in_their_present_state(pipeline, storage, inputs_env):
