@@ -437,6 +437,14 @@ def pipeline_classifier(settings: Settings,
     return classify
 
 
+def positive_int(text: str) -> int:
+    """An argument counting images: a batch of none would be committed empty."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="numtaflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -471,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
     drop = commands.add_parser("drop-batch", help="land new labelled images under the incoming prefix")
     drop.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),
                       help="a NumtaDB folder (CSV beside it) or folder per class, local or s3://")
-    drop.add_argument("--per-class", type=int, default=20, help="images per digit in the batch")
+    drop.add_argument("--per-class", type=positive_int, default=20, help="images per digit in the batch")
     drop.add_argument("--date", help="arrival partition YYYY-MM-DD (default: today, UTC)")
     drop.add_argument("--name", help="batch folder name (default: batch-HHMMSS)")
     drop.set_defaults(func=cmd_drop_batch)
@@ -500,7 +508,7 @@ def main(argv: list[str] | None = None) -> None:
     inbox = commands.add_parser("inbox-batch", help="land unlabelled images in the inbox, for the scoring DAG")
     inbox.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),
                        help="a labelled NumtaDB folder (CSV beside it) or folder per class, local or s3://")
-    inbox.add_argument("--count", type=int, default=500, help="images in the batch, as many per digit")
+    inbox.add_argument("--count", type=positive_int, default=500, help="images in the batch, as many per digit")
     inbox.add_argument("--exclude-run", metavar="RUN", help="leave out this training run's evaluation images "
                        "('latest': the newest run)")
     inbox.add_argument("--labels-out", help="write the withheld labels here (CSV: filename, digit)")

@@ -301,13 +301,35 @@ def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeli
     assert report["images_rejected"] == 3 and report["model"]["version"] == pinned.version
 
 
-def test_a_batch_with_nothing_scorable_fails_naming_each_file(storage, featurizer_env, tmp_path):
+def test_a_batch_with_nothing_scorable_fails_naming_each_file(pipeline, storage, featurizer_env, tmp_path):
+    assert_step_ok(pipeline, "evaluate")  # the champion to pin
     (tmp_path / "notes.png").write_text("not a scan")
     result = run_job("check_batch", "manual__nothing", {**featurizer_env, **BUCKET},
                      settings={"scoring_input": str(tmp_path)})
     assert result.returncode == 1
     output = result.stdout + result.stderr  # spark-submit passes the driver's stderr to its stdout
     assert f"all 1 files were refused ({tmp_path}/notes.png: not an image (unrecognised format))" in output
+
+
+def test_an_empty_inbox_batch_is_refused_without_blocking_those_claimed_with_it(pipeline, storage, featurizer_env,
+                                                                               tmp_path):
+    """An inbox batch committed with nothing but its marker, claimed by one run together with a batch of
+    scans: the empty one is a row of rejected.csv, and the scans are checked and scorable."""
+    from numtaflow.incoming import land, new_batch
+
+    assert_step_ok(pipeline, "evaluate")
+    inbox = f"s3://{BUCKET['NUMTAFLOW_BUCKET']}/inbox-with-an-empty-batch"
+    storage.delete_prefix("inbox-with-an-empty-batch/")
+    scans = make_numtadb(tmp_path / "scans", 1, source="training-c", offset=70)
+    full, empty = (new_batch(storage, inbox, "2026-11-04", name) for name in ("scans", "empty"))
+    land(storage, full, [(path.name, str(path)) for path in sorted(scans.glob("*.png"))], {"source": "a test"})
+    land(storage, empty, [], {"source": "a test"})
+    result = run_job("check_batch", "manual__empty-batch", {**featurizer_env, **BUCKET, "NUMTAFLOW_INBOX_INPUT": inbox})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    rejected = pd.read_csv(io.BytesIO(storage.get_bytes(scoring_layout("manual__empty-batch").key(catalog.REJECTED))))
+    assert rejected.values.tolist() == [["dt=2026-11-04/empty/", empty.uri, f"{empty.uri} holds no files"]]
+    marker = storage.get_json(scoring_layout("manual__empty-batch").marker_key("check_batch"))
+    assert (marker["summary"]["scorable"], marker["summary"]["rejected"]) == (10, 1)
 
 
 def test_rerunning_a_step_is_idempotent(pipeline, storage, s3_env, featurizer_env):

@@ -3,8 +3,8 @@
 What is scored is the form's input (a folder of images, a .zip, an s3:// prefix), or else inbox
 batches: for a backfill those of its logical day, otherwise the committed batches no scoring run has
 claimed yet (``incoming.claim_batches``). One bad scan never blocks a batch: each file that cannot be
-scored is listed with its reason in ``rejected.csv`` and the rest go on; the run fails, with the
-reasons, only when nothing is scorable. Outputs ``model.json`` (the pinned version, written once),
+scored is listed with its reason in ``rejected.csv`` and the rest go on, as is a batch holding no file
+at all (its marker only); the run fails, with the reasons, only when nothing is scorable. Outputs ``model.json`` (the pinned version, written once),
 ``images.parquet`` (every file: id, source path, bytes of the scorable ones, the reason of the
 others) and ``rejected.csv``.
 """
@@ -40,6 +40,10 @@ def scoring_inputs(context: StepContext) -> list[tuple[str, str]]:
     return [(f"dt={batch.day}/{batch.name}/", batch.uri) for batch in selection.batches]
 
 
+class NoFiles(Exception):
+    """An input with no file to inspect: a folder that is empty or missing, a batch holding only its marker."""
+
+
 def inspected(context: StepContext, id_prefix: str, uri: str):
     """Every file under ``uri`` with its bytes if it can be scored, else the reason."""
     from pyspark.sql import functions as F
@@ -48,9 +52,9 @@ def inspected(context: StepContext, id_prefix: str, uri: str):
         uri = stage_zip(uri, context.storage, STAGING_PREFIX)
     try:
         if not list_files(uri, context.storage):
-            raise StepFailed(f"nothing to score: {uri} holds no files")
+            raise NoFiles(f"{uri} holds no files")
     except InputError as error:
-        raise StepFailed(f"nothing to score: {error}") from None
+        raise NoFiles(str(error)) from None
     files = decode_images(context.spark, uri, context.settings.max_image_pixels)
     reason = F.coalesce("decode_error", F.concat(F.lit("holds no digit: "), "excluded"))
     return files.select(F.concat(F.lit(id_prefix), "image_id").alias("image_id"),
@@ -65,7 +69,18 @@ def run(context: StepContext) -> CheckBatchSummary:
     storage, layout = context.storage, context.layout
     pin = pin_model(storage, layout.key(MODEL_PIN), context.scoring.model)
     inputs = scoring_inputs(context)
-    frames = [inspected(context, prefix, uri) for prefix, uri in inputs]
+    frames, empty = [], []
+    for prefix, uri in inputs:
+        try:
+            frames.append(inspected(context, prefix, uri))
+        except NoFiles as error:
+            empty.append((prefix, uri, str(error)))
+    if not frames:
+        raise StepFailed(f"nothing to score: {'; '.join(reason for _, _, reason in empty)}")
+    if empty:  # one empty inbox batch claimed with others must not block them: it is listed as refused
+        frames.append(context.spark.createDataFrame(
+            [(prefix, uri, None, None, reason) for prefix, uri, reason in empty],
+            "image_id string, path string, content binary, content_sha256 string, reason string"))
     reduce(lambda a, b: a.unionByName(b), frames).write.mode("overwrite").parquet(context.s3a(SCORABLE))
     checked = context.spark.read.parquet(context.s3a(SCORABLE))
     rejected = checked.where(F.col("reason").isNotNull()).select("image_id", "path", "reason").orderBy("image_id")
