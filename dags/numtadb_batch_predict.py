@@ -8,9 +8,9 @@ the model's training data, low-confidence share, a review gallery of the least c
 
 Every task is a `SparkSubmitOperator` running `spark_jobs/<task id>.py`; tasks pass data only through
 S3, under `predictions/<run id>/<task id>/`. Runs start from the trigger form (a folder, a zip or an
-`s3://` prefix of images), by themselves when a batch lands under the inbox prefix
-(`dt=YYYY-MM-DD/<batch>/` with `_BATCH.json` written last; each batch is scored by exactly one run),
-and from `airflow backfill create` (a backfill scores the inbox batches of its logical day).
+`s3://` prefix of images; a day's inbox folder scores its batches again), or by themselves when a batch
+lands under the inbox prefix (`dt=YYYY-MM-DD/<batch>/` with `_BATCH.json` written last; each batch is
+scored by exactly one run).
 """
 
 from __future__ import annotations

@@ -470,7 +470,8 @@ def main(argv: list[str] | None = None) -> None:
     submit.add_argument("--run-id", required=True)
     submit.add_argument("--settings-json", default="{}")
     submit.add_argument("--data-until", help="ISO time bounding the landed batches the run trains on")
-    submit.add_argument("--logical-date", help="ISO time: a backfill scores the inbox batches of its day")
+    submit.add_argument("--logical-date", help="ISO time of the run, as the DAG passes it (recorded; the default of "
+                        "--data-until)")
     submit.add_argument("--run-type", help="manual, scheduled, backfill or asset_triggered")
     submit.add_argument("--print-only", action="store_true")
     submit.set_defaults(func=cmd_submit)

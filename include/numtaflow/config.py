@@ -203,8 +203,7 @@ class ScoringSettings(BaseModel):
 
     scoring_input: str = _on_form("", "Batch", "Images to score",
                                   "A folder of images (no labels, no class folders), a .zip, or an s3:// prefix. "
-                                  "Empty: the inbox batches no run has scored yet, or for a backfill the batches of "
-                                  "its logical day.")
+                                  "Empty: the inbox batches no run has scored yet.")
     model: str = _on_form("champion", "Model", "Model",
                           "champion (pinned when the run starts), a registered version (16 hex digits), or the id "
                           "of a training run whose model to use.", min_length=1)

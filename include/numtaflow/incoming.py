@@ -163,28 +163,26 @@ def choose_batches(storage: Storage, record_key: str, incoming_uri: str, run_id:
     return BatchSelection.model_validate(storage.get_json(record_key))
 
 
-def claim_batches(storage: Storage, record_key: str, inbox_uri: str, run_id: str, day: str | None) -> BatchSelection:
-    """A scoring run's inbox batches, chosen once (retries and re-runs read the record at ``record_key``).
-
-    With ``day`` (a backfill), every committed batch of that day. Otherwise the committed batches no
-    scoring run has claimed yet, claimed for this run by compare-and-set in ``predictions/_SCORED.json``,
-    so that however many runs start, each batch is scored by exactly one.
+def claim_batches(storage: Storage, record_key: str, inbox_uri: str, run_id: str) -> BatchSelection:
+    """A scoring run's inbox batches, chosen once (retries and re-runs read the record at ``record_key``):
+    the committed batches no scoring run has claimed yet, claimed for this run by compare-and-set in
+    ``predictions/_SCORED.json``, so that however many runs start, each batch is scored by exactly one.
     """
     try:
         return BatchSelection.model_validate(storage.get_json(record_key))
     except FileNotFoundError:
         pass
     batches, refused = landed_batches(storage, inbox_uri)
-    chosen = [batch for batch in batches if batch.day == day]
-    if day is None:
-        def claim(owners):
-            owners = dict(owners or {})
-            chosen[:] = [batch for batch in batches if owners.get(batch.uri, run_id) == run_id]
-            return {**owners, **{batch.uri: run_id for batch in chosen}}
+    chosen: list[Batch] = []
 
-        cas_update(storage, SCORED_BATCHES_KEY, claim, f"claiming inbox batches for scoring run {run_id}")
+    def claim(owners):
+        owners = dict(owners or {})
+        chosen[:] = [batch for batch in batches if owners.get(batch.uri, run_id) == run_id]
+        return {**owners, **{batch.uri: run_id for batch in chosen}}
+
+    cas_update(storage, SCORED_BATCHES_KEY, claim, f"claiming inbox batches for scoring run {run_id}")
     now = _iso(datetime.now(timezone.utc))
-    selection = BatchSelection(run_id=run_id, data_until=day or now, chosen_at=now,
+    selection = BatchSelection(run_id=run_id, data_until=now, chosen_at=now,
                                batches=[LandedBatch(**asdict(batch)) for batch in chosen], refused=refused)
     if storage.put_if_absent(record_key, selection.model_dump()):
         return selection

@@ -157,7 +157,7 @@ def test_a_run_chooses_its_batches_once_and_a_re_run_trains_on_the_same(landed, 
 
 def test_each_inbox_batch_is_claimed_by_one_scoring_run(storage, tmp_path):
     """Unlabelled batches land without labels; 8 scoring runs race for them and each batch goes to exactly
-    one; a re-run reads its choice back; a backfill scores its own day's batches."""
+    one; a re-run reads its choice back."""
     from numtaflow.catalog import SCORING_BATCHES
     from numtaflow.incoming import claim_batches, unlabelled_batch
 
@@ -175,12 +175,10 @@ def test_each_inbox_batch_is_claimed_by_one_scoring_run(storage, tmp_path):
         return RunLayout.scoring(storage.bucket, run_id).key(SCORING_BATCHES)
 
     with ThreadPoolExecutor(8) as pool:
-        selections = list(pool.map(lambda i: claim_batches(storage, key(f"race-{i}"), inbox, f"race-{i}", None),
+        selections = list(pool.map(lambda i: claim_batches(storage, key(f"race-{i}"), inbox, f"race-{i}"),
                                    range(8)))
     claimed = [batch.uri for selection in selections for batch in selection.batches]
     assert sorted(claimed) == [first.uri, second.uri]
     winner = next(i for i, selection in enumerate(selections) if selection.batches)
-    assert claim_batches(storage, key(f"race-{winner}"), inbox, f"race-{winner}", None) == selections[winner]
-    assert claim_batches(storage, key("late"), inbox, "late", None).batches == []
-    backfill = claim_batches(storage, key("backfill"), inbox, "backfill", "2026-11-03")
-    assert [batch.uri for batch in backfill.batches] == [second.uri]
+    assert claim_batches(storage, key(f"race-{winner}"), inbox, f"race-{winner}") == selections[winner]
+    assert claim_batches(storage, key("late"), inbox, "late").batches == []

@@ -1,8 +1,7 @@
 """check_batch: pin the model, then decode and prepare every file of the batch exactly as scoring will.
 
-What is scored is the form's input (a folder of images, a .zip, an s3:// prefix), or else inbox
-batches: for a backfill those of its logical day, otherwise the committed batches no scoring run has
-claimed yet (``incoming.claim_batches``). One bad scan never blocks a batch: each file that cannot be
+What is scored is the form's input (a folder of images, a .zip, an s3:// prefix), or else the committed
+inbox batches no scoring run has claimed yet (``incoming.claim_batches``). One bad scan never blocks a batch: each file that cannot be
 scored is listed with its reason in ``rejected.csv`` and the rest go on, as is a batch holding no file
 at all (its marker only); the run fails, with the reasons, only when nothing is scorable. Outputs ``model.json`` (the pinned version, written once),
 ``images.parquet`` (every file: id, source path, bytes of the scorable ones, the reason of the
@@ -31,12 +30,11 @@ def scoring_inputs(context: StepContext) -> list[tuple[str, str]]:
         return [("", scoring.scoring_input)]
     if not settings.inbox_input:
         raise StepFailed("nothing to score: the form names no input and NUMTAFLOW_INBOX_INPUT is empty")
-    day = (context.logical_date or "")[:10] if context.run_type == "backfill" else None
     selection = claim_batches(context.storage, context.layout.key(SCORING_BATCHES), settings.inbox_input,
-                              context.run_id, day or None)
+                              context.run_id)
     if not selection.batches:
-        when = f"dated {day}" if day else "that no scoring run has claimed"
-        raise StepFailed(f"nothing to score: no committed batch {when} under {settings.inbox_input}")
+        raise StepFailed(f"nothing to score: no committed batch that no scoring run has claimed under "
+                         f"{settings.inbox_input}")
     return [(f"dt={batch.day}/{batch.name}/", batch.uri) for batch in selection.batches]
 
 
