@@ -2,7 +2,7 @@
 
     python benchmarks/seed_spread.py [--seeds 1 2 3 4 5] [--from-step STEP] [--out bench/results]
 
-Runs the five Spark jobs exactly as the DAG does (``python -m numtaflow submit``), once per seed,
+Runs the six Spark jobs exactly as the DAG does (``python -m numtaflow submit``), once per seed,
 with every other setting at its default: 50 training images per class drawn by the seed from
 the training input, evaluation on the independent set. These are measurement runs, not
 candidates: their gate needs an accuracy of 1.0, so the champion never changes. Writes

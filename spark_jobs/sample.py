@@ -2,7 +2,7 @@
 
     spark-submit [--jars <s3a jars>] [--conf ...] spark_jobs/sample.py --run-id RUN [--settings-json '{...}']
 
-(`python -m numtaflow submit sample --run-id RUN` prints the full command; the DAG runs it.)
+(`python -m numtaflow submit sample --run-id RUN` runs it as the DAG does; `--print-only` prints the command.)
 """
 
 from numtaflow.jobs import run_step

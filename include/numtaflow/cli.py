@@ -1,7 +1,7 @@
 """Command line: embedded services, data loading, job submission, run reports, model registry.
 
     python -m numtaflow s3 start|stop          # embedded SeaweedFS S3 on 127.0.0.1
-    python -m numtaflow ui start|stop          # Airflow standalone on 127.0.0.1, DAG unpaused
+    python -m numtaflow ui start|stop          # Airflow on 127.0.0.1, both DAGs unpaused
     python -m numtaflow cluster start|stop     # Spark standalone master + worker on 127.0.0.1
     python -m numtaflow load-data              # ../shared/numtadb -> s3://<bucket>/datasets/numtadb/
     python -m numtaflow submit STEP --run-id R # run one Spark job as the DAG would
@@ -452,7 +452,8 @@ def main(argv: list[str] | None = None) -> None:
     s3 = commands.add_parser("s3", help="start or stop the embedded S3 server")
     s3.add_argument("action", choices=["start", "stop"])
     s3.set_defaults(func=cmd_s3)
-    ui = commands.add_parser("ui", help="start or stop Airflow (standalone) on 127.0.0.1")
+    ui = commands.add_parser("ui", help="start or stop Airflow (API server, scheduler, DAG processor, triggerer) on "
+                        "127.0.0.1, both DAGs unpaused")
     ui.add_argument("action", choices=["start", "stop"])
     ui.set_defaults(func=cmd_ui)
     cluster = commands.add_parser("cluster", help="start or stop a local Spark standalone cluster")
