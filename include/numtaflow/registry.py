@@ -145,6 +145,12 @@ def history(storage: Storage) -> list[dict]:
     return [storage.get_json(key) for key in keys]
 
 
+def last_change(storage: Storage) -> dict | None:
+    """The champion history's newest entry (the pointer as that change wrote it), or None."""
+    keys = sorted(obj["Key"] for obj in storage.list_objects(HISTORY_PREFIX))
+    return storage.get_json(keys[-1]) if keys else None
+
+
 def read_index(storage: Storage, key: str = INDEX_KEY) -> list[dict]:
     value, _ = storage.read_with_etag(key)
     return (value or {}).get("runs", [])
@@ -263,10 +269,12 @@ def switch_champion(storage: Storage, choose: Callable[[Champion | None], Choice
         if chosen is None:
             return None
         version, action, reasons = chosen
+        # no pointer, or a broken one being repaired: the history's last entry is what it served, and
+        # the sequence goes on from there instead of overwriting the first entries
+        before = current.model_dump(mode="json") if current else last_change(storage) or {}
         return Champion(**version.model_dump(by_alias=False), action=action, changed_at=now_iso(), reasons=reasons,
-                        previous_run_id=current.run_id if current else None,
-                        previous_version=current.version if current else None,
-                        sequence=(current.sequence if current else 0) + 1).model_dump(mode="json")
+                        previous_run_id=before.get("run_id"), previous_version=before.get("version"),
+                        sequence=before.get("sequence", 0) + 1).model_dump(mode="json")
 
     pointer = cas_update(storage, CHAMPION_KEY, change, what, read)
     if pointer is None:

@@ -114,6 +114,8 @@ def test_a_broken_champion_record_stops_promotion_and_can_be_repaired(storage, c
     assert storage.get_bytes(CHAMPION_KEY) == content  # untouched
     repaired = rollback(storage, "repair", version=good.version)
     assert read_champion(storage)[0].version == repaired.version == good.version
+    assert (repaired.sequence, repaired.previous_version) == (2, good.version)  # from the history, not from 1
+    assert [(change["sequence"], change["action"]) for change in history(storage)] == [(1, "promote"), (2, "rollback")]
 
 
 def test_index_updates_are_not_lost_under_concurrency(storage):
