@@ -252,6 +252,14 @@ def test_scoring_the_evaluation_images_gives_evaluates_digits(pipeline, storage,
     csv = storage.get_bytes(scoring_layout(run_id).key(PREDICTIONS["csv"]))
     score(run_id, env, {"scoring_input": str(folder)}, steps=("score_batch",))
     assert storage.get_bytes(scoring_layout(run_id).key(PREDICTIONS["csv"])) == csv
+    gate_key = layout(champion["run_id"]).key(catalog.GATE)
+    gate = storage.get_json(gate_key)
+    storage.put_json(gate_key, {**gate, "candidate_version": "0" * 16})  # as if a re-run had evaluated another model
+    try:
+        score(run_id, env, {"scoring_input": str(folder)}, steps=("report_batch",))
+    finally:
+        storage.put_json(gate_key, gate)
+    assert storage.get_json(scoring_layout(run_id).key(SCORING_REPORT))["evaluation_low_confidence_share"] is None
 
 
 def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeline, storage, featurizer_env,

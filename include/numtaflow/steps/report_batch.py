@@ -14,11 +14,11 @@ import io
 
 import pandas as pd
 
-from ..catalog import (EVAL_PREDICTIONS, GALLERY, MODEL_CARD_FACTS, MODEL_PIN, PREDICTIONS, SCORABLE,
+from ..catalog import (EVAL_PREDICTIONS, GALLERY, GATE, MODEL_CARD_FACTS, MODEL_PIN, PREDICTIONS, SCORABLE,
                        SCORING_INDEX_KEY, SCORING_REPORT, RunLayout)
 from ..contracts import PinnedModel, ReportBatchSummary
 from ..images import thumbnail_png
-from ..jobs import StepContext
+from ..jobs import StepContext, log
 from ..registry import now_iso, update_index, version_prefix
 from ..scoring import (chi_square_p, digit_counts, drifted, least_confident, low_confidence_share,
                        population_stability)
@@ -26,15 +26,22 @@ from ..vocabulary import DIGITS
 
 
 def evaluation_confidence(context: StepContext, pin: PinnedModel) -> list[float] | None:
-    """The model's top probability on each of its own evaluation images (None if not recorded)."""
+    """The model's top probability on each of its own evaluation images; None when its run's prefix, which
+    a re-run rewrites, no longer holds this version's evaluation (the gate's ``candidate_version`` says
+    whose it holds)."""
     from pyspark.sql import functions as F
 
-    uri = RunLayout(context.settings.bucket, pin.run_id).s3a(EVAL_PREDICTIONS)
+    layout = RunLayout(context.settings.bucket, pin.run_id)
     try:
-        rows = context.spark.read.parquet(uri).select(F.array_max("p").alias("confidence")).toPandas()
-    except Exception:  # a version trained before evaluate kept its predictions
+        evaluated = context.storage.get_json(layout.key(GATE)).get("candidate_version")
+    except FileNotFoundError:
+        evaluated = None
+    if evaluated != pin.version:
+        log.warning("no evaluation confidences for version %s: run %s's evaluate holds %s", pin.version,
+                    pin.run_id, f"version {evaluated}'s" if evaluated else "none")
         return None
-    return rows["confidence"].tolist()
+    rows = context.spark.read.parquet(layout.s3a(EVAL_PREDICTIONS)).select(F.array_max("p").alias("confidence"))
+    return rows.toPandas()["confidence"].tolist()
 
 
 def gallery(context: StepContext, table: pd.DataFrame) -> list[dict]:
