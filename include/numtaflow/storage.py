@@ -109,7 +109,12 @@ class Storage:
         keys = [obj["Key"] for obj in self.list_objects(prefix)]
         for start in range(0, len(keys), 1000):
             chunk = [{"Key": key} for key in keys[start : start + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+            response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+            if failed := response.get("Errors"):  # a leftover part would be read with the new ones
+                shown = "; ".join(f"{error['Key']}: {error.get('Code')} {error.get('Message', '')}".rstrip()
+                                  for error in failed[:5])
+                raise StorageError(f"could not delete {len(failed)} of the objects under s3://{self.bucket}/{prefix} "
+                                   f"({shown})")
         for folder in sorted(self._folders(prefix), key=lambda f: f.count("/"), reverse=True) + [prefix]:
             self.client.delete_object(Bucket=self.bucket, Key=folder)
         return len(keys)

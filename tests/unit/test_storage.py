@@ -102,3 +102,17 @@ def test_response_times_parse_as_botocore_parses_them():
     for value in ("2026-12-04T06:14:31.565Z", "2026-12-04T06:14:31Z", "Wed, 12 Oct 2009 17:50:00 GMT"):
         assert parse_timestamp(value) == botocore_parse(value)
         assert parse_timestamp(value).isoformat() == botocore_parse(value).isoformat()
+
+
+def test_an_object_the_server_would_not_delete_stops_the_step_that_clears_its_prefix():
+    from numtaflow.storage import StorageError
+
+    storage, stub = stubbed_storage()
+    stub.add_response("list_objects_v2", {"Contents": [{"Key": "runs/r/train/model/part-0", "Size": 1},
+                                                       {"Key": "runs/r/train/model/part-1", "Size": 1}],
+                                          "IsTruncated": False})
+    stub.add_response("delete_objects", {"Errors": [{"Key": "runs/r/train/model/part-1", "Code": "AccessDenied",
+                                                     "Message": "Access Denied"}]})
+    with stub, pytest.raises(StorageError, match=r"could not delete 1 of the objects under s3://landing/runs/r/train/ "
+                                                 r"\(runs/r/train/model/part-1: AccessDenied Access Denied\)"):
+        storage.delete_prefix("runs/r/train/")
