@@ -23,7 +23,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import BinaryIO, Iterable
 
 import pandas as pd
 from pyarrow import fs as pafs
@@ -298,11 +298,39 @@ def file_versions(dataset: DatasetInput, listed: list[tuple[str, int, str]]) -> 
 
 
 def read_bytes(uri: str, storage: Storage | None) -> bytes:
+    fs, path = _existing_file(uri, storage)
+    with fs.open_input_stream(path, compression=None) as stream:
+        return stream.read()
+
+
+def download(uri: str, storage: Storage | None, target: BinaryIO) -> str:
+    """Copy the file at ``uri`` into ``target`` 1 MiB at a time (a large zip never sits in memory whole);
+    the hex sha256 of its bytes."""
+    fs, path = _existing_file(uri, storage)
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path, compression=None) as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            target.write(chunk)
+    return digest.hexdigest()
+
+
+def open_zip(uri: str, storage: Storage | None) -> zipfile.ZipFile:
+    """A zip archive to read member by member, its bytes on disk rather than in memory: a local archive
+    where it is, one in S3 through a temporary copy (deleted once the archive is no longer referenced)."""
+    scheme, _, key = split_uri(uri)
+    if scheme == "file":
+        return zipfile.ZipFile(_existing_file(uri, storage)[1])
+    copy = tempfile.TemporaryFile()
+    download(uri, storage, copy)
+    return zipfile.ZipFile(copy)
+
+
+def _existing_file(uri: str, storage: Storage | None) -> tuple[pafs.FileSystem, str]:
     fs, path = _filesystem(uri, storage)
     if fs.get_file_info(path).type != pafs.FileType.File:
         raise FileNotFoundError(f"{uri} does not exist")
-    with fs.open_input_stream(path, compression=None) as stream:
-        return stream.read()
+    return fs, path
 
 
 def exists(uri: str, storage: Storage | None) -> bool:
@@ -340,15 +368,13 @@ def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: 
     The key is the archive's content hash, so re-runs reuse the same extraction. An existing
     extraction is reused only if its completion marker is present.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "input.zip"
-        local.write_bytes(read_bytes(uri, storage))
-        digest = hashlib.sha256(local.read_bytes()).hexdigest()[:32]
+    with tempfile.TemporaryFile() as copy:
+        digest = download(uri, storage, copy)[:32]
         root = f"{staging_prefix}{digest}/"
         if storage.exists(root + "_EXTRACTED"):
             return f"s3://{storage.bucket}/{root}{_zip_root(storage, root)}".rstrip("/")
         try:
-            archive = zipfile.ZipFile(local)
+            archive = zipfile.ZipFile(copy)
         except zipfile.BadZipFile:
             raise InputError(f"{uri} is not a readable zip archive") from None
         with archive:

@@ -5,7 +5,6 @@ images a person should review)."""
 
 from __future__ import annotations
 
-import io
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .contracts import PinnedModel
-from .data import (IMAGE_SUFFIXES, MAX_ZIP_BYTES, InputError, is_image_name, is_zip, list_files, member_name, read_bytes,
-                   read_member, safe_zip_members)
+from .data import (IMAGE_SUFFIXES, MAX_ZIP_BYTES, InputError, is_image_name, is_zip, list_files, member_name,
+                   open_zip, read_bytes, read_member, safe_zip_members)
 from .images import inspect_image
 from .registry import RegistryError, find_model, now_iso
 from .storage import Storage
@@ -86,11 +85,11 @@ def _no_image_reason(names: Sequence[str]) -> str:
 
 
 def archive_images(path: str, storage: Storage | None, max_total_bytes: int) -> tuple[list[ImageFile], list[str]]:
-    """The image files inside a zip archive, read from it in memory (nothing is extracted), and the
-    names of all its members; the whole archive is refused for a member that would escape it or a
+    """The image files inside a zip archive, each read from it when scored (nothing is extracted), and
+    the names of all its members; the whole archive is refused for a member that would escape it or a
     declared size above ``max_total_bytes``."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(read_bytes(path, storage)))
+        archive = open_zip(path, storage)
     except zipfile.BadZipFile:
         raise InputError("not a readable zip archive") from None
     members = {member_name(info): info for info in safe_zip_members(archive, max_total_bytes)}
