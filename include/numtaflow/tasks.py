@@ -19,14 +19,23 @@ from .spark import py_files, shipped_jars, spark_conf
 JOBS = PROJECT_ROOT / "spark_jobs"
 
 
-def on_failure(context) -> None:
-    """One clear line in the task log naming the run, the task and where its outputs are."""
+def failure_line(context, then: str) -> None:
+    """One clear line in the task log naming the run, the task, where its outputs are and what comes next."""
     task_instance = context["task_instance"]
     print(
         f"numtaflow: task '{task_instance.task_id}' of run {context['run_id']} failed "
         f"(try {task_instance.try_number}); its outputs under the run's {task_instance.task_id}/ prefix "
-        "are not committed and will be rewritten by a retry. Cause: see the lines above."
+        f"are not committed, {then}. Cause: see the lines above."
     )
+
+
+def on_retry(context) -> None:
+    failure_line(context, "and the retry that follows rewrites them")
+
+
+def on_failure(context) -> None:
+    """Airflow calls this only once no retry is left."""
+    failure_line(context, "and no retry is left: clearing the task after fixing the cause rewrites them")
 
 
 DEFAULT_ARGS = {
@@ -35,6 +44,7 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=5),
+    "on_retry_callback": on_retry,
     "on_failure_callback": on_failure,
 }
 

@@ -19,7 +19,9 @@ from .registry import VERSION_ID, RegistryError, read_champion, read_index, vers
 from .storage import Storage
 from .templates import render
 
-RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+RUN_ID = re.compile(r"^(?!\.)[A-Za-z0-9._-]{1,200}$")  # as safe_run_id writes them: never "." or ".."
+# a served artifact is shown as itself, never run as a page of the UI's origin (an HTML report holds file names)
+ARTIFACT_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
 GALLERY_IMAGE = re.compile(r"gallery/(\d{1,4})\.png")
 MOUNT = "/numtaflow"  # where the API server mounts this app (plugins/numtaflow_models.py)
 # each page's path under the mount: the routes, the templates' links, the tasks' links and the CLI's hints
@@ -120,9 +122,12 @@ def create_app(dependencies: list | None = None, storage_factory=None):
     @app.get("/api/runs")
     def runs_json() -> JSONResponse:
         storage = storage_factory()
-        champion, _ = read_champion(storage)
+        try:
+            champion, error = read_champion(storage)[0], None
+        except RegistryError as broken:  # shown, as on the models page, not a server error
+            champion, error = None, str(broken)
         return JSONResponse({"champion": champion.model_dump(mode="json") if champion else None,
-                             "runs": read_index(storage)})
+                             "champion_error": error, "runs": read_index(storage)})
 
     @app.get(PAGES["run"], response_class=HTMLResponse)
     def run(run_id: str, request: Request) -> str:
@@ -156,7 +161,7 @@ def create_app(dependencies: list | None = None, storage_factory=None):
             raise HTTPException(status_code=404, detail="unknown scoring file")
         content, media_type = found(lambda: scoring_file(storage_factory(), checked(run_id), name),
                                     f"{name} not found for scoring run {run_id}")
-        return Response(content=content, media_type=media_type)
+        return Response(content=content, media_type=media_type, headers=ARTIFACT_HEADERS)
 
     @app.get(PAGES["run"] + "/{name}")
     def artifact(run_id: str, name: str) -> Response:
@@ -164,6 +169,6 @@ def create_app(dependencies: list | None = None, storage_factory=None):
             raise HTTPException(status_code=404, detail="unknown artifact")
         content, media_type = found(lambda: run_file(storage_factory(), checked(run_id), name),
                                     f"{name} not found for run {run_id}")
-        return Response(content=content, media_type=media_type)
+        return Response(content=content, media_type=media_type, headers=ARTIFACT_HEADERS)
 
     return app

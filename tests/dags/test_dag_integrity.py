@@ -44,6 +44,7 @@ def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag, dag_id):
         assert Path(task.application) == ROOT / "spark_jobs" / f"{task.task_id}.py"
         assert Path(task.application).is_file()
         assert task.retries >= 1 and task.retry_exponential_backoff
+        assert task.on_retry_callback and task.on_failure_callback
         assert task.execution_timeout is not None
         assert task.doc_md
         assert task.py_files == package_archive()  # executors import the shipped package
@@ -124,15 +125,18 @@ def test_unpausing_waits_for_the_next_slot_of_the_schedule(dagbag, monkeypatch, 
     assert dag.timetable.next_dagrun_info(**no_runs_yet).run_after > now
 
 
-def test_the_failure_callback_names_the_task_the_run_and_the_retry(capsys):
-    from numtaflow.tasks import on_failure
+def test_the_failure_callbacks_name_the_task_the_run_and_what_comes_next(capsys):
+    from numtaflow.tasks import on_failure, on_retry
 
     class TaskInstance:
         task_id, try_number = "featurize", 2
 
-    on_failure({"task_instance": TaskInstance(), "run_id": "manual__2026-01-01"})
+    on_retry({"task_instance": TaskInstance(), "run_id": "manual__2026-01-01"})
     line = capsys.readouterr().out
     assert "task 'featurize' of run manual__2026-01-01 failed (try 2)" in line and "not committed" in line
+    assert "the retry that follows rewrites them" in line
+    on_failure({"task_instance": TaskInstance(), "run_id": "manual__2026-01-01"})
+    assert "no retry is left" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("dag_id, asset, prefix_setting", [(DAG_ID, "numtadb_incoming", "incoming_input"),

@@ -106,7 +106,12 @@ def test_app_serves_pages_and_refuses_bad_run_ids():
     assert client.get("/").status_code == 200
     assert client.get("/runs/other").status_code == 404
     assert client.get("/runs/bad%3Cid%3E").status_code == 400
+    assert client.get("/runs/../metrics.json").status_code in (400, 404)  # normalised by the client, or refused
+    assert client.get("/runs/..%2E/metrics.json").status_code == 400 and client.get("/runs/.x").status_code == 400
     assert json.loads(client.get("/api/runs").text)["champion"]["run_id"] == "older"
+    served = client.get(f"/runs/manual__1/{METRICS.served_as}")
+    assert served.status_code == 200 and served.headers["content-security-policy"] == "sandbox"
+    assert served.headers["x-content-type-options"] == "nosniff"
 
 
 def test_a_broken_champion_record_is_shown_not_a_server_error():
@@ -114,6 +119,10 @@ def test_a_broken_champion_record_is_shown_not_a_server_error():
     broken.objects[CHAMPION_KEY] = {"run_id": "older"}  # parses, but has nothing the gate needs
     page = models_page(broken, "/numtaflow")
     assert "is not a usable champion record" in page and "manual__1" in page
+    from fastapi.testclient import TestClient
+
+    listed = TestClient(create_app(storage_factory=lambda: broken)).get("/api/runs")
+    assert listed.status_code == 200 and "is not a usable champion record" in listed.json()["champion_error"]
 
 
 SCORING_RUN = "asset_triggered__2026-02-01"
