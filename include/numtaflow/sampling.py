@@ -36,13 +36,15 @@ def stratified_sample(df: DataFrame, per_class: int, seed: int, label_col: str =
 
 
 def stratified_split(df: DataFrame, train_fraction: float, seed: int, label_col: str = "label") -> DataFrame:
-    """Add ``is_train``: per class, the first ``round(fraction * n)`` rows in seeded order.
+    """Add ``is_train``: per class, the first ``round(fraction * n)`` rows in seeded order, at least one
+    and leaving at least one for the hold-out (2 per class at 0.8: 1 and 1, not 2 and none).
 
     With 50 images per class and 0.8 this is exactly 40 train / 10 test in every class,
     where a ``randomSplit`` would give a different count per class and per partitioning.
     """
     ranked = with_class_rank(df, seed, label_col)
-    cutoff = F.greatest(F.lit(1), F.round(F.col("class_size") * F.lit(train_fraction)))
+    cutoff = F.greatest(F.lit(1), F.least(F.col("class_size") - 1,
+                                          F.round(F.col("class_size") * F.lit(train_fraction))))
     return ranked.withColumn("is_train", F.col("class_rank") <= cutoff).drop("class_rank", "class_size")
 
 

@@ -34,6 +34,13 @@ def test_split_is_exact_per_class(images):
     assert ids(split.where("is_train")) == ids(stratified_split(sample.repartition(3), 0.8, seed=42).where("is_train"))
 
 
+def test_the_split_always_leaves_a_hold_out(images):
+    for per_class, fraction in ((2, 0.8), (3, 0.9)):  # round(2 × 0.8) = 2, round(3 × 0.9) = 3
+        split = stratified_split(stratified_sample(images, per_class, seed=0), fraction, seed=42)
+        counts = {(r["label"], r["is_train"]): r["count"] for r in split.groupBy("label", "is_train").count().collect()}
+        assert all(counts[(label, False)] >= 1 and counts[(label, True)] >= 1 for label in range(10)), counts
+
+
 def test_ids_hash_is_order_independent():
     assert ids_hash(["a", "b"]) == ids_hash(["b", "a"]) != ids_hash(["a", "c"])
 
