@@ -12,6 +12,8 @@ import hashlib
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from .vocabulary import DIGIT_LABELS
+
 
 def with_class_rank(df: DataFrame, seed: int, label_col: str = "label", id_col: str = "image_id") -> DataFrame:
     """Add ``class_rank`` (1, 2, ...) and ``class_size`` per label, in seeded-hash order."""
@@ -46,6 +48,11 @@ def stratified_split(df: DataFrame, train_fraction: float, seed: int, label_col:
     cutoff = F.greatest(F.lit(1), F.least(F.col("class_size") - 1,
                                           F.round(F.col("class_size") * F.lit(train_fraction))))
     return ranked.withColumn("is_train", F.col("class_rank") <= cutoff).drop("class_rank", "class_size")
+
+
+def short_classes(per_class: dict[str, int], wanted: int) -> dict[str, int]:
+    """The digits (labels) a drawn set has fewer than ``wanted`` images of, with their counts."""
+    return {label: per_class.get(label, 0) for label in DIGIT_LABELS if per_class.get(label, 0) < wanted}
 
 
 def ids_hash(image_ids: list[str]) -> str:

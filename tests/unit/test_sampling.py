@@ -1,6 +1,6 @@
 import pytest
 
-from numtaflow.sampling import distinct_content, ids_hash, stratified_sample, stratified_split
+from numtaflow.sampling import distinct_content, ids_hash, short_classes, stratified_sample, stratified_split
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,13 @@ def test_the_split_always_leaves_a_hold_out(images):
         split = stratified_split(stratified_sample(images, per_class, seed=0), fraction, seed=42)
         counts = {(r["label"], r["is_train"]): r["count"] for r in split.groupBy("label", "is_train").count().collect()}
         assert all(counts[(label, False)] >= 1 and counts[(label, True)] >= 1 for label in range(10)), counts
+
+
+def test_short_classes_names_each_digit_drawn_too_few_times():
+    drawn = {str(digit): 4 for digit in range(10)} | {"3": 3}
+    del drawn["7"]
+    assert short_classes(drawn, 4) == {"3": 3, "7": 0}
+    assert short_classes(drawn, 3) == {"7": 0}
 
 
 def test_ids_hash_is_order_independent():

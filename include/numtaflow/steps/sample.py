@@ -3,7 +3,8 @@
 Reads the images validated in this run; writes ``train.parquet`` and ``eval.parquet``
 (image_id, label, source, content). An image stored under several names (the same bytes) is
 drawn at most once, and the evaluation set never shares an image with the training sample, even
-when both come from the same input or a landed batch copies evaluation images.
+when both come from the same input or a landed batch copies evaluation images; if leaving those out
+leaves a digit fewer than ``eval_per_class`` images, the step fails saying so.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 from ..catalog import SAMPLED_IMAGES, VALIDATED_IMAGES
 from ..config import FEATURIZER_SETTINGS, GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import SampledSet, SampleSummary
-from ..jobs import Reuse, StepContext
-from ..sampling import distinct_content, ids_hash, stratified_sample
+from ..jobs import Reuse, StepContext, StepFailed
+from ..sampling import distinct_content, ids_hash, short_classes, stratified_sample
 
 
 REUSE = Reuse(after=("validate",), ignores=FEATURIZER_SETTINGS + TRAINING_SETTINGS + GATE_SETTINGS)
@@ -34,6 +35,12 @@ def run(context: StepContext) -> SampleSummary:
         )
         frame.write.mode("overwrite").parquet(context.s3a(SAMPLED_IMAGES[name]))
         summary[name] = sampled_set(spark.read.parquet(context.s3a(SAMPLED_IMAGES[name])))
+    if short := short_classes(summary["eval"].per_class, settings.eval_per_class):
+        counts = ", ".join(f"{label}: {count}" for label, count in short.items())
+        raise StepFailed(f"the evaluation set has fewer than eval_per_class={settings.eval_per_class} images of some "
+                         f"digits once the training sample's images are left out ({counts}): the evaluation input "
+                         "shares images (the same bytes) with the training input or a landed batch; evaluate on an "
+                         "independent input or lower eval_per_class")
     return SampleSummary(**summary)
 
 
