@@ -2,7 +2,8 @@
 
 An entry's key is the image's sha256, the view's seed key and number, inside a folder named by a hash
 of everything that defines the features: the featurizer stage's Params (backbone, size, layers, crop,
-test views, the weights' sha256) and the source of the code that prepares and featurizes an image.
+test views, the weights' sha256), the source of the code that prepares and featurizes an image, and
+the versions of TensorFlow, Keras and Pillow.
 Changing any of them misses the cache by construction; random weights are never cached (they are
 drawn anew per process). Each run adds the entries it computed as one part,
 ``cache/features/<featurizer>/<run>-<pass>/``, committed by a marker written after it: a part without
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import resources
+from importlib import metadata, resources
 
 from .catalog import FEATURE_CACHE_PREFIX
 from .ml import RANDOM, ImageFeaturizer
@@ -21,16 +22,28 @@ from .storage import Storage
 
 KEY_COLUMNS = ["content_sha256", "view_key", "view"]
 DEFINING_PARAMS = ("backbone", "imageSize", "layers", "cropToInk", "testViews", "weightsFile", "weightsSha256")
-CODE = ("images.py", "features.py", "ml.py")  # what turns bytes into features
+CODE = ("images.py", "features.py", "ml.py", "vocabulary.py")  # what turns bytes into features (views' seeds too)
+# their numerics and resampling are in the features as well (each as any of its distributions' names)
+LIBRARIES = (("tensorflow", "tensorflow-cpu"), ("keras",), ("pillow",))
 
 
 def code_version() -> str:
     """sha256 of the preparation and featurizer source, as this process runs it (also from the
-    package archive a Spark driver imports)."""
-    digest = hashlib.sha256()
+    package archive a Spark driver imports), and of the libraries' versions."""
+    digest = hashlib.sha256(" ".join(f"{names[0]} {installed_version(names)}" for names in LIBRARIES).encode())
     for name in CODE:
         digest.update(resources.files(__package__).joinpath(name).read_bytes())
     return digest.hexdigest()
+
+
+def installed_version(distributions: tuple[str, ...]) -> str:
+    """The version of the first of ``distributions`` installed ("absent": none is)."""
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "absent"
 
 
 def featurizer_key(params: dict, code: str) -> str | None:

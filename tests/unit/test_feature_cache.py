@@ -1,6 +1,6 @@
 """The feature cache's key: whatever defines the features names the cache folder, nothing else does."""
 
-from numtaflow.feature_cache import code_version, featurizer_key
+from numtaflow.feature_cache import LIBRARIES, code_version, featurizer_key
 
 PARAMS = {"backbone": "MobileNetV2", "imageSize": 128, "layers": ["out_relu"], "cropToInk": True, "testViews": 4,
           "weightsFile": "mobilenet.h5", "weightsSha256": "ab" * 32, "batchSize": 16, "inputCol": "content"}
@@ -23,5 +23,12 @@ def test_random_weights_are_never_cached():
     assert featurizer_key({**PARAMS, "weightsFile": "random", "weightsSha256": ""}, "code") is None
 
 
-def test_the_code_version_is_the_source_of_the_preparation_and_featurizer():
-    assert len(code_version()) == 64 and code_version() == code_version()
+def test_the_code_version_is_the_source_of_the_preparation_and_featurizer(monkeypatch):
+    from importlib import metadata
+
+    original, installed = code_version(), metadata.version
+    assert len(original) == 64 and code_version() == original
+    for names in LIBRARIES:  # another TensorFlow, Keras or Pillow: other features
+        with monkeypatch.context() as patch:
+            patch.setattr(metadata, "version", lambda name, bumped=names: "0.0" if name in bumped else installed(name))
+            assert code_version() != original, names
