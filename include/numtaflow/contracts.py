@@ -101,6 +101,7 @@ class Featurizer(Contract):
     layers: list[str]
     weights: str
     weights_sha256: str | None
+    code: str | None = None  # feature_cache.code_version(): the preparation code and libraries (None: before it)
 
 
 class FeaturizeSummary(Featurizer):

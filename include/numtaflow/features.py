@@ -2,12 +2,13 @@
 
 Each backbone has its native input size, its own ``preprocess_input`` and the file name
 Keras caches its ImageNet (no-top) weights under. Weights are loaded from
-``settings.weights_dir`` when the file is there; otherwise Keras may download them only if
-``allow_weight_download`` is set, and the error names the missing file.
+``settings.weights_dir`` (or Keras's cache) when the file is there; otherwise Keras downloads that
+very file into its cache only if ``allow_weight_download`` is set, and else the error names it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class FeaturizerSpec:
     backbone: str
     image_size: int
     layers: tuple[str, ...]  # empty: the backbone's last layer
-    weights: str  # a weights file path, "imagenet" (Keras download) or "random" (tests)
+    weights: str  # a weights file path, or "random" (tests)
     batch_size: int
     intra_op_threads: int
     crop: bool = True
@@ -91,7 +92,7 @@ def find_weights_file(name: str, weights_dir: str) -> Path | None:
 
 
 def resolve_weights(settings) -> str:
-    """The weights to load: a local file, or "imagenet"/"random" when explicitly allowed."""
+    """The weights file to load (downloaded first where that is allowed), or "random"."""
     if settings.weights == "random":
         return "random"
     backbone = BACKBONES[settings.backbone]
@@ -99,7 +100,7 @@ def resolve_weights(settings) -> str:
     if path:
         return str(path)
     if settings.allow_weight_download:
-        return "imagenet"
+        return str(download_weights(backbone))
     raise WeightsNotFound(
         f"ImageNet weights for {backbone.name} not found: looked for {backbone.weights_file} in "
         f"{settings.weights_dir} and {keras_cache()}. Put the file there, set "
@@ -108,11 +109,33 @@ def resolve_weights(settings) -> str:
     )
 
 
+def download_weights(backbone: Backbone) -> Path:
+    """Keras's own download of the backbone's ImageNet (no-top) weights into its cache, the network built
+    at its native size so that the file is the one ``weights_file`` names (MobileNetV2's depends on the
+    size: built at 128 px, Keras would fetch another file, whose features differ)."""
+    import keras
+
+    size = backbone.native_size
+    getattr(keras.applications, backbone.name)(include_top=False, weights="imagenet", input_shape=(size, size, 3))
+    path = keras_cache() / backbone.weights_file
+    if not path.is_file():
+        raise WeightsNotFound(f"Keras downloaded the ImageNet weights of {backbone.name}, but not as {path}")
+    return path
+
+
 def weights_sha256(weights: str) -> str | None:
-    if not Path(weights).is_file():
+    """The file's sha256 (None for ``random``), hashed once per process and file state."""
+    path = Path(weights)
+    if not path.is_file():
         return None
+    state = path.stat()
+    return _file_sha256(str(path.resolve()), state.st_size, state.st_mtime_ns)
+
+
+@functools.cache
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

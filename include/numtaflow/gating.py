@@ -107,5 +107,8 @@ def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds, c
 
 def feature_signature(settings: dict[str, Any], featurizer) -> dict:
     """What must match for a model to score another run's evaluation features: the settings that
-    shape them, and the layers they came from (what ``feature_layers=auto`` means can change)."""
-    return {**{k: settings.get(k) for k in FEATURE_SETTINGS}, "layers": list(featurizer.layers)}
+    shape them, and what they resolved to (``feature_layers=auto`` and ``image_size=0`` can change
+    meaning, a weights file can be replaced) with the code and libraries that computed them."""
+    resolved = {"layers": list(featurizer.layers), "image_px": featurizer.image_size,
+                "weights_sha256": featurizer.weights_sha256, "code": featurizer.code}
+    return {**{k: settings.get(k) for k in FEATURE_SETTINGS}, **resolved}

@@ -117,8 +117,9 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
 
 @dataclass(frozen=True)
 class Reuse:
-    """What a reusable step reads: the earlier steps of its run (``after``), or, for a step that reads
-    the inputs themselves, ``identify``: a function of the context giving their identity; the run
+    """What a reusable step reads: the earlier steps of its run (``after``), and ``identify``: a function
+    of the context giving the identity of what it reads besides them (the inputs themselves, for
+    validate; the weights file, for featurize); the run
     settings its output does not depend on (``ignores``); and ``adapt``, which turns the reused
     summary (and outputs) into this run's where they record facts of the run rather than of the data."""
 
@@ -156,12 +157,11 @@ def fingerprint_of(step: str, code: str, settings: dict, inputs: Any, ignores: t
 
 def step_fingerprint(context: StepContext, reuse: Reuse) -> str | None:
     """This run's fingerprint of the step; None when a step it reads recorded none."""
+    inputs = {step: context.require(step).fingerprint for step in reuse.after}
+    if None in inputs.values():
+        return None
     if reuse.identify:
-        inputs = reuse.identify(context)
-    else:
-        inputs = {step: context.require(step).fingerprint for step in reuse.after}
-        if None in inputs.values():
-            return None
+        inputs["identity"] = reuse.identify(context)
     return fingerprint_of(context.step, package_sha256(), context.recorded_settings(), inputs, reuse.ignores)
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from numtaflow.evaluation import compute_metrics, confused_pairs, confusion_png, roc_auc_ovr
-from numtaflow.gating import CanaryCheck, GateThresholds, check_canary, decide
+from numtaflow.gating import CanaryCheck, GateThresholds, check_canary, decide, feature_signature
 
 
 def one_hot(labels, confidence=0.9):
@@ -139,3 +139,16 @@ def test_misclassified_examples_are_chosen_per_pair_in_id_order():
     assert misclassified_ids(predictions, pairs, per_pair=1) == [["a.png"], ["b.png"]]
     png = misclassified_png([(pairs[0], [digit_png(5), digit_png(5, seed=1)]), (pairs[1], [digit_png(3)])], "t")
     assert png.startswith(b"\x89PNG") and misclassified_png([], "none").startswith(b"\x89PNG")
+
+
+def test_a_champion_is_re_scored_only_on_features_of_the_same_resolved_featurizer():
+    from numtaflow.contracts import Featurizer
+
+    settings = {"backbone": "MobileNetV2", "image_size": 0, "feature_layers": "auto", "crop_to_ink": True,
+                "weights": "imagenet", "test_views": 2}
+    made = Featurizer(backbone="MobileNetV2", image_size=128, layers=["out_relu"], weights="imagenet",
+                      weights_sha256="aaa", code="c1")
+    same = feature_signature(settings, made)
+    assert feature_signature(dict(settings), made.model_copy()) == same
+    for change in ({"image_size": 224}, {"weights_sha256": "bbb"}, {"code": "c2"}, {"layers": ["block_16_project"]}):
+        assert feature_signature(settings, made.model_copy(update=change)) != same, change

@@ -17,7 +17,7 @@ from .. import feature_cache
 from ..catalog import FEATURES, FEATURIZER, SAMPLED_IMAGES
 from ..config import GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import FeaturizedSet, FeaturizeSummary
-from ..features import FeaturizerSpec, weights_sha256
+from ..features import FeaturizerSpec, resolve_weights, weights_sha256
 from ..jobs import Reuse, StepContext, StepFailed, log
 from ..ml import ImageFeaturizer
 from ..spark import task_count
@@ -108,7 +108,13 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
                          images_per_second=round(through_cnn / seconds, 1) if seconds and through_cnn else None)
 
 
-REUSE = Reuse(after=("sample",), ignores=TRAINING_SETTINGS + GATE_SETTINGS)
+def weights_identity(context: StepContext) -> str | None:
+    """The sha256 of the weights file this run loads: where it is found is a platform setting, so a file
+    replaced there is seen here, not through the run settings."""
+    return weights_sha256(resolve_weights(context.settings))
+
+
+REUSE = Reuse(after=("sample",), identify=weights_identity, ignores=TRAINING_SETTINGS + GATE_SETTINGS)
 
 
 def run(context: StepContext) -> FeaturizeSummary:
@@ -127,7 +133,8 @@ def run(context: StepContext) -> FeaturizeSummary:
     known = feature_cache.entries_for(spark, context.storage, key, keys[0].unionByName(keys[1]))  # one scan, both passes
     return FeaturizeSummary(
         backbone=spec.backbone, image_size=spec.image_size, layers=list(spec.layers) or ["last"], weights=spec.weights,
-        weights_sha256=sha256, train_views=settings.train_views, test_views=settings.test_views,
+        weights_sha256=sha256, code=feature_cache.code_version(), train_views=settings.train_views,
+        test_views=settings.test_views,
         train=run_pass(context, "train", stage, rows["train"], 1, key, known),
         eval=run_pass(context, "eval", stage, rows["eval"], 1 + settings.test_views, key, known),
     )
