@@ -64,16 +64,13 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
     @classmethod
     def from_spec(cls, spec: FeaturizerSpec, sha256: str | None, **columns) -> "ImageFeaturizer":
         """The stage computing ``spec``'s features, its weights identified by file name and ``sha256``."""
-        if spec.weights == "imagenet" and not sha256:  # downloaded by Keras into its cache
-            cached = keras_cache() / BACKBONES[spec.backbone].weights_file
-            sha256 = weights_sha256(str(cached)) if cached.is_file() else None
         if spec.weights == RANDOM:
             name, sha256 = RANDOM, ""
         elif not sha256:
             raise ValueError(f"the weights {spec.weights} have no recorded sha256: a pipeline names its weights by "
                              f"file and hash; put {BACKBONES[spec.backbone].weights_file} in the weights folder")
-        else:  # "imagenet": Keras cached the backbone's usual file
-            name = BACKBONES[spec.backbone].weights_file if spec.weights == "imagenet" else Path(spec.weights).name
+        else:
+            name = Path(spec.weights).name
         return cls(backbone=spec.backbone, imageSize=spec.image_size, layers=list(spec.layers), cropToInk=spec.crop,
                    testViews=spec.test_views, batchSize=spec.batch_size, weightsFile=name, weightsSha256=sha256,
                    **columns)

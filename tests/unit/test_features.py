@@ -23,7 +23,29 @@ def test_missing_weights_name_the_file_and_folder(tmp_path, monkeypatch):
     settings = Settings(backbone="InceptionV3", weights_dir=str(tmp_path))
     with pytest.raises(WeightsNotFound, match="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 in " + str(tmp_path)):
         resolve_weights(settings)
-    assert resolve_weights(Settings(backbone="InceptionV3", weights_dir=str(tmp_path), allow_weight_download=True)) == "imagenet"
+
+
+def test_an_allowed_download_is_keras_own_of_the_file_the_backbone_names(tmp_path, monkeypatch):
+    """Keras's download (replaced here by a constructor that writes what Keras would write, as nothing is
+    downloaded in the tests) at the backbone's native size; the file is then the one resolved and hashed."""
+    keras = pytest.importorskip("keras")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    backbone, built = BACKBONES["MobileNetV2"], []
+
+    def downloads(**arguments):
+        built.append(arguments)
+        (tmp_path / "keras" / "models").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "keras" / "models" / backbone.weights_file).write_bytes(b"weights")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", downloads)
+    settings = Settings(backbone="MobileNetV2", weights_dir=str(tmp_path / "none"), allow_weight_download=True)
+    path = resolve_weights(settings)
+    assert path == str(tmp_path / "keras" / "models" / backbone.weights_file)
+    assert built == [{"include_top": False, "weights": "imagenet", "input_shape": (224, 224, 3)}]
+    assert resolve_weights(settings) == path and len(built) == 1  # found in Keras's cache from then on
+    monkeypatch.setattr(keras.applications, "InceptionV3", lambda **arguments: None)  # a download under another name
+    with pytest.raises(WeightsNotFound, match="but not as .*inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        resolve_weights(settings.model_copy(update={"backbone": "InceptionV3"}))
 
 
 def test_weights_file_in_weights_dir_is_used(tmp_path):
