@@ -108,6 +108,15 @@ def s3_identities(access_key: str, secret_key: str) -> dict:
     }
 
 
+def seaweed_security() -> str:
+    """``security.toml`` for one run of the server (it reads the file from its working folder): the
+    filer's and volume servers' own HTTP APIs, which the S3 keys do not guard, take only requests
+    signed with keys drawn here, which only the server itself knows; no browser origin is allowed."""
+    sections = "".join(f"[jwt.{name}]\nkey = \"{secrets.token_urlsafe(32)}\"\nexpires_after_seconds = 10\n\n"
+                       for name in ("signing", "signing.read", "filer_signing", "filer_signing.read"))
+    return sections + "[cors.allowed_origins]\nvalues = \"http://127.0.0.1\"\n"
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
@@ -182,6 +191,9 @@ def start_s3(state_dir: Path, credentials: dict[str, str], ports: S3Ports = S3Po
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(s3_identities(credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_SECRET_ACCESS_KEY"]), handle)
+    fd = os.open(state_dir / "security.toml", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(seaweed_security())
     (state_dir / "data").mkdir(exist_ok=True)
     command = [
         weed_binary(), "mini", f"-dir={state_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",

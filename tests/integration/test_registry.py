@@ -146,3 +146,18 @@ def test_delete_prefix_leaves_no_folders_behind(storage):
     listing = storage.client.list_objects_v2(Bucket=storage.bucket, Prefix="step", Delimiter="/")
     assert [p["Prefix"] for p in listing.get("CommonPrefixes", [])] == ["step10/"]
     assert storage.exists("step10/keep.json")
+
+
+def test_the_servers_own_http_apis_refuse_unsigned_requests(s3_server, storage):
+    """The filer's and volume server's HTTP APIs, beside the S3 port, do not serve the bucket to anyone
+    who asks: they take only requests signed with the keys the server drew at its start."""
+    import urllib.error
+    import urllib.request
+
+    storage.put_json("models/probe.json", {"secret": "model"})
+    for port in (s3_server.ports.filer, s3_server.ports.volume):
+        url = f"http://127.0.0.1:{port}/buckets/{storage.bucket}/models/probe.json"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 401, (port, refused.value.code)
+    assert storage.get_json("models/probe.json") == {"secret": "model"}  # through S3, with the keys
