@@ -1,7 +1,8 @@
 """The embedded services: credentials generated per install, and a SeaweedFS S3 server.
 
 Everything binds to 127.0.0.1. The S3 keys are random per install, written to a file only
-the owner can read, and reach processes through the environment.
+the owner can read, and reach processes through the environment; the S3 server's other HTTP APIs
+take only requests signed with keys it is given at each start.
 """
 
 from __future__ import annotations
@@ -136,15 +137,22 @@ def start_background(name: str, command: list[str], state_dir: Path, env: dict |
     log = open(state_dir / f"{name}.log", "ab")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                cwd=state_dir, env=env)
-    (state_dir / f"{name}.pid").write_text(str(process.pid))
+    (state_dir / f"{name}.pid").write_text(f"{process.pid} {_started_at(process.pid) or ''}".strip())
     return process.pid
 
 
 def running_pid(name: str, state_dir: Path) -> int | None:
-    pid_file = state_dir / f"{name}.pid"
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
-        return int(pid_file.read_text())
-    return None
+    """The pid of the process this state folder started, if it still runs. The pid file holds its start
+    time too: after a reboot its pid may belong to another process, which must never be taken (and
+    stopped) for it."""
+    try:
+        fields = (state_dir / f"{name}.pid").read_text().split()
+        pid = int(fields[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+    if not _alive(pid) or (len(fields) > 1 and _started_at(pid) != fields[1]):
+        return None
+    return pid
 
 
 def stop_background(name: str, state_dir: Path) -> bool:
@@ -154,7 +162,10 @@ def stop_background(name: str, state_dir: Path) -> bool:
     pid_file.unlink(missing_ok=True)
     if pid is None:
         return False
-    os.killpg(pid, signal.SIGTERM)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:  # its group is gone already
+        return False
     for _ in range(80):
         if not _alive(pid):
             return True
@@ -360,6 +371,15 @@ def _s3_answers(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _started_at(pid: int) -> str | None:
+    """When the process started, in clock ticks after boot (Linux's /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]  # field 22; the name in () may hold spaces
+    except (OSError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:

@@ -73,3 +73,18 @@ def test_s3_start_serves_a_moved_endpoint(tmp_path):
     finally:
         subprocess.run([*cli, "stop"], env=env, capture_output=True, timeout=60)
     assert not port_open(MOVED_PORT)
+
+
+def test_a_pid_file_names_only_the_process_it_started(tmp_path):
+    """After a reboot a pid file's pid may belong to another process: neither taken for the service
+    nor stopped. The start time in the file tells them apart."""
+    from numtaflow.services import running_pid, start_background, stop_background
+
+    pid = start_background("sleeper", ["sleep", "60"], tmp_path)
+    assert running_pid("sleeper", tmp_path) == pid
+    recorded = (tmp_path / "sleeper.pid").read_text()
+    (tmp_path / "sleeper.pid").write_text(f"{pid} 1")  # as if another process now had that pid
+    assert running_pid("sleeper", tmp_path) is None and not stop_background("sleeper", tmp_path)
+    assert os.path.exists(f"/proc/{pid}") and running_pid("sleeper", tmp_path) is None  # left running
+    (tmp_path / "sleeper.pid").write_text(recorded)
+    assert stop_background("sleeper", tmp_path) and running_pid("sleeper", tmp_path) is None
