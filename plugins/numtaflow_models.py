@@ -1,7 +1,8 @@
 """Airflow plugin: a "Models" page (champion, runs, gate decisions, evidence, lineage, scoring runs) in the UI.
 
 The FastAPI app is mounted on the API server under ``/numtaflow`` and protected by the API
-server's own authorization: a user must be allowed to read runs of the training DAG.
+server's own authorization: a user must be allowed to read runs of the training DAG for the models
+page, training runs and versions, and runs of the scoring DAG for scoring runs' pages and files.
 Each task of both DAGs gets an extra link to its run's page (a training run's or a scoring run's).
 """
 
@@ -21,7 +22,10 @@ def _app():
     from airflow.api_fastapi.core_api.security import requires_access_dag
     from numtaflow.webapp import create_app
 
-    return create_app(dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID))])
+    def reads_runs_of(dag_id: str) -> list:
+        return [Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=dag_id))]
+
+    return create_app(training=reads_runs_of(DAG_ID), scoring=reads_runs_of(SCORING_DAG_ID))
 
 
 class RunPageLink(BaseOperatorLink):

@@ -92,12 +92,14 @@ def run_file(storage: Storage, run_id: str, name: str) -> tuple[bytes, str]:
     return storage.get_bytes(RunLayout(storage.bucket, run_id).key(artifact)), artifact.media_type
 
 
-def create_app(dependencies: list | None = None, storage_factory=None):
-    """The FastAPI app; ``dependencies`` carry the API server's authorization checks."""
-    from fastapi import FastAPI, HTTPException, Request
+def create_app(training: list | None = None, scoring: list | None = None, storage_factory=None):
+    """The FastAPI app; ``training`` and ``scoring`` carry the API server's authorization checks for the
+    pages of each DAG's runs (the models page and versions go with training)."""
+    from fastapi import APIRouter, FastAPI, HTTPException, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-    app = FastAPI(title="NumtaDB models", dependencies=dependencies or [])
+    app = FastAPI(title="NumtaDB models")
+    trained, scored = APIRouter(dependencies=training or []), APIRouter(dependencies=scoring or [])
     storage_factory = storage_factory or (lambda: Storage(Settings.from_env()))
 
     def checked(run_id: str) -> str:
@@ -115,11 +117,11 @@ def create_app(dependencies: list | None = None, storage_factory=None):
     def root(request: Request) -> str:
         return request.scope.get("root_path", "")
 
-    @app.get("/", response_class=HTMLResponse)
+    @trained.get("/", response_class=HTMLResponse)
     def models(request: Request) -> str:
         return models_page(storage_factory(), root(request))
 
-    @app.get("/api/runs")
+    @trained.get("/api/runs")
     def runs_json() -> JSONResponse:
         storage = storage_factory()
         try:
@@ -129,19 +131,19 @@ def create_app(dependencies: list | None = None, storage_factory=None):
         return JSONResponse({"champion": champion.model_dump(mode="json") if champion else None,
                              "champion_error": error, "runs": read_index(storage)})
 
-    @app.get(PAGES["run"], response_class=HTMLResponse)
+    @trained.get(PAGES["run"], response_class=HTMLResponse)
     def run(run_id: str, request: Request) -> str:
         return found(lambda: run_page(storage_factory(), checked(run_id), root(request)),
                      f"run {run_id} has no evaluation yet")
 
-    @app.get(PAGES["version"], response_class=HTMLResponse)
+    @trained.get(PAGES["version"], response_class=HTMLResponse)
     def version(version: str, request: Request) -> str:
         if not VERSION_ID.fullmatch(version):
             raise HTTPException(status_code=400, detail="invalid version")
         return found(lambda: version_page(storage_factory(), version, root(request)),
                      f"version {version} has no model card")
 
-    @app.get(PAGES["version"] + "/{name}")
+    @trained.get(PAGES["version"] + "/{name}")
     def version_file(version: str, name: str) -> Response:
         """The model card's text and its example images, as registered beside the model."""
         if not VERSION_ID.fullmatch(version) or name not in VERSION_FILES:
@@ -150,12 +152,12 @@ def create_app(dependencies: list | None = None, storage_factory=None):
                         f"version {version} has no {name}")
         return Response(content=content, media_type=VERSION_FILES[name])
 
-    @app.get(PAGES["scoring"], response_class=HTMLResponse)
+    @scored.get(PAGES["scoring"], response_class=HTMLResponse)
     def scoring(run_id: str, request: Request) -> str:
         return found(lambda: scoring_page(storage_factory(), checked(run_id), root(request)),
                      f"scoring run {run_id} has no report yet")
 
-    @app.get(PAGES["scoring"] + "/{name:path}")
+    @scored.get(PAGES["scoring"] + "/{name:path}")
     def scoring_artifact(run_id: str, name: str) -> Response:
         if name not in SCORING_SERVED and not GALLERY_IMAGE.fullmatch(name):
             raise HTTPException(status_code=404, detail="unknown scoring file")
@@ -163,7 +165,7 @@ def create_app(dependencies: list | None = None, storage_factory=None):
                                     f"{name} not found for scoring run {run_id}")
         return Response(content=content, media_type=media_type, headers=ARTIFACT_HEADERS)
 
-    @app.get(PAGES["run"] + "/{name}")
+    @trained.get(PAGES["run"] + "/{name}")
     def artifact(run_id: str, name: str) -> Response:
         if name not in SERVED:
             raise HTTPException(status_code=404, detail="unknown artifact")
@@ -171,4 +173,6 @@ def create_app(dependencies: list | None = None, storage_factory=None):
                                     f"{name} not found for run {run_id}")
         return Response(content=content, media_type=media_type, headers=ARTIFACT_HEADERS)
 
+    app.include_router(trained)
+    app.include_router(scored)
     return app

@@ -176,3 +176,20 @@ def test_the_app_serves_gallery_images_and_only_declared_scoring_files():
     assert client.get(f"/scoring/{SCORING_RUN}/images.parquet").status_code == 404  # the batch's bytes stay private
     assert client.get(f"/scoring/{SCORING_RUN}/gallery/..%2F..%2Fmodels.png").status_code == 404
     assert client.get("/scoring/nope").status_code == 404
+
+
+def test_each_dags_pages_are_guarded_by_that_dags_own_check():
+    from fastapi import Depends, HTTPException
+    from fastapi.testclient import TestClient
+
+    def refused():
+        raise HTTPException(status_code=403, detail="not allowed")
+
+    for training, scoring in (([Depends(refused)], []), ([], [Depends(refused)])):
+        client = TestClient(create_app(training=training, scoring=scoring, storage_factory=scoring_storage))
+        codes = {path: client.get(path).status_code for path in
+                 ("/", "/api/runs", "/runs/manual__1", f"/scoring/{SCORING_RUN}", f"/scoring/{SCORING_RUN}/gallery/0.png")}
+        expected = 403 if training else 200
+        assert [codes["/"], codes["/api/runs"], codes["/runs/manual__1"]] == [expected] * 3, codes
+        assert [codes[f"/scoring/{SCORING_RUN}"], codes[f"/scoring/{SCORING_RUN}/gallery/0.png"]] == \
+            [403 if scoring else 200] * 2, codes
