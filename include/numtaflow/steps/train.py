@@ -60,7 +60,9 @@ def training_rows(split, settings, partitions: int):
 
     Hashed by image into ``partitions`` of near-equal size and sorted, so the optimizer's passes
     keep every core busy (merging the feature files' uneven partitions left one core idle for a
-    quarter of the fit) and sum the rows in an order fixed by the rows alone.
+    quarter of the fit) and sum the rows in an order fixed by the rows and ``partitions``. That
+    count follows the cores (``training_partitions``): the same rows on another number of cores may
+    give a model that differs in its last digits, and so another version.
     """
     fold = F.pmod(F.xxhash64(F.lit(settings.split_seed), "image_id"), F.lit(CV_FOLDS)).cast("int")
     rows = (split.where("is_train").repartition(partitions, "image_id").sortWithinPartitions("image_id", "view")
