@@ -17,7 +17,9 @@ if [ -z "${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-}" ]; then  # the embedded SQLit
   export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC=numtaflow.services.SQLITE_CONNECT_ARGS
 fi
 export AIRFLOW__LOGGING__LOGGING_LEVEL="${AIRFLOW__LOGGING__LOGGING_LEVEL:-INFO}"
-export AIRFLOW_CONN_SPARK_DEFAULT="${AIRFLOW_CONN_SPARK_DEFAULT:-{\"conn_type\": \"spark\", \"host\": \"${NUMTAFLOW_SPARK_MASTER:-local[*]}\"}}"
+if [ -z "${AIRFLOW_CONN_SPARK_DEFAULT:-}" ]; then  # not a ${...:-default}: the JSON's braces would end it early
+  export AIRFLOW_CONN_SPARK_DEFAULT="{\"conn_type\": \"spark\", \"host\": \"${NUMTAFLOW_SPARK_MASTER:-local[*]}\"}"
+fi
 export GX_ANALYTICS_ENABLED=false
 export TF_CPP_MIN_LOG_LEVEL=2
 export NUMTAFLOW_SPARK_JARS="${NUMTAFLOW_SPARK_JARS:-$ROOT/.cache/jars}"

@@ -95,3 +95,16 @@ def test_missing_java_is_installed_with_apt_as_root(tmp_path):
     installed.unlink()
     refused = check(java, path=str(tmp_path), NUMTAFLOW_NO_INSTALL="1")
     assert refused.returncode == 1 and not installed.exists()
+
+
+def test_sourcing_the_environment_twice_leaves_the_spark_connection_valid():
+    """A user who sourced scripts/env.sh (README: for predict) and then runs make, which sources it again,
+    must still give Airflow a connection it can read: a malformed one silently means master 'yarn'."""
+    import json
+
+    script = SCRIPT.parent / "env.sh"
+    shown = subprocess.run(["bash", "-c", f'unset AIRFLOW_CONN_SPARK_DEFAULT; source "{script}"; '
+                            f'echo "$AIRFLOW_CONN_SPARK_DEFAULT"; source "{script}"; echo "$AIRFLOW_CONN_SPARK_DEFAULT"'],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(shown) == 2 and shown[0] == shown[1]
+    assert json.loads(shown[1])["host"] == "local[*]"
