@@ -107,12 +107,15 @@ def test_response_times_parse_as_botocore_parses_them():
 def test_an_object_the_server_would_not_delete_stops_the_step_that_clears_its_prefix():
     from numtaflow.storage import StorageError
 
+    import re
+
     storage, stub = stubbed_storage()
-    stub.add_response("list_objects_v2", {"Contents": [{"Key": "runs/r/train/model/part-0", "Size": 1},
-                                                       {"Key": "runs/r/train/model/part-1", "Size": 1}],
+    layout = RunLayout("landing", "r")
+    prefix, parts = layout.prefix("train"), [f"{layout.key(MODEL)}/part-{i}" for i in (0, 1)]
+    stub.add_response("list_objects_v2", {"Contents": [{"Key": part, "Size": 1} for part in parts],
                                           "IsTruncated": False})
-    stub.add_response("delete_objects", {"Errors": [{"Key": "runs/r/train/model/part-1", "Code": "AccessDenied",
+    stub.add_response("delete_objects", {"Errors": [{"Key": parts[1], "Code": "AccessDenied",
                                                      "Message": "Access Denied"}]})
-    with stub, pytest.raises(StorageError, match=r"could not delete 1 of the objects under s3://landing/runs/r/train/ "
-                                                 r"\(runs/r/train/model/part-1: AccessDenied Access Denied\)"):
-        storage.delete_prefix("runs/r/train/")
+    expected = f"could not delete 1 of the objects under s3://landing/{prefix} ({parts[1]}: AccessDenied Access Denied)"
+    with stub, pytest.raises(StorageError, match=re.escape(expected)):
+        storage.delete_prefix(prefix)

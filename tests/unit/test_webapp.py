@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 import pytest
 
 from numtaflow.catalog import (CHAMPION_KEY, CONFUSION, INDEX_KEY, LINEAGE, METRICS, MISCLASSIFIED, SCORING_INDEX_KEY,
                                SCORING_REPORT, VALIDATION_HTML, VERSIONS_PREFIX, RunLayout)
-from numtaflow.webapp import create_app, models_page, run_page, scoring_page
+from numtaflow.webapp import create_app, models_page, page_url, run_page, scoring_page
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -106,10 +107,12 @@ def test_app_serves_pages_and_refuses_bad_run_ids():
     assert client.get("/").status_code == 200
     assert client.get("/runs/other").status_code == 404
     assert client.get("/runs/bad%3Cid%3E").status_code == 400
-    assert client.get("/runs/../metrics.json").status_code in (400, 404)  # normalised by the client, or refused
-    assert client.get("/runs/..%2E/metrics.json").status_code == 400 and client.get("/runs/.x").status_code == 400
+    run_url = partial(page_url, "", "run")
+    assert client.get(f"{run_url(run_id='..')}/metrics.json").status_code in (400, 404)  # normalised, or refused
+    assert client.get(f"{run_url(run_id='..%2E')}/metrics.json").status_code == 400
+    assert client.get(run_url(run_id=".x")).status_code == 400
     assert json.loads(client.get("/api/runs").text)["champion"]["run_id"] == "older"
-    served = client.get(f"/runs/manual__1/{METRICS.served_as}")
+    served = client.get(f"{run_url(run_id='manual__1')}/{METRICS.served_as}")
     assert served.status_code == 200 and served.headers["content-security-policy"] == "sandbox"
     assert served.headers["x-content-type-options"] == "nosniff"
 
@@ -185,11 +188,11 @@ def test_each_dags_pages_are_guarded_by_that_dags_own_check():
     def refused():
         raise HTTPException(status_code=403, detail="not allowed")
 
+    run_url, scoring_url = page_url("", "run", run_id="manual__1"), page_url("", "scoring", run_id=SCORING_RUN)
     for training, scoring in (([Depends(refused)], []), ([], [Depends(refused)])):
         client = TestClient(create_app(training=training, scoring=scoring, storage_factory=scoring_storage))
         codes = {path: client.get(path).status_code for path in
-                 ("/", "/api/runs", "/runs/manual__1", f"/scoring/{SCORING_RUN}", f"/scoring/{SCORING_RUN}/gallery/0.png")}
+                 ("/", "/api/runs", run_url, scoring_url, f"{scoring_url}/gallery/0.png")}
         expected = 403 if training else 200
-        assert [codes["/"], codes["/api/runs"], codes["/runs/manual__1"]] == [expected] * 3, codes
-        assert [codes[f"/scoring/{SCORING_RUN}"], codes[f"/scoring/{SCORING_RUN}/gallery/0.png"]] == \
-            [403 if scoring else 200] * 2, codes
+        assert [codes["/"], codes["/api/runs"], codes[run_url]] == [expected] * 3, codes
+        assert [codes[scoring_url], codes[f"{scoring_url}/gallery/0.png"]] == [403 if scoring else 200] * 2, codes
