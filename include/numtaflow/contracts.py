@@ -1,4 +1,5 @@
-"""What each step promises the next: its commit record and summary, one typed model per step.
+"""What each step promises the next: its commit record and summary, one typed model per step; and
+what a step's job tells its Airflow task by its exit status.
 
 A step returns its summary model; ``jobs.run_step`` writes it into ``_COMMITTED.json``; a later
 step reads it back with ``read_commit``, which validates it, so a changed contract fails loudly at
@@ -7,6 +8,7 @@ the reader (naming the object and the field) instead of as a ``KeyError`` three 
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -14,6 +16,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JobExit(IntEnum):
+    """A step job's exit status, which its task (``tasks.SparkStep``) turns into the task's state."""
+
+    COMMITTED = 0  # or reused an earlier run's output
+    FAILED = 1  # S3 or Spark failed, or the job crashed: a retry may pass
+    REFUSED = 3  # the input or the settings are unacceptable: a retry would refuse them again
+    NOTHING_TO_DO = 4  # nothing is left for this run: its task and those after it are skipped
 
 
 # --- validate ------------------------------------------------------------------------------

@@ -27,14 +27,23 @@ from typing import Any, Callable
 
 from .catalog import COMMIT_MARKER, SCORING_STEPS, STEP_CACHE_PREFIX, Artifact, RunLayout
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
-from .contracts import Contract, ContractError, StepCommit, parse_commit
+from .contracts import Contract, JobExit, StepCommit, parse_commit
 from .storage import Storage, StorageError, safe_run_id
 
 log = logging.getLogger("numtaflow")
 
 
 class StepFailed(RuntimeError):
-    """A step's input or result is unacceptable; the message is the whole explanation."""
+    """A step's input or settings are unacceptable; the message is the whole explanation, and a retry
+    would only refuse them again."""
+
+
+class StepIncomplete(RuntimeError):
+    """A step's output came out short or different from what it computed; a retry computes it again."""
+
+
+class NothingToDo(Exception):
+    """Nothing is left for this run to do (its work was taken by another run); the message says why."""
 
 
 @dataclass
@@ -201,7 +210,7 @@ def reuse_output(context: StepContext, reuse: Reuse, source_run: str, marker: di
         storage.begin_step(layout, step)
         storage.copy_prefix(source.prefix(step), layout.prefix(step), leave_out=(COMMIT_MARKER,))
         if set(step_outputs(storage, layout, step)) != set(marker["outputs"]):
-            raise StepFailed(f"copying step '{step}' of run {source_run} did not give the same objects")
+            raise StepIncomplete(f"copying step '{step}' of run {source_run} did not give the same objects")
     summary = reuse.adapt(context, marker["summary"]) if reuse.adapt else marker["summary"]
     finished = time.time()
     commit(context, started, finished, summary, fingerprint, reused_from=source_run)
@@ -225,10 +234,19 @@ def commit(context: StepContext, started: float, finished: float, summary: dict,
     })
 
 
+def exit_status(error: Exception) -> JobExit:
+    """Whether a retry can help: not for refused input or settings (``StepFailed``, and the ``ValueError``
+    and ``FileNotFoundError`` of a bad input, weights file, contract or setting); yes when S3 failed
+    (``StorageError``, also a missing commit marker) or an output came out incomplete."""
+    if isinstance(error, (StorageError, StepIncomplete)):
+        return JobExit.FAILED
+    return JobExit.REFUSED
+
+
 def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str] | None = None,
              reuse: Reuse | None = None) -> None:
     """Entry point of ``spark_jobs/<step>.py``: reuse an equal committed output (``reuse``), or run
-    ``body`` and commit; exit 1 with the reason when the step fails."""
+    ``body`` and commit; exit with the reason and a ``JobExit`` status when it cannot."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     args = parse_args(argv)
@@ -254,10 +272,14 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
                                                                            "committed_at": _iso(finished)})
         log.info("step %s of run %s committed in %.1f s: %s", step, context.run_id, finished - started,
                  summary.model_dump_json()[:2000])
-    except (StepFailed, StorageError, ContractError, ValueError, FileNotFoundError) as error:
+    except NothingToDo as reason:
+        log.info("step %s of run %s has nothing to do: %s", step, args.run_id, reason)
+        print(f"\nnumtaflow step '{step}' has nothing to do:\n{reason}\n", file=sys.stderr, flush=True)
+        sys.exit(JobExit.NOTHING_TO_DO)
+    except (StepFailed, StepIncomplete, StorageError, ValueError, FileNotFoundError) as error:
         log.error("step %s FAILED: %s", step, error)
         print(f"\nnumtaflow step '{step}' failed:\n{error}\n", file=sys.stderr, flush=True)
-        sys.exit(1)
+        sys.exit(exit_status(error))
 
 
 def _iso(timestamp: float) -> str:

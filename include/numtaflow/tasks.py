@@ -1,4 +1,5 @@
-"""The Airflow task every step runs as, for both DAGs: a SparkSubmitOperator over ``spark_jobs/<step>.py``.
+"""The Airflow task every step runs as, for both DAGs: a SparkSubmitOperator over ``spark_jobs/<step>.py``
+(``SparkStep``, which reads the job's exit status).
 
 One place for what each step's task passes to its job (the run id, the form's values, the logical
 date, the run type, the data cut-off) and how it is submitted (the connection, the package archive,
@@ -11,9 +12,11 @@ from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, AssetWatcher, Param
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from pydantic import BaseModel
 
 from .config import PROJECT_ROOT, RunSettings, Settings, form_fields
+from .contracts import JobExit
 from .spark import py_files, shipped_jars, spark_conf
 
 JOBS = PROJECT_ROOT / "spark_jobs"
@@ -34,8 +37,11 @@ def on_retry(context) -> None:
 
 
 def on_failure(context) -> None:
-    """Airflow calls this only once no retry is left."""
-    failure_line(context, "and no retry is left: clearing the task after fixing the cause rewrites them")
+    """Airflow calls this once no retry is left, or at once for a refused input (``SparkStep``)."""
+    refused = isinstance(context.get("exception"), AirflowFailException)
+    why = ("it is not retried: the step refused its input or settings, as any retry would" if refused
+           else "no retry is left")
+    failure_line(context, f"and {why}; clearing the task after fixing the cause rewrites them")
 
 
 DEFAULT_ARGS = {
@@ -59,10 +65,29 @@ def form_params(schema_model: type[BaseModel]) -> dict[str, Param]:
             for name, (default, description, schema) in form_fields(schema_model).items()}
 
 
+class SparkStep(SparkSubmitOperator):
+    """spark-submit of a step's job, whose exit status (``JobExit``) says what Airflow does next: a refused
+    input fails the task without the retries (they would refuse it again, minutes later), and a run
+    with nothing left to do skips this task and the tasks after it."""
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except AirflowException as error:
+            status = getattr(getattr(self._hook, "_submit_sp", None), "returncode", None)
+            if status == JobExit.REFUSED:
+                raise AirflowFailException(f"step '{self.task_id}' refused its input or settings (the reason "
+                                           "is in the job's output above): not retried") from error
+            if status == JobExit.NOTHING_TO_DO:
+                raise AirflowSkipException(f"step '{self.task_id}' has nothing to do (the reason is in the "
+                                           "job's output above)") from error
+            raise
+
+
 def spark_step(step: str, settings: Settings, doc: str, timeout_minutes: int,
-               outlets: list | None = None) -> SparkSubmitOperator:
+               outlets: list | None = None) -> SparkStep:
     """The task of ``step``: its job, submitted with this platform's Spark settings and package."""
-    return SparkSubmitOperator(
+    return SparkStep(
         task_id=step,
         doc_md=doc,
         application=str(JOBS / f"{step}.py"),

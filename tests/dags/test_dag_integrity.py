@@ -34,13 +34,14 @@ def test_tasks_are_spark_jobs_in_order_with_docs_and_retries(dagbag, dag_id):
 
     from numtaflow.config import Settings
     from numtaflow.spark import driver_class_path, package_archive, shipped_jars
+    from numtaflow.tasks import SparkStep
 
     settings = Settings.from_env()
     dag = dagbag.dags[dag_id]
     assert dag.tags and dag.doc_md
     assert [t.task_id for t in dag.topological_sort()] == TASKS[dag_id]
     for task in dag.tasks:
-        assert isinstance(task, SparkSubmitOperator)
+        assert isinstance(task, SparkStep) and isinstance(task, SparkSubmitOperator)
         assert Path(task.application) == ROOT / "spark_jobs" / f"{task.task_id}.py"
         assert Path(task.application).is_file()
         assert task.retries >= 1 and task.retry_exponential_backoff
@@ -126,6 +127,8 @@ def test_unpausing_waits_for_the_next_slot_of_the_schedule(dagbag, monkeypatch, 
 
 
 def test_the_failure_callbacks_name_the_task_the_run_and_what_comes_next(capsys):
+    from airflow.sdk.exceptions import AirflowFailException
+
     from numtaflow.tasks import on_failure, on_retry
 
     class TaskInstance:
@@ -137,6 +140,10 @@ def test_the_failure_callbacks_name_the_task_the_run_and_what_comes_next(capsys)
     assert "the retry that follows rewrites them" in line
     on_failure({"task_instance": TaskInstance(), "run_id": "manual__2026-01-01"})
     assert "no retry is left" in capsys.readouterr().out
+    on_failure({"task_instance": TaskInstance(), "run_id": "manual__2026-01-01",
+                "exception": AirflowFailException("step 'featurize' refused its input")})
+    line = capsys.readouterr().out
+    assert "it is not retried: the step refused its input" in line and "clearing the task" in line
 
 
 @pytest.mark.parametrize("dag_id, asset, prefix_setting", [(DAG_ID, "numtadb_incoming", "incoming_input"),

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from numtaflow.catalog import VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
+from numtaflow.contracts import JobExit
 from tests.conftest import commit, layout, make_numtadb, read_parquet, run_job
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,7 @@ def test_broken_input_fails_with_named_files_and_rules(broken_input, empty_input
            "NUMTAFLOW_EVAL_INPUT": str(empty_input), "NUMTAFLOW_PER_CLASS": "3", "NUMTAFLOW_EVAL_PER_CLASS": "1"}
     result = run_job("validate", "manual__broken", env)
     output = result.stdout + result.stderr
-    assert result.returncode == 1
+    assert result.returncode == JobExit.REFUSED
     relabelled = broken_input["relabelled"]
     for expected in (
         "every image decodes and goes through featurize's preparation",
@@ -135,7 +136,7 @@ def test_missing_columns_and_escaping_zip_are_reported(tmp_path, storage, s3_env
     env = {**featurizer_env, "NUMTAFLOW_TRAIN_INPUT": str(folder), "NUMTAFLOW_EVAL_INPUT": str(archive)}
     result = run_job("validate", "manual__structure", env)
     output = result.stdout + result.stderr
-    assert result.returncode == 1
+    assert result.returncode == JobExit.REFUSED
     assert "CSV is missing column(s) filename, digit; found: name, label" in output
     assert "zip member '../../escape.png' escapes the archive's folder" in output
     assert not storage.exists(layout("manual__structure").marker_key("validate"))

@@ -110,3 +110,23 @@ def test_generated_keys_reach_no_tracked_file_nor_a_report(airflow_env, storage,
         assert not [str(path) for path in files if secret.encode() in path.read_bytes()]
     ignored = subprocess.run(["git", "check-ignore", "-q", ".local/credentials.env"], cwd=root)
     assert ignored.returncode == 0, "the state folder holding the keys is not git-ignored"
+
+
+@pytest.mark.parametrize("status, outcome", [(0, None), (1, "AirflowException"), (3, "AirflowFailException"),
+                                             (4, "AirflowSkipException")])
+def test_a_jobs_exit_status_decides_retry_failure_or_skip(status, outcome, tmp_path):
+    """spark-submit passes the job's exit status through (``contracts.JobExit``): 1 leaves the task to
+    its retries, 3 (refused input) fails it at once, 4 (nothing to do) skips it and the tasks after it."""
+    from numtaflow.contracts import JobExit
+    from numtaflow.tasks import SparkStep
+
+    assert {JobExit.FAILED, JobExit.REFUSED, JobExit.NOTHING_TO_DO} == {1, 3, 4}
+    job = tmp_path / "job.py"
+    job.write_text(f"import sys\nprint('the reason')\nsys.exit({status})\n")
+    task = SparkStep(task_id="probe", application=str(job), conn_id="spark_default")
+    if outcome is None:
+        task.execute({})
+        return
+    with pytest.raises(Exception) as raised:
+        task.execute({})
+    assert type(raised.value).__name__ == outcome

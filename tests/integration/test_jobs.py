@@ -19,6 +19,7 @@ from numtaflow import catalog
 from numtaflow.catalog import (CANARY, CHAMPION_KEY, CONFUSION, EVAL_PREDICTIONS, FEATURES, FEATURIZER, LINEAGE,
                                METRICS, MISCLASSIFIED, MODEL, MODEL_CARD_EXAMPLES, MODEL_CARD_TEXT, PIPELINE,
                                PREDICTIONS, SAMPLED_IMAGES, SCORING_REPORT, STEPS, TRAIN_PARAMS)
+from numtaflow.contracts import JobExit
 from numtaflow.registry import version_prefix
 from tests.conftest import commit, layout, make_numtadb, read_parquet, run_job, upload_folder
 
@@ -319,7 +320,7 @@ def test_a_batch_with_nothing_scorable_fails_naming_each_file(pipeline, storage,
     (tmp_path / "notes.png").write_text("not a scan")
     result = run_job("check_batch", "manual__nothing", {**featurizer_env, **BUCKET},
                      settings={"scoring_input": str(tmp_path)})
-    assert result.returncode == 1
+    assert result.returncode == JobExit.REFUSED
     output = result.stdout + result.stderr  # spark-submit passes the driver's stderr to its stdout
     assert f"all 1 files were refused ({tmp_path}/notes.png: not an image (unrecognised format))" in output
 

@@ -1,7 +1,11 @@
 import pytest
 
 from numtaflow.catalog import SAMPLED_IMAGES
-from numtaflow.jobs import StepFailed, context_from_args, parse_args
+from numtaflow.contracts import ContractError, JobExit
+from numtaflow.data import InputError
+from numtaflow.features import WeightsNotFound
+from numtaflow.jobs import StepFailed, StepIncomplete, context_from_args, exit_status, parse_args
+from numtaflow.storage import PreconditionFailed, StorageError
 
 
 def test_context_normalises_run_id_and_type_and_applies_form_values():
@@ -24,6 +28,19 @@ def test_form_values_apply_only_where_changed_and_explicit_settings_always(monke
     explicit = context_from_args("sample", parse_args(["--run-id", "r", "--form-json", form,
                                                        "--settings-json", '{"per_class": 50}'])).settings
     assert explicit.per_class == 50
+
+
+@pytest.mark.parametrize("error, status", [
+    (StepFailed("validate: 3 files fail"), JobExit.REFUSED),
+    (InputError("CSV is missing column(s) filename"), JobExit.REFUSED),
+    (ContractError("summary lacks n_train"), JobExit.REFUSED),
+    (WeightsNotFound("no weights file"), JobExit.REFUSED),
+    (StorageError("S3 endpoint unreachable"), JobExit.FAILED),  # also a missing commit marker
+    (PreconditionFailed("the champion changed meanwhile"), JobExit.FAILED),
+    (StepIncomplete("featurize wrote 99 rows, expected 100"), JobExit.FAILED),
+])
+def test_only_failures_a_retry_can_fix_exit_as_failed(error, status):
+    assert exit_status(error) is status
 
 
 def test_form_values_must_be_an_object_of_known_settings():

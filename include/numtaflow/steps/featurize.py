@@ -18,7 +18,7 @@ from ..catalog import FEATURES, FEATURIZER, SAMPLED_IMAGES
 from ..config import GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import FeaturizedSet, FeaturizeSummary
 from ..features import FeaturizerSpec, resolve_weights, weights_sha256
-from ..jobs import Reuse, StepContext, StepFailed, log
+from ..jobs import Reuse, StepContext, StepIncomplete, log
 from ..ml import ImageFeaturizer
 from ..spark import task_count
 
@@ -85,7 +85,7 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
         part = f"{context.run_id}-{name}"
         added = feature_cache.add(storage, key, part, computed) if to_compute else 0
         if added != to_compute:
-            raise StepFailed(f"featurize computed {added} {name} features, expected {to_compute}")
+            raise StepIncomplete(f"featurize computed {added} {name} features, expected {to_compute}")
         found = known
         if added:
             new = feature_cache.part_entries(spark, storage, key, part)
@@ -97,7 +97,7 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
     written = spark.read.parquet(context.s3a(FEATURES[name]))
     rows_written = written.count()
     if rows_written != expected:  # whatever happened to the executors, a short or doubled output is never committed
-        raise StepFailed(f"featurize wrote {rows_written} {name} rows, expected {expected}")
+        raise StepIncomplete(f"featurize wrote {rows_written} {name} rows, expected {expected}")
     dimension = len(written.select("features").first()["features"]) if rows_written else 0
     seconds = time.time() - started
     log.info("featurize %s: %d rows, %d read from the feature cache, %d computed (%d images through the network) "
