@@ -26,7 +26,8 @@ SETTINGS = Settings.from_env()  # the platform this DAG processor sees: inbox pr
 STEP_DOCS = {
     "check_batch": "Pins the model (the champion, or the version or run chosen in the form) in `model.json`, then "
     "decodes and prepares every file exactly as scoring will. Refused files go to `rejected.csv` with their "
-    "reason; the task fails only when nothing is scorable.",
+    "reason; the task fails only when nothing is scorable. A run started by a batch that an earlier run already "
+    "took has nothing to do: its tasks are skipped.",
     "score_batch": "The pinned version's saved pipeline (featurizer + logistic regression) classifies every "
     "scorable image: `predictions.parquet` and `predictions.csv` (digit, each digit's probability, margin, "
     "model version).",

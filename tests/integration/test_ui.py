@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from numtaflow.catalog import CONFUSION, LINEAGE, METRICS, SCORING_REPORT, STEPS, VALIDATION_HTML, RunLayout
+from numtaflow.catalog import (CONFUSION, LINEAGE, METRICS, SCORED_BATCHES_KEY, SCORING_REPORT, STEPS,
+                               VALIDATION_HTML, RunLayout)
 from numtaflow.storage import safe_run_id
 from tests.conftest import ROOT, layout
 
@@ -348,6 +349,53 @@ def test_scoring_run_triggered_from_the_form_in_chromium(airflow_ui, browser, st
         assert get(page + path)[0] == 401, path  # anonymous
     status, image = get(page + "/gallery/0.png", token(airflow_ui))
     assert status == 200 and image.startswith(b"\x89PNG")
+
+
+def task_states(ui, dag_id, run):
+    """(state, try number) of each task of ``run``, and the text of each task's last try's log."""
+    from urllib.parse import quote
+
+    tasks = api(ui, "GET", f"/dags/{dag_id}/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances")
+    states = {t["task_id"]: (t["state"], t["try_number"]) for t in tasks["task_instances"]}
+    logs = {path.parent.name.removeprefix("task_id="): path.read_text(errors="replace")
+            for path in (ui["home"] / "logs").rglob(f"dag_id={dag_id}/run_id={run['dag_run_id']}/*/attempt=*.log")}
+    return states, logs
+
+
+def test_a_scoring_run_whose_batch_an_earlier_run_took_is_skipped(airflow_ui, storage):
+    """Two batches landing a poll apart start two runs, and the first, if it checks after both landed,
+    takes both. Here the batch is claimed before its marker commits: the run its arrival starts has
+    nothing to do, and ends green with its tasks skipped, at the first try."""
+    from numtaflow.incoming import unlabelled_batch
+    from numtaflow.registry import cas_update
+
+    inbox = airflow_ui["env"]["NUMTAFLOW_INBOX_INPUT"]
+    before = {r["dag_run_id"] for r in dag_runs(airflow_ui, SCORING_DAG_ID)}
+    taken = f"{inbox}/dt={BATCH_DAYS[1]}/taken"
+    cas_update(storage, SCORED_BATCHES_KEY, lambda owners: {**(owners or {}), taken: "manual__earlier"}, "a test")
+    unlabelled_batch(storage, str(airflow_ui["scans"]), inbox, BATCH_DAYS[1], "taken", 2, set())
+    (run,) = wait_for_runs(airflow_ui, lambda r: r["dag_run_id"] not in before, 1, dag_id=SCORING_DAG_ID)
+    assert run["run_type"] == "asset_triggered" and run["state"] == "success"
+    states, logs = task_states(airflow_ui, SCORING_DAG_ID, run)
+    assert states["check_batch"] == ("skipped", 1)
+    assert states["score_batch"][0] == states["report_batch"][0] == "skipped"
+    assert "was claimed by a scoring run that started earlier" in logs["check_batch"]
+    assert storage.get_json(SCORED_BATCHES_KEY)[taken] == "manual__earlier"
+
+
+def test_a_refused_scoring_input_fails_at_once_without_retries(airflow_ui, tmp_path):
+    """A folder with nothing scorable fails check_batch at its first try: its retries would refuse it
+    again, half a minute and more later each."""
+    (tmp_path / "notes.png").write_text("not a scan")
+    run_id = "manual__nothing_scorable"
+    api(airflow_ui, "POST", f"/dags/{SCORING_DAG_ID}/dagRuns",
+        {"dag_run_id": run_id, "logical_date": None, "conf": {"scoring_input": str(tmp_path)}})
+    (run,) = wait_for_runs(airflow_ui, lambda r: r["dag_run_id"] == run_id, 1, dag_id=SCORING_DAG_ID)
+    assert run["state"] == "failed"
+    states, logs = task_states(airflow_ui, SCORING_DAG_ID, run)
+    assert states["check_batch"] == ("failed", 1) and states["score_batch"][0] == "upstream_failed"
+    assert "notes.png: not an image" in logs["check_batch"] and "refused its input or settings" in logs["check_batch"]
+    assert "it is not retried" in logs["check_batch"]
 
 
 def backfill(ui, *extra):

@@ -1,11 +1,13 @@
 """check_batch: pin the model, then decode and prepare every file of the batch exactly as scoring will.
 
 What is scored is the form's input (a folder of images, a .zip, an s3:// prefix), or else the committed
-inbox batches no scoring run has claimed yet (``incoming.claim_batches``). One bad scan never blocks a batch: each file that cannot be
-scored is listed with its reason in ``rejected.csv`` and the rest go on, as is a batch holding no file
-at all (its marker only); the run fails, with the reasons, only when nothing is scorable. Outputs ``model.json`` (the pinned version, written once),
-``images.parquet`` (every file: id, source path, bytes of the scorable ones, the reason of the
-others) and ``rejected.csv``.
+inbox batches no scoring run has claimed yet (``incoming.claim_batches``). One bad scan never blocks a
+batch: each file that cannot be scored is listed with its reason in ``rejected.csv`` and the rest go on,
+as is a batch holding no file at all (its marker only); the run fails, with the reasons, only when
+nothing is scorable. A run started by a batch's arrival that finds every batch claimed (an earlier run
+took it with its own) has nothing to do: its tasks are skipped. Outputs ``model.json`` (the pinned
+version, written once), ``images.parquet`` (every file: id, source path, bytes of the scorable ones, the
+reason of the others) and ``rejected.csv``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 import io
 from functools import reduce
 
-from ..catalog import MODEL_PIN, REJECTED, SCORABLE, SCORING_BATCHES, STAGING_PREFIX
+from ..catalog import MODEL_PIN, REJECTED, SCORABLE, SCORED_BATCHES_KEY, SCORING_BATCHES, STAGING_PREFIX
 from ..contracts import CheckBatchSummary
 from ..data import InputError, decode_images, is_zip, list_files, stage_zip
 from ..incoming import claim_batches
-from ..jobs import StepContext, StepFailed
+from ..jobs import NothingToDo, StepContext, StepFailed
 from ..scoring import pin_model
 
 SHOWN_REASONS = 10
@@ -33,8 +35,13 @@ def scoring_inputs(context: StepContext) -> list[tuple[str, str]]:
     selection = claim_batches(context.storage, context.layout.key(SCORING_BATCHES), settings.inbox_input,
                               context.run_id)
     if not selection.batches:
+        claims = f"s3://{context.storage.bucket}/{SCORED_BATCHES_KEY}"
+        if context.run_type == "asset_triggered":  # two batches a poll apart: the first run took both
+            raise NothingToDo(f"every committed batch under {settings.inbox_input} was claimed by a scoring run "
+                              f"that started earlier, the batch whose arrival started this run included "
+                              f"(which run scores which batch: {claims})")
         raise StepFailed(f"nothing to score: no committed batch that no scoring run has claimed under "
-                         f"{settings.inbox_input}")
+                         f"{settings.inbox_input} (which run scores which batch: {claims})")
     return [(f"dt={batch.day}/{batch.name}/", batch.uri) for batch in selection.batches]
 
 
