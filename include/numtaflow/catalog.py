@@ -34,6 +34,9 @@ class Artifact:
     description: str
     served_as: str | None = None  # its name on the run's page in the Models UI, when served there
     in_report: bool = False  # copied to reports/<run>/ by ``numtaflow report``
+    # working data only the later steps of the same run read: ``numtaflow models prune`` deletes it from
+    # finished runs, which keep their evidence (``retention.py``)
+    intermediate: bool = False
 
     @property
     def is_folder(self) -> bool:
@@ -47,18 +50,22 @@ VALIDATION_HTML = Artifact("validate", "report.html", HTML, "the validation repo
                            served_as="validation.html", in_report=True)
 VALIDATED_IMAGES = {
     name: Artifact("validate", f"{name}_images.parquet", PARQUET,
-                   f"the {name} input's images that passed validation, with their bytes")
+                   f"the {name} input's images that passed validation, with their bytes", intermediate=True)
     for name in ("train", "eval")
 }
 # --- sample --------------------------------------------------------------------------------
 SAMPLED_IMAGES = {
-    "train": Artifact("sample", "train.parquet", PARQUET, "per_class images per digit from the training input"),
-    "eval": Artifact("sample", "eval.parquet", PARQUET, "eval_per_class independent images per digit"),
+    "train": Artifact("sample", "train.parquet", PARQUET, "per_class images per digit from the training input",
+                      intermediate=True),
+    "eval": Artifact("sample", "eval.parquet", PARQUET, "eval_per_class independent images per digit",
+                     intermediate=True),
 }
 # --- featurize -----------------------------------------------------------------------------
 FEATURES = {
-    "train": Artifact("featurize", "train.parquet", PARQUET, "features of the sample and its distorted copies"),
-    "eval": Artifact("featurize", "eval.parquet", PARQUET, "features of the evaluation images (test views averaged)"),
+    "train": Artifact("featurize", "train.parquet", PARQUET, "features of the sample and its distorted copies",
+                      intermediate=True),
+    "eval": Artifact("featurize", "eval.parquet", PARQUET, "features of the evaluation images (test views averaged)",
+                     intermediate=True),
 }
 FEATURIZER = Artifact("featurize", "featurizer", SPARK_MODEL,
                       "the featurizer stage that computed the evaluation features: the pipeline's first stage")
@@ -66,7 +73,8 @@ FEATURIZER = Artifact("featurize", "featurizer", SPARK_MODEL,
 MODEL = Artifact("train", "model", SPARK_MODEL, "the fitted MLlib logistic regression")
 PIPELINE = Artifact("train", "pipeline", SPARK_MODEL,
                     "image bytes to digit: the featurizer stage, the logistic regression, the digit (ml.py)")
-HOLDOUT = Artifact("train", "holdout.parquet", PARQUET, "features of the 20% split held out from training")
+HOLDOUT = Artifact("train", "holdout.parquet", PARQUET, "features of the 20% split held out from training",
+                   intermediate=True)
 TRAIN_PARAMS = Artifact("train", "params.json", JSON, "LR parameters, cross-validation table, row counts",
                         in_report=True)
 # --- canary --------------------------------------------------------------------------------
@@ -123,6 +131,13 @@ CHAMPION_ASSET = "numtadb_champion"  # the Airflow Asset a promotion updates; ot
 FEATURE_CACHE_PREFIX = "cache/features/"  # <featurizer>/<run>-<pass>/: see feature_cache.py
 INSPECTION_CACHE_PREFIX = "cache/inspections/"  # <inspection>/<run>-<input>/: see inspection_cache.py
 STEP_CACHE_PREFIX = "cache/steps/"  # <step>/<fingerprint>.json: the run that committed it (jobs.py)
+
+
+def step_record_key(step: str, fingerprint: str) -> str:
+    """Where the run holding a committed output of ``step`` with ``fingerprint`` is named."""
+    return f"{STEP_CACHE_PREFIX}{step}/{fingerprint}.json"
+
+
 # --- inputs and scratch space --------------------------------------------------------------
 DATASETS_PREFIX = "datasets/numtadb"  # where ``numtaflow load-data`` puts NumtaDB folders
 STAGING_PREFIX = "staging/"  # zips unpacked for Spark
@@ -143,7 +158,7 @@ MODEL_PIN = Artifact("", "model.json", JSON, "the model version a scoring run us
                      "read back by score and by retries and re-runs", served_as="model.json")
 SCORING_BATCHES = Artifact("", "batches.json", JSON, "the inbox batches a scoring run scores: chosen once")
 SCORABLE = Artifact("check_batch", "images.parquet", PARQUET, "the images that can be scored: id, source path, "
-                    "bytes, sha256")
+                    "bytes, sha256", intermediate=True)
 REJECTED = Artifact("check_batch", "rejected.csv", CSV, "each file that cannot be scored, with the reason",
                     served_as="rejected.csv")
 PREDICTIONS = {

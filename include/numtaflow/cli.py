@@ -9,6 +9,7 @@
     python -m numtaflow report [--run-id R]    # print a run's results, copy them to reports/
     python -m numtaflow models list|show RUN   # runs, metrics, gate decisions, the champion
     python -m numtaflow models promote RUN | rollback [VERSION]   # manual, compare-and-set
+    python -m numtaflow models prune [--keep N] [--older-than DAYS] [--dry-run]   # old runs' working data
     python -m numtaflow cache [--prune]        # the caches' folders; delete what this code never reads
     python -m numtaflow predict PATH... [--model champion|VERSION|RUN]   # digits of new images
     python -m numtaflow inbox-batch [--count N] # land unlabelled images in the inbox (a scoring batch)
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -307,13 +308,17 @@ def cmd_report(args: argparse.Namespace) -> None:
               "with `python -m numtaflow predict PATH...`")
     # the commit markers: run.json and metrics.json are written inside evaluate, before it commits
     markers = {step: storage.committed_step(layout, step) for step in STEPS}  # one GET each
-    commits = {step: marker for step, marker in markers.items() if marker is not None}
+    pruned = [step for step, marker in markers.items() if marker is None and step in record["steps"]]
+    commits = {step: marker or record["steps"].get(step) for step, marker in markers.items()}
     print("steps (s):   " + ", ".join(f"{step} {commit['seconds']}" + (f" (reused from {commit['reused_from']})"
                                                                        if commit.get("reused_from") else "")
-                                      for step, commit in commits.items()))
+                                      for step, commit in commits.items() if commit))
     print(f"artifacts ({len(record['artifacts'])} objects; Parquet part files not listed):")
     for uri in record["artifacts"]:
         print(f"  {uri}")
+    if pruned:
+        print(f"pruned:      the working data of {', '.join(pruned)} (`models prune`); the Parquet folders of those "
+              "steps listed above are gone")
     print(f"local copy:  {target.resolve()}  (and {latest.resolve()})")
 
 
@@ -321,6 +326,9 @@ def cmd_models(args: argparse.Namespace) -> None:
     from .registry import RegistryError, history, promote_run, read_champion, read_index, rollback
 
     storage = Storage(Settings.from_env())
+    if args.action == "prune":
+        prune_runs(storage, args)
+        return
     try:
         if args.action in ("promote", "rollback"):
             if args.action == "promote" and not args.target:
@@ -353,6 +361,19 @@ def cmd_models(args: argparse.Namespace) -> None:
             raise SystemExit(f"models show: run {args.target} has no run.json: it never finished evaluate "
                              "(`models list` names the runs that did)") from None
         print(json.dumps(record, indent=2))
+
+
+def prune_runs(storage: Storage, args: argparse.Namespace) -> None:
+    """Delete the working data of finished runs beyond the newest ``--keep`` and older than ``--older-than``."""
+    from .retention import prune
+
+    pruned, moved = prune(storage, args.keep, timedelta(days=args.older_than), dry_run=args.dry_run)
+    verb = "would free" if args.dry_run else "freed"
+    for run in pruned:
+        print(f"{run.area:8s} run {run.run_id}: {verb} {run.bytes / 1e6:,.1f} MB")
+    print(f"{len(pruned)} run(s) beyond the newest {args.keep} and older than {args.older_than} day(s): {verb} "
+          f"{sum(run.bytes for run in pruned) / 1e6:,.1f} MB of working data (their metrics, reports, models and "
+          f"predictions stay); {moved} step record(s) {'would move' if args.dry_run else 'moved'} to a kept run")
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
@@ -437,6 +458,13 @@ def pipeline_classifier(settings: Settings,
     return classify
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argument counting images: a batch of none would be committed empty."""
     value = int(text)
@@ -491,10 +519,15 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("--reports", default=str(PROJECT_ROOT / "reports"))
     report.set_defaults(func=cmd_report)
     models = commands.add_parser("models", help="runs, metrics and the champion")
-    models.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    models.add_argument("action", choices=["list", "show", "promote", "rollback", "prune"])
     models.add_argument("target", nargs="?", metavar="RUN|VERSION",
                         help="show and promote: a run; rollback: a version (default: the one before the champion)")
     models.add_argument("--reason", help="recorded in the champion pointer and its history")
+    models.add_argument("--keep", type=non_negative_int, default=5,
+                        help="prune: the newest runs (of each DAG) whose working data stays (default 5)")
+    models.add_argument("--older-than", type=non_negative_int, default=7, metavar="DAYS",
+                        help="prune: only runs finished more than DAYS days ago (default 7)")
+    models.add_argument("--dry-run", action="store_true", help="prune: say what would be deleted, delete nothing")
     models.set_defaults(func=cmd_models)
     cache = commands.add_parser("cache", help="list the caches' folders; --prune deletes those this code never reads")
     cache.add_argument("--prune", action="store_true", help="delete folders no part of which this code wrote, and "

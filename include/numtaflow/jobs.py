@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, Callable
 
-from .catalog import COMMIT_MARKER, SCORING_STEPS, STEP_CACHE_PREFIX, Artifact, RunLayout
+from .catalog import COMMIT_MARKER, SCORING_STEPS, Artifact, RunLayout, step_record_key
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, JobExit, StepCommit, parse_commit
 from .storage import Storage, StorageError, safe_run_id
@@ -172,10 +172,6 @@ def step_fingerprint(context: StepContext, reuse: Reuse) -> str | None:
     if reuse.identify:
         inputs["identity"] = reuse.identify(context)
     return fingerprint_of(context.step, package_sha256(), context.recorded_settings(), inputs, reuse.ignores)
-
-
-def step_record_key(step: str, fingerprint: str) -> str:
-    return f"{STEP_CACHE_PREFIX}{step}/{fingerprint}.json"
 
 
 def step_outputs(storage: Storage, layout: RunLayout, step: str) -> dict[str, str]:

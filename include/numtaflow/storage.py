@@ -119,6 +119,10 @@ class Storage:
             self.client.delete_object(Bucket=self.bucket, Key=folder)
         return len(keys)
 
+    def delete(self, key: str) -> None:
+        """Delete one object (absent already: nothing to do)."""
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
     def copy_prefix(self, source: str, target: str, leave_out: tuple[str, ...] = ()) -> list[str]:
         """Server-side copy of every object under ``source`` (but the relative keys in ``leave_out``)
         to the same relative key under ``target``; returns the relative keys copied, sorted."""

@@ -557,3 +557,70 @@ def test_cache_prune_deletes_only_what_this_code_can_never_read(pipeline, storag
         storage.delete_prefix(prefix)
     after = {folder.prefix: folder for folder in read_folders(storage)}
     assert after == live and prunable(after.values(), current_codes(), later) == []
+
+
+def test_models_prune_deletes_old_runs_working_data_and_keeps_their_evidence(pipeline, storage, inputs_env,
+                                                                              tmp_path):
+    """Copies of the finished training run and of a finished scoring run, dated 2020 in their indexes,
+    the featurize step record naming the old copy: `models prune` (after a dry run that deletes nothing)
+    deletes their working data, each marker first, and nothing else; the record moves to a kept run
+    holding the same features; the old run's page, report and model still serve."""
+    from numtaflow.registry import read_index, update_index, version_of_run
+    from numtaflow.webapp import run_page
+
+    assert_step_ok(pipeline, "evaluate")
+    old, old_scoring, dated = "manual__retention-old", "manual__retention-old-scoring", "2020-01-01T00:00:00+00:00"
+    storage.copy_prefix(layout(RUN_ID).root, layout(old).root)
+    storage.copy_prefix(scoring_layout("manual__score-eval").root, scoring_layout(old_scoring).root)
+    summary = next(r for r in read_index(storage) if r["run_id"] == layout(RUN_ID).run_id)
+    update_index(storage, old, {**summary, "run_id": old, "finished_at": dated})
+    scoring = next(r for r in read_index(storage, catalog.SCORING_INDEX_KEY) if r["run_id"] == "manual__score-eval")
+    update_index(storage, old_scoring, {**scoring, "run_id": old_scoring, "created_at": dated},
+                 catalog.SCORING_INDEX_KEY)
+    fingerprint = commit(storage, old, "featurize").fingerprint
+    record_key = catalog.step_record_key("featurize", fingerprint)
+    storage.put_json(record_key, {"run_id": old, "committed_at": dated})
+
+    def others():
+        return {o["Key"]: o["ETag"] for area in (catalog.RUNS_PREFIX, catalog.PREDICTIONS_PREFIX)
+                for o in storage.list_objects(area) if not o["Key"].startswith((layout(old).root,
+                                                                                scoring_layout(old_scoring).root))
+                and not o["Key"].endswith("index.json")}
+
+    def prune(*extra):
+        result = subprocess.run([sys.executable, "-m", "numtaflow", "models", "prune", "--keep", "0",
+                                 "--older-than", "365", *extra], env={**os.environ, **inputs_env},
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    untouched = others()
+    dry = prune("--dry-run")
+    assert f"training run {old}: would free" in dry and f"scoring  run {old_scoring}: would free" in dry, dry
+    assert "2 run(s)" in dry and "1 step record(s) would move" in dry, dry
+    assert commit(storage, old, "featurize").fingerprint == fingerprint and storage.get_json(record_key)["run_id"] == old
+    done = prune()
+    assert "2 run(s)" in done and "1 step record(s) moved" in done, done
+    working = (*catalog.VALIDATED_IMAGES.values(), *catalog.SAMPLED_IMAGES.values(), *FEATURES.values(),
+               catalog.HOLDOUT)
+    for artifact in working:
+        assert not list(storage.list_objects(layout(old).key(artifact) + "/")), artifact
+    assert [storage.committed_step(layout(old), step) is None for step in STEPS] == [True] * 4 + [False] * 2
+    for artifact in (METRICS, LINEAGE, catalog.GATE, CONFUSION["eval"], CANARY, TRAIN_PARAMS, catalog.VALIDATION_HTML):
+        assert storage.exists(layout(old).key(artifact)), artifact
+    for artifact in (MODEL, catalog.PIPELINE, EVAL_PREDICTIONS):
+        assert list(storage.list_objects(layout(old).key(artifact) + "/")), artifact
+    assert storage.committed_step(scoring_layout(old_scoring), "check_batch") is None
+    assert not list(storage.list_objects(scoring_layout(old_scoring).key(catalog.SCORABLE) + "/"))
+    assert storage.exists(scoring_layout(old_scoring).key(PREDICTIONS["csv"]))
+    assert storage.exists(scoring_layout(old_scoring).key(SCORING_REPORT))
+    holder = storage.get_json(record_key)["run_id"]
+    assert holder != old and commit(storage, holder, "featurize").fingerprint == fingerprint
+    assert others() == untouched
+    assert "accuracy" in run_page(storage, old, "/numtaflow").lower()
+    assert re.fullmatch(r"[0-9a-f]{16}", version_of_run(storage, old).version)  # `models promote` can serve it
+    report = subprocess.run([sys.executable, "-m", "numtaflow", "report", "--run-id", old, "--reports", str(tmp_path)],
+                            env={**os.environ, **inputs_env}, capture_output=True, text=True, timeout=120)
+    assert "pruned:      the working data of validate, sample, featurize, train" in report.stdout, report.stderr
+    assert "steps (s):   validate" in report.stdout
+    assert "0 run(s)" in prune()

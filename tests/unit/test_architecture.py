@@ -14,7 +14,7 @@ LAYERS = {  # lowest first; a module may import its own layer and those below
     "foundation": {"vocabulary", "catalog", "contracts", "config"},
     "infrastructure": {"storage", "spark", "jvm_warm_up", "services", "templates"},
     "domain": {"images", "features", "feature_cache", "inspection_cache", "caches", "model", "ml", "sampling", "evaluation", "gating", "quality", "data", "incoming",
-               "registry", "lineage", "scoring", "model_card"},
+               "registry", "lineage", "scoring", "model_card", "retention"},
     "application": {"jobs", "steps", "webapp", "triggers", "tasks", "cli", "__main__"},
 }
 ORDER = list(LAYERS)

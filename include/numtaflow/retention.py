@@ -1,0 +1,138 @@
+"""Retention: a finished run keeps its evidence and lets go of its working data.
+
+At the default settings a training run writes about 250 MB that only its own later steps read: the
+validated and sampled images with their bytes, the features, the hold-out split (the catalog marks
+them ``intermediate``); a scoring run, the bytes of its batch. ``prune`` deletes them from the
+finished runs (those in an index) that are neither among the newest ``keep`` nor younger than
+``older_than``: step by step, the commit marker first (nothing trusts a half-deleted output, and a
+re-run of a later step refuses to start, naming the step to re-run), then the step's intermediate
+objects. What the Models pages, ``report``, ``models promote`` and the scoring reports read stays:
+metrics, plots, reports, ``run.json``, the model and pipeline, the predictions.
+
+A step record (``cache/steps/``) naming a pruned run is first moved to the newest kept run that holds
+the same output (a run that reused it holds its own copy), so later runs go on reusing it; with none,
+it is left to be ignored (``jobs.committed_with``), and the next run computes that step again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from .catalog import (ARTIFACTS, INDEX_KEY, SCORING_ARTIFACTS, SCORING_INDEX_KEY, SCORING_STEPS, STEP_CACHE_PREFIX,
+                      STEPS, Artifact, RunLayout, step_record_key)
+from .registry import read_index
+from .storage import Storage
+
+
+@dataclass(frozen=True)
+class Area:
+    """The runs of one DAG: their index, their layout, what their steps write."""
+
+    name: str
+    index_key: str
+    layout: Callable[[str, str], RunLayout]
+    steps: tuple[str, ...]
+    artifacts: tuple[Artifact, ...]
+    finished_field: str  # the index field saying when a run finished
+
+
+AREAS = (Area("training", INDEX_KEY, RunLayout, STEPS, ARTIFACTS, "finished_at"),
+         Area("scoring", SCORING_INDEX_KEY, RunLayout.scoring, SCORING_STEPS, SCORING_ARTIFACTS, "created_at"))
+
+
+@dataclass(frozen=True)
+class Pruned:
+    area: str
+    run_id: str
+    bytes: int
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def newest_first(runs: list[dict], finished_field: str) -> list[dict]:
+    """An index's runs, the newest first; a run without a finishing time counts as the newest."""
+    return sorted(runs, key=lambda r: r.get(finished_field) or "~", reverse=True)
+
+
+def prunable(runs: list[dict], finished_field: str, keep: int, older_than: timedelta, now: datetime) -> list[str]:
+    """The runs of an index to prune: all but the newest ``keep`` that finished before ``now - older_than``
+    (a run without a finishing time is never pruned)."""
+    return [run["run_id"] for run in newest_first(runs, finished_field)[keep:]
+            if run.get(finished_field) and _moment(run[finished_field]) < now - older_than]
+
+
+def intermediates(area: Area) -> list[tuple[str, list[Artifact]]]:
+    """(step, its intermediate artifacts), in step order, for the steps that write any."""
+    by_step = [(step, [a for a in area.artifacts if a.intermediate and a.step == step]) for step in area.steps]
+    return [(step, artifacts) for step, artifacts in by_step if artifacts]
+
+
+def _objects(storage: Storage, layout: RunLayout, artifact: Artifact) -> list[dict]:
+    key = layout.key(artifact)
+    return [o for o in storage.list_objects(key + "/" if artifact.is_folder else key)
+            if artifact.is_folder or o["Key"] == key]
+
+
+def prune_run(storage: Storage, layout: RunLayout, area: Area, dry_run: bool = False) -> int:
+    """Delete one run's intermediate artifacts, each step's commit marker first; the bytes freed (or,
+    with ``dry_run``, that would be). A second prune frees nothing."""
+    freed = 0
+    for step, artifacts in intermediates(area):
+        found = {artifact: _objects(storage, layout, artifact) for artifact in artifacts}
+        freed += sum(o["Size"] for objects in found.values() for o in objects)
+        if dry_run or not any(found.values()):
+            continue
+        storage.delete(layout.marker_key(step))
+        for artifact, objects in found.items():
+            if artifact.is_folder:
+                storage.delete_prefix(layout.key(artifact) + "/")
+            elif objects:
+                storage.delete(layout.key(artifact))
+    return freed
+
+
+def move_step_records(storage: Storage, pruned: set[str], kept: list[str], dry_run: bool = False) -> int:
+    """Point each step record naming a pruned training run at the newest kept run (``kept`` newest first)
+    whose committed step has the same fingerprint; how many records moved."""
+    holders: dict[tuple[str, str], str] = {}
+    for run_id in reversed(kept):  # the newest last, so it wins
+        layout = RunLayout(storage.bucket, run_id)
+        for step in STEPS:
+            marker = storage.committed_step(layout, step)
+            if marker and marker.get("fingerprint"):
+                holders[(step, marker["fingerprint"])] = run_id
+    moved = 0
+    for obj in list(storage.list_objects(STEP_CACHE_PREFIX)):
+        step, _, name = obj["Key"][len(STEP_CACHE_PREFIX):].partition("/")
+        fingerprint = name.removesuffix(".json")
+        record = storage.get_json(obj["Key"])
+        holder = holders.get((step, fingerprint))
+        if record.get("run_id") in pruned and holder:
+            if not dry_run:
+                storage.put_json(step_record_key(step, fingerprint), {**record, "run_id": holder})
+            moved += 1
+    return moved
+
+
+def prune(storage: Storage, keep: int, older_than: timedelta, dry_run: bool = False,
+          now: datetime | None = None) -> tuple[list[Pruned], int]:
+    """Prune the finished training and scoring runs beyond the newest ``keep`` and older than
+    ``older_than``: what each freed (runs pruned before are left out), and how many step records moved
+    to a kept run."""
+    now = now or datetime.now(timezone.utc)
+    done, moved = [], 0
+    for area in AREAS:
+        runs = read_index(storage, area.index_key)
+        doomed = prunable(runs, area.finished_field, keep, older_than, now)
+        if area.name == "training" and doomed:  # before the markers go: a record always names a holder
+            kept = [r["run_id"] for r in newest_first(runs, area.finished_field) if r["run_id"] not in doomed]
+            moved = move_step_records(storage, set(doomed), kept, dry_run)
+        for run_id in doomed:
+            if freed := prune_run(storage, area.layout(storage.bucket, run_id), area, dry_run):
+                done.append(Pruned(area.name, run_id, freed))
+    return done, moved
