@@ -109,6 +109,8 @@ def move_step_records(storage: Storage, pruned: set[str], kept: list[str], dry_r
     moved = 0
     for obj in list(storage.list_objects(STEP_CACHE_PREFIX)):
         step, _, name = obj["Key"][len(STEP_CACHE_PREFIX):].partition("/")
+        if not name.endswith(".json"):  # a folder object some servers list
+            continue
         fingerprint = name.removesuffix(".json")
         record = storage.get_json(obj["Key"])
         holder = holders.get((step, fingerprint))
