@@ -35,7 +35,7 @@ from typing import Callable
 from .catalog import (DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, REPORTED, SCORING_DAG_ID, SCORING_STEPS, STEPS,
                       RunLayout)
 from .config import PROJECT_ROOT, SHARED_DIR, Settings
-from .storage import Storage, safe_run_id
+from .storage import Storage, StorageError, safe_run_id
 
 STATE_DIR = Path(os.environ.get("NUMTAFLOW_STATE_DIR", PROJECT_ROOT / ".local"))
 
@@ -203,10 +203,13 @@ def evaluation_names(storage: Storage, run_id: str) -> set[str]:
 
     import pandas as pd
 
-    from .catalog import SAMPLED_IMAGES
+    from .catalog import EVAL_PREDICTIONS
 
-    prefix = RunLayout(storage.bucket, run_id).key(SAMPLED_IMAGES["eval"]) + "/"
+    prefix = RunLayout(storage.bucket, run_id).key(EVAL_PREDICTIONS) + "/"  # kept by `models prune`
     parts = [o["Key"] for o in storage.list_objects(prefix) if o["Key"].endswith(".parquet")]
+    if not parts:
+        raise SystemExit(f"run {run_id} has no evaluation predictions (s3://{storage.bucket}/{prefix}): it never "
+                         "finished evaluate")
     ids = pd.concat([pd.read_parquet(io.BytesIO(storage.get_bytes(k)), columns=["image_id"]) for k in parts])
     return {image_id.rsplit("/", 1)[-1] for image_id in ids["image_id"]}
 
@@ -367,13 +370,21 @@ def prune_runs(storage: Storage, args: argparse.Namespace) -> None:
     """Delete the working data of finished runs beyond the newest ``--keep`` and older than ``--older-than``."""
     from .retention import prune
 
-    pruned, moved = prune(storage, args.keep, timedelta(days=args.older_than), dry_run=args.dry_run)
+    if args.target:
+        raise SystemExit("models prune takes no RUN: it chooses the runs by --keep and --older-than")
+    try:
+        outcomes, moved = prune(storage, args.keep, timedelta(days=args.older_than), dry_run=args.dry_run)
+    except StorageError as error:
+        raise SystemExit(f"models prune: {error}") from None
     verb = "would free" if args.dry_run else "freed"
-    for run in pruned:
-        print(f"{run.area:8s} run {run.run_id}: {verb} {run.bytes / 1e6:,.1f} MB")
-    print(f"{len(pruned)} run(s) beyond the newest {args.keep} and older than {args.older_than} day(s): {verb} "
-          f"{sum(run.bytes for run in pruned) / 1e6:,.1f} MB of working data (their metrics, reports, models and "
-          f"predictions stay); {moved} step record(s) {'would move' if args.dry_run else 'moved'} to a kept run")
+    pruned = [run for run in outcomes if not run.busy]
+    for run in outcomes:
+        print(f"{run.area:8s} run {run.run_id}: " + ("left alone: written since its last step committed (being "
+                                                     "re-run?)" if run.busy else f"{verb} {run.bytes / 1e6:,.1f} MB"))
+    print(f"runs beyond the newest {args.keep} and older than {args.older_than} day(s): {len(pruned)} "
+          f"{'to prune' if args.dry_run else 'pruned'}, {sum(run.bytes for run in pruned) / 1e6:,.1f} MB of working "
+          f"data{'' if args.dry_run else ' freed'} (their metrics, reports, models and predictions stay); "
+          f"{moved} step record(s) {'would move' if args.dry_run else 'moved'} to a kept run")
 
 
 def cmd_cache(args: argparse.Namespace) -> None:

@@ -28,12 +28,12 @@ from typing import Any, Callable
 from .catalog import COMMIT_MARKER, SCORING_STEPS, Artifact, RunLayout, step_record_key
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, JobExit, StepCommit, parse_commit
-from .storage import Storage, StorageError, safe_run_id
+from .storage import MissingCommit, Storage, StorageError, safe_run_id
 
 log = logging.getLogger("numtaflow")
 
 
-class StepFailed(RuntimeError):
+class StepRefused(RuntimeError):
     """A step's input or settings are unacceptable; the message is the whole explanation, and a retry
     would only refuse them again."""
 
@@ -106,7 +106,7 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
                                ("--settings-json", args.settings_json, dict)):
         values = json.loads(text or "{}")
         if not isinstance(values, dict):
-            raise StepFailed(f"{option} must be a JSON object")
+            raise StepRefused(f"{option} must be a JSON object")
         overrides.update(pick({k: v for k, v in values.items() if v is not None}))
     settings = Settings.from_env() if scoring else Settings.from_env().with_overrides(overrides)
     run_id = safe_run_id(args.run_id)
@@ -231,9 +231,12 @@ def commit(context: StepContext, started: float, finished: float, summary: dict,
 
 
 def exit_status(error: Exception) -> JobExit:
-    """Whether a retry can help: not for refused input or settings (``StepFailed``, and the ``ValueError``
-    and ``FileNotFoundError`` of a bad input, weights file, contract or setting); yes when S3 failed
-    (``StorageError``, also a missing commit marker) or an output came out incomplete."""
+    """Whether a retry can help: not for refused input or settings (``StepRefused``, and the ``ValueError``
+    and ``FileNotFoundError`` of a bad input, weights file, contract or setting) nor for an earlier step
+    without its commit marker (Airflow started this one after that step succeeded, so its output was
+    deleted since); yes when S3 failed (``StorageError``) or an output came out incomplete."""
+    if isinstance(error, MissingCommit):
+        return JobExit.REFUSED
     if isinstance(error, (StorageError, StepIncomplete)):
         return JobExit.FAILED
     return JobExit.REFUSED
@@ -272,7 +275,7 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
         log.info("step %s of run %s has nothing to do: %s", step, args.run_id, reason)
         print(f"\nnumtaflow step '{step}' has nothing to do:\n{reason}\n", file=sys.stderr, flush=True)
         sys.exit(JobExit.NOTHING_TO_DO)
-    except (StepFailed, StepIncomplete, StorageError, ValueError, FileNotFoundError) as error:
+    except (StepRefused, StepIncomplete, StorageError, ValueError, FileNotFoundError) as error:
         log.error("step %s FAILED: %s", step, error)
         print(f"\nnumtaflow step '{step}' failed:\n{error}\n", file=sys.stderr, flush=True)
         sys.exit(exit_status(error))

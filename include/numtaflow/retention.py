@@ -1,12 +1,12 @@
 """Retention: a finished run keeps its evidence and lets go of its working data.
 
-At the default settings a training run writes about 250 MB that only its own later steps read: the
-validated and sampled images with their bytes, the features, the hold-out split (the catalog marks
-them ``intermediate``); a scoring run, the bytes of its batch. ``prune`` deletes them from the
-finished runs (those in an index) that are neither among the newest ``keep`` nor younger than
-``older_than``: step by step, the commit marker first (nothing trusts a half-deleted output, and a
-re-run of a later step refuses to start, naming the step to re-run), then the step's intermediate
-objects. What the Models pages, ``report``, ``models promote`` and the scoring reports read stays:
+A training run writes working data that only its own later steps read: the validated and sampled
+images with their bytes, the features, the hold-out split (the catalog marks them ``intermediate``); a
+scoring run, the bytes of its batch. ``prune`` deletes them from the finished runs (those in an index)
+that are neither among the newest ``keep`` nor finished within ``older_than``, and whose last step's
+commit marker is still their newest object (a run being re-run is left alone): step by step, the
+commit marker first (nothing trusts a half-deleted output, and a re-run of a later step refuses to
+start, naming the step to re-run), then the step's intermediate objects. What the Models pages, ``report``, ``models promote`` and the scoring reports read stays:
 metrics, plots, reports, ``run.json``, the model and pipeline, the predictions.
 
 A step record (``cache/steps/``) naming a pruned run is first moved to the newest kept run that holds
@@ -46,7 +46,8 @@ AREAS = (Area("training", INDEX_KEY, RunLayout, STEPS, ARTIFACTS, "finished_at")
 class Pruned:
     area: str
     run_id: str
-    bytes: int
+    bytes: int  # freed, or that would be
+    busy: bool = False  # written since its last step committed (a re-run): left alone
 
 
 def _moment(text: str) -> datetime:
@@ -72,28 +73,37 @@ def intermediates(area: Area) -> list[tuple[str, list[Artifact]]]:
     return [(step, artifacts) for step, artifacts in by_step if artifacts]
 
 
-def _objects(storage: Storage, layout: RunLayout, artifact: Artifact) -> list[dict]:
+def _of(artifact: Artifact, layout: RunLayout, objects: list[dict]) -> list[dict]:
     key = layout.key(artifact)
-    return [o for o in storage.list_objects(key + "/" if artifact.is_folder else key)
-            if artifact.is_folder or o["Key"] == key]
+    return [o for o in objects if o["Key"] == key or (artifact.is_folder and o["Key"].startswith(key + "/"))]
 
 
-def prune_run(storage: Storage, layout: RunLayout, area: Area, dry_run: bool = False) -> int:
-    """Delete one run's intermediate artifacts, each step's commit marker first; the bytes freed (or,
-    with ``dry_run``, that would be). A second prune frees nothing."""
+def being_rewritten(objects: list[dict], last_marker: str) -> bool:
+    """Whether a run's objects show it is not (or no longer) finished: its last step's marker is missing,
+    or something was written after it (a re-run, or a step cleared to run again)."""
+    marker = next((o for o in objects if o["Key"] == last_marker), None)
+    return marker is None or any(o["LastModified"] > marker["LastModified"] for o in objects)
+
+
+def prune_run(storage: Storage, layout: RunLayout, area: Area, dry_run: bool = False) -> Pruned:
+    """Delete one run's intermediate artifacts, each step's commit marker first: the bytes freed (or, with
+    ``dry_run``, that would be). A second prune frees nothing; a run being rewritten is left alone."""
+    objects = list(storage.list_objects(layout.root))
+    if being_rewritten(objects, layout.marker_key(area.steps[-1])):
+        return Pruned(area.name, layout.run_id, 0, busy=True)
     freed = 0
     for step, artifacts in intermediates(area):
-        found = {artifact: _objects(storage, layout, artifact) for artifact in artifacts}
-        freed += sum(o["Size"] for objects in found.values() for o in objects)
+        found = {artifact: _of(artifact, layout, objects) for artifact in artifacts}
+        freed += sum(o["Size"] for part in found.values() for o in part)
         if dry_run or not any(found.values()):
             continue
         storage.delete(layout.marker_key(step))
-        for artifact, objects in found.items():
+        for artifact, part in found.items():
             if artifact.is_folder:
                 storage.delete_prefix(layout.key(artifact) + "/")
-            elif objects:
+            elif part:
                 storage.delete(layout.key(artifact))
-    return freed
+    return Pruned(area.name, layout.run_id, freed)
 
 
 def move_step_records(storage: Storage, pruned: set[str], kept: list[str], dry_run: bool = False) -> int:
@@ -112,9 +122,12 @@ def move_step_records(storage: Storage, pruned: set[str], kept: list[str], dry_r
         if not name.endswith(".json"):  # a folder object some servers list
             continue
         fingerprint = name.removesuffix(".json")
-        record = storage.get_json(obj["Key"])
+        try:
+            record = storage.get_json(obj["Key"])
+        except (FileNotFoundError, ValueError):  # deleted meanwhile, or not JSON: reuse ignores it too
+            continue
         holder = holders.get((step, fingerprint))
-        if record.get("run_id") in pruned and holder:
+        if isinstance(record, dict) and record.get("run_id") in pruned and holder:
             if not dry_run:
                 storage.put_json(step_record_key(step, fingerprint), {**record, "run_id": holder})
             moved += 1
@@ -124,8 +137,8 @@ def move_step_records(storage: Storage, pruned: set[str], kept: list[str], dry_r
 def prune(storage: Storage, keep: int, older_than: timedelta, dry_run: bool = False,
           now: datetime | None = None) -> tuple[list[Pruned], int]:
     """Prune the finished training and scoring runs beyond the newest ``keep`` and older than
-    ``older_than``: what each freed (runs pruned before are left out), and how many step records moved
-    to a kept run."""
+    ``older_than``: what each freed (runs with nothing left to free are left out) or that it was left
+    alone, and how many step records moved to a kept run."""
     now = now or datetime.now(timezone.utc)
     done, moved = [], 0
     for area in AREAS:
@@ -135,6 +148,7 @@ def prune(storage: Storage, keep: int, older_than: timedelta, dry_run: bool = Fa
             kept = [r["run_id"] for r in newest_first(runs, area.finished_field) if r["run_id"] not in doomed]
             moved = move_step_records(storage, set(doomed), kept, dry_run)
         for run_id in doomed:
-            if freed := prune_run(storage, area.layout(storage.bucket, run_id), area, dry_run):
-                done.append(Pruned(area.name, run_id, freed))
+            outcome = prune_run(storage, area.layout(storage.bucket, run_id), area, dry_run)
+            if outcome.bytes or outcome.busy:
+                done.append(outcome)
     return done, moved

@@ -22,6 +22,10 @@ class StorageError(RuntimeError):
     """A storage operation failed in a way the caller should report, not retry blindly."""
 
 
+class MissingCommit(StorageError):
+    """An earlier step of the run has no commit marker: its output was never finished, or was pruned."""
+
+
 class PreconditionFailed(StorageError):
     """A conditional write lost a race: somebody else changed the object first."""
 
@@ -246,7 +250,7 @@ class Storage:
         """The commit record of an earlier step, or a clear error if it never finished."""
         record = self.committed_step(layout, step)
         if record is None:
-            raise StorageError(
+            raise MissingCommit(
                 f"step '{step}' of run {layout.run_id} has no commit marker "
                 f"(s3://{self.bucket}/{layout.marker_key(step)}): its output is missing or incomplete; "
                 f"re-run '{step}' first"

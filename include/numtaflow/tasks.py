@@ -74,7 +74,8 @@ class SparkStep(SparkSubmitOperator):
         try:
             return super().execute(context)
         except AirflowException as error:
-            status = getattr(getattr(self._hook, "_submit_sp", None), "returncode", None)
+            # the provider's hook keeps the spark-submit process; in client mode its status is the job's
+            status = getattr(getattr(getattr(self, "_hook", None), "_submit_sp", None), "returncode", None)
             if status == JobExit.REFUSED:
                 raise AirflowFailException(f"step '{self.task_id}' refused its input or settings (the reason "
                                            "is in the job's output above): not retried") from error

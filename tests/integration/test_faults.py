@@ -16,6 +16,7 @@ import time
 import pytest
 
 from numtaflow.catalog import FEATURE_CACHE_PREFIX, FEATURES, SAMPLED_IMAGES
+from numtaflow.contracts import JobExit
 from tests.conftest import ROOT, commit, layout, make_numtadb, read_parquet, run_job, upload_folder
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,7 @@ def test_a_job_killed_mid_write_leaves_nothing_trusted_and_a_retry_completes(sam
                     if o["Key"].endswith(f"/{RUN_ID}-train/_COMMITTED.json")]
     assert part_markers == []
     train = run_job("train", RUN_ID, sampled)
-    assert train.returncode == 1
+    assert train.returncode == JobExit.REFUSED  # a retry of train cannot help: featurize must run again
     assert "step 'featurize' of run manual__faults has no commit marker" in train.stdout + train.stderr
     retry = run_job("featurize", RUN_ID, sampled)
     assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]
@@ -105,7 +106,7 @@ def test_s3_stopped_mid_step_fails_cleanly_and_a_retry_after_it_is_back_succeeds
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in output
     assert not storage.exists(MARKER)
     refused = run_job("train", RUN_ID, sampled)  # the next step will not read what the failed one left
-    assert refused.returncode == 1 and "step 'featurize' of run manual__faults has no commit marker" in (
+    assert refused.returncode == JobExit.REFUSED and "step 'featurize' of run manual__faults has no commit marker" in (
         refused.stdout + refused.stderr)
     retry = run_job("featurize", RUN_ID, sampled)
     assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]

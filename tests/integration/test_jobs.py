@@ -365,7 +365,7 @@ def test_rerunning_a_step_is_idempotent(pipeline, storage, s3_env, featurizer_en
 
 def test_a_step_refuses_to_start_without_its_input_committed(storage, featurizer_env):
     result = run_job("train", "manual__never_sampled", featurizer_env)
-    assert result.returncode == 1
+    assert result.returncode == JobExit.REFUSED
     assert "step 'featurize' of run manual__never_sampled has no commit marker" in result.stdout + result.stderr
 
 
@@ -570,8 +570,11 @@ def test_models_prune_deletes_old_runs_working_data_and_keeps_their_evidence(pip
 
     assert_step_ok(pipeline, "evaluate")
     old, old_scoring, dated = "manual__retention-old", "manual__retention-old-scoring", "2020-01-01T00:00:00+00:00"
-    storage.copy_prefix(layout(RUN_ID).root, layout(old).root)
-    storage.copy_prefix(scoring_layout("manual__score-eval").root, scoring_layout(old_scoring).root)
+    for source, copy, last in ((layout(RUN_ID), layout(old), "evaluate"),
+                               (scoring_layout("manual__score-eval"), scoring_layout(old_scoring), "report_batch")):
+        storage.copy_prefix(source.root, copy.root)
+        storage.put_json(copy.marker_key(last), storage.get_json(copy.marker_key(last)))  # its newest object, as
+        # in a finished run (prune leaves alone a run written after its last step committed: a re-run)
     summary = next(r for r in read_index(storage) if r["run_id"] == layout(RUN_ID).run_id)
     update_index(storage, old, {**summary, "run_id": old, "finished_at": dated})
     scoring = next(r for r in read_index(storage, catalog.SCORING_INDEX_KEY) if r["run_id"] == "manual__score-eval")
@@ -597,10 +600,10 @@ def test_models_prune_deletes_old_runs_working_data_and_keeps_their_evidence(pip
     untouched = others()
     dry = prune("--dry-run")
     assert f"training run {old}: would free" in dry and f"scoring  run {old_scoring}: would free" in dry, dry
-    assert "2 run(s)" in dry and "1 step record(s) would move" in dry, dry
+    assert "2 to prune" in dry and "1 step record(s) would move" in dry, dry
     assert commit(storage, old, "featurize").fingerprint == fingerprint and storage.get_json(record_key)["run_id"] == old
     done = prune()
-    assert "2 run(s)" in done and "1 step record(s) moved" in done, done
+    assert "2 pruned" in done and "1 step record(s) moved" in done, done
     working = (*catalog.VALIDATED_IMAGES.values(), *catalog.SAMPLED_IMAGES.values(), *FEATURES.values(),
                catalog.HOLDOUT)
     for artifact in working:
@@ -623,4 +626,4 @@ def test_models_prune_deletes_old_runs_working_data_and_keeps_their_evidence(pip
                             env={**os.environ, **inputs_env}, capture_output=True, text=True, timeout=120)
     assert "pruned:      the working data of validate, sample, featurize, train" in report.stdout, report.stderr
     assert "steps (s):   validate" in report.stdout
-    assert "0 run(s)" in prune()
+    assert ": 0 pruned, 0.0 MB" in prune()

@@ -4,8 +4,8 @@ from numtaflow.catalog import SAMPLED_IMAGES
 from numtaflow.contracts import ContractError, JobExit
 from numtaflow.data import InputError
 from numtaflow.features import WeightsNotFound
-from numtaflow.jobs import StepFailed, StepIncomplete, context_from_args, exit_status, parse_args
-from numtaflow.storage import PreconditionFailed, StorageError
+from numtaflow.jobs import StepRefused, StepIncomplete, context_from_args, exit_status, parse_args
+from numtaflow.storage import MissingCommit, PreconditionFailed, StorageError
 
 
 def test_context_normalises_run_id_and_type_and_applies_form_values():
@@ -31,11 +31,12 @@ def test_form_values_apply_only_where_changed_and_explicit_settings_always(monke
 
 
 @pytest.mark.parametrize("error, status", [
-    (StepFailed("validate: 3 files fail"), JobExit.REFUSED),
+    (StepRefused("validate: 3 files fail"), JobExit.REFUSED),
     (InputError("CSV is missing column(s) filename"), JobExit.REFUSED),
     (ContractError("summary lacks n_train"), JobExit.REFUSED),
     (WeightsNotFound("no weights file"), JobExit.REFUSED),
-    (StorageError("S3 endpoint unreachable"), JobExit.FAILED),  # also a missing commit marker
+    (StorageError("S3 endpoint unreachable"), JobExit.FAILED),
+    (MissingCommit("step 'featurize' of run r has no commit marker"), JobExit.REFUSED),
     (PreconditionFailed("the champion changed meanwhile"), JobExit.FAILED),
     (StepIncomplete("featurize wrote 99 rows, expected 100"), JobExit.FAILED),
 ])
@@ -44,7 +45,7 @@ def test_only_failures_a_retry_can_fix_exit_as_failed(error, status):
 
 
 def test_form_values_must_be_an_object_of_known_settings():
-    with pytest.raises(StepFailed, match="must be a JSON object"):
+    with pytest.raises(StepRefused, match="must be a JSON object"):
         context_from_args("sample", parse_args(["--run-id", "r", "--settings-json", "[1]"]))
     with pytest.raises(ValueError, match="unknown run setting"):
         context_from_args("sample", parse_args(["--run-id", "r", "--settings-json", '{"nope": 1}']))

@@ -1,7 +1,7 @@
 from datetime import datetime, timedelta, timezone
 
 from numtaflow.catalog import FEATURES, HOLDOUT, SAMPLED_IMAGES, SCORABLE, VALIDATED_IMAGES
-from numtaflow.retention import AREAS, intermediates, prunable
+from numtaflow.retention import AREAS, being_rewritten, intermediates, prunable
 
 NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
 
@@ -24,3 +24,14 @@ def test_only_the_working_data_is_pruned_never_the_evidence_or_the_model():
     assert training == {"validate": list(VALIDATED_IMAGES.values()), "sample": list(SAMPLED_IMAGES.values()),
                         "featurize": list(FEATURES.values()), "train": [HOLDOUT]}
     assert scoring == {"check_batch": [SCORABLE]}
+
+
+def test_a_run_written_after_its_last_step_committed_is_being_rerun_and_left_alone():
+    def listed(*objects):
+        return [{"Key": key, "LastModified": NOW + timedelta(seconds=second)} for key, second in objects]
+
+    last = "runs/r/evaluate/_COMMITTED.json"
+    finished = listed(("runs/r/featurize/train.parquet/part-0", -60), (last, 0), ("runs/r/evaluate/metrics.json", 0))
+    assert not being_rewritten(finished, last)
+    assert being_rewritten(finished + listed(("runs/r/validate/_COMMITTED.json", 1)), last)  # a re-run began
+    assert being_rewritten([o for o in finished if o["Key"] != last], last)  # evaluate cleared, or never finished

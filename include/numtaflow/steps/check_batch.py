@@ -18,8 +18,9 @@ from functools import reduce
 from ..catalog import MODEL_PIN, REJECTED, SCORABLE, SCORED_BATCHES_KEY, SCORING_BATCHES, STAGING_PREFIX
 from ..contracts import CheckBatchSummary
 from ..data import InputError, decode_images, is_zip, list_files, stage_zip
-from ..incoming import claim_batches
-from ..jobs import NothingToDo, StepContext, StepFailed
+from ..incoming import claim_batches, list_batches
+from ..jobs import NothingToDo, StepContext, StepRefused
+from ..registry import RegistryError
 from ..scoring import pin_model
 
 SHOWN_REASONS = 10
@@ -31,17 +32,21 @@ def scoring_inputs(context: StepContext) -> list[tuple[str, str]]:
     if scoring.scoring_input:
         return [("", scoring.scoring_input)]
     if not settings.inbox_input:
-        raise StepFailed("nothing to score: the form names no input and NUMTAFLOW_INBOX_INPUT is empty")
+        raise StepRefused("nothing to score: the form names no input and NUMTAFLOW_INBOX_INPUT is empty")
     selection = claim_batches(context.storage, context.layout.key(SCORING_BATCHES), settings.inbox_input,
                               context.run_id)
     if not selection.batches:
         claims = f"s3://{context.storage.bucket}/{SCORED_BATCHES_KEY}"
-        if context.run_type == "asset_triggered":  # two batches a poll apart: the first run took both
+        landed = list_batches(context.storage, settings.inbox_input)
+        if context.run_type == "asset_triggered" and landed:  # two batches a poll apart: the first run took both
             raise NothingToDo(f"every committed batch under {settings.inbox_input} was claimed by a scoring run "
                               f"that started earlier, the batch whose arrival started this run included "
                               f"(which run scores which batch: {claims})")
-        raise StepFailed(f"nothing to score: no committed batch that no scoring run has claimed under "
-                         f"{settings.inbox_input} (which run scores which batch: {claims})")
+        if not landed:  # a run its arrival started sees none: the triggerer watches another prefix?
+            raise StepRefused(f"nothing to score: no committed batch under {settings.inbox_input} (the triggerer "
+                              "that started an inbox run must watch the NUMTAFLOW_INBOX_INPUT its tasks see)")
+        raise StepRefused(f"nothing to score: no committed batch that no scoring run has claimed under "
+                          f"{settings.inbox_input} (which run scores which batch: {claims})")
     return [(f"dt={batch.day}/{batch.name}/", batch.uri) for batch in selection.batches]
 
 
@@ -72,7 +77,10 @@ def run(context: StepContext) -> CheckBatchSummary:
     from pyspark.sql import functions as F
 
     storage, layout = context.storage, context.layout
-    pin = pin_model(storage, layout.key(MODEL_PIN), context.scoring.model)
+    try:
+        pin = pin_model(storage, layout.key(MODEL_PIN), context.scoring.model)
+    except RegistryError as error:  # no champion yet, an unknown version or run: the form must change
+        raise StepRefused(str(error)) from None
     inputs = scoring_inputs(context)
     frames, empty = [], []
     for prefix, uri in inputs:
@@ -81,7 +89,7 @@ def run(context: StepContext) -> CheckBatchSummary:
         except NoFiles as error:
             empty.append((prefix, uri, str(error)))
     if not frames:
-        raise StepFailed(f"nothing to score: {'; '.join(reason for _, _, reason in empty)}")
+        raise StepRefused(f"nothing to score: {'; '.join(reason for _, _, reason in empty)}")
     if empty:  # one empty inbox batch claimed with others must not block them: it is listed as refused
         frames.append(context.spark.createDataFrame(
             [(prefix, uri, None, None, reason) for prefix, uri, reason in empty],
@@ -96,7 +104,7 @@ def run(context: StepContext) -> CheckBatchSummary:
     files = checked.count()
     if len(table) == files:
         shown = "; ".join(f"{row.path}: {row.reason}" for row in table.head(SHOWN_REASONS).itertuples())
-        raise StepFailed(f"nothing in {', '.join(uri for _, uri in inputs)} can be scored: all {files} files were "
+        raise StepRefused(f"nothing in {', '.join(uri for _, uri in inputs)} can be scored: all {files} files were "
                          f"refused ({shown}); every reason is in {context.uri(REJECTED)}")
     return CheckBatchSummary(inputs=[uri for _, uri in inputs], model_version=pin.version, files=files,
                              scorable=files - len(table), rejected=len(table))

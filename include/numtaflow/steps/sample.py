@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..catalog import SAMPLED_IMAGES, VALIDATED_IMAGES
 from ..config import FEATURIZER_SETTINGS, GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import SampledSet, SampleSummary
-from ..jobs import Reuse, StepContext, StepFailed
+from ..jobs import Reuse, StepContext, StepRefused
 from ..sampling import distinct_content, ids_hash, short_classes, stratified_sample
 
 
@@ -37,7 +37,7 @@ def run(context: StepContext) -> SampleSummary:
         summary[name] = sampled_set(spark.read.parquet(context.s3a(SAMPLED_IMAGES[name])))
     if short := short_classes(summary["eval"].per_class, settings.eval_per_class):
         counts = ", ".join(f"{label}: {count}" for label, count in short.items())
-        raise StepFailed(f"the evaluation set has fewer than eval_per_class={settings.eval_per_class} images of some "
+        raise StepRefused(f"the evaluation set has fewer than eval_per_class={settings.eval_per_class} images of some "
                          f"digits once the training sample's images are left out ({counts}): the evaluation input "
                          "shares images (the same bytes) with the training input or a landed batch; evaluate on an "
                          "independent input or lower eval_per_class")

@@ -23,7 +23,7 @@ from ..config import FEATURIZER_SETTINGS, GATE_SETTINGS, SAMPLING_SETTINGS, TRAI
 from ..contracts import BatchSelection, InputRecord, ValidateSummary
 from ..data import DatasetInput, InputError, build_manifest, file_versions, listing_identity, manifest_hash, resolve_input
 from ..incoming import Batch, choose_batches
-from ..jobs import Reuse, StepContext, StepFailed, log
+from ..jobs import Reuse, StepContext, StepRefused, log
 from ..quality import ValidationReport, render_html, structure_failure, validate_manifest
 
 MANIFEST_SCHEMA = "image_id string, label_raw string, in_csv boolean, has_file boolean, size long"
@@ -198,7 +198,7 @@ def run(context: StepContext) -> ValidateSummary:
     storage.put_bytes(layout.key(VALIDATION_HTML), render_html(report, f"Input validation, run {context.run_id}").encode(),
                       VALIDATION_HTML.media_type)
     if not report.success:
-        raise StepFailed(f"{report.summary()}\nfull report: {context.uri(VALIDATION_HTML)}")
+        raise StepRefused(f"{report.summary()}\nfull report: {context.uri(VALIDATION_HTML)}")
     if report.warnings():
         log.warning("%s\nfull report: %s", report.summary(), context.uri(VALIDATION_HTML))
     return ValidateSummary(inputs=lineage, data_until=chosen.data_until[:10], incoming=chosen,
