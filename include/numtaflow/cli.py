@@ -469,19 +469,15 @@ def pipeline_classifier(settings: Settings,
     return classify
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An integer argument no smaller than ``minimum`` (a batch of no images would be committed empty)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
 
-
-def positive_int(text: str) -> int:
-    """An argument counting images: a batch of none would be committed empty."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+    return parse
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -520,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     drop = commands.add_parser("drop-batch", help="land new labelled images under the incoming prefix")
     drop.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),
                       help="a NumtaDB folder (CSV beside it) or folder per class, local or s3://")
-    drop.add_argument("--per-class", type=positive_int, default=20, help="images per digit in the batch")
+    drop.add_argument("--per-class", type=int_at_least(1), default=20, help="images per digit in the batch")
     drop.add_argument("--date", help="arrival partition YYYY-MM-DD (default: today, UTC)")
     drop.add_argument("--name", help="batch folder name (default: batch-HHMMSS)")
     drop.set_defaults(func=cmd_drop_batch)
@@ -534,9 +530,9 @@ def main(argv: list[str] | None = None) -> None:
     models.add_argument("target", nargs="?", metavar="RUN|VERSION",
                         help="show and promote: a run; rollback: a version (default: the one before the champion)")
     models.add_argument("--reason", help="recorded in the champion pointer and its history")
-    models.add_argument("--keep", type=non_negative_int, default=5,
+    models.add_argument("--keep", type=int_at_least(0), default=5,
                         help="prune: the newest runs (of each DAG) whose working data stays (default 5)")
-    models.add_argument("--older-than", type=non_negative_int, default=7, metavar="DAYS",
+    models.add_argument("--older-than", type=int_at_least(0), default=7, metavar="DAYS",
                         help="prune: only runs finished more than DAYS days ago (default 7)")
     models.add_argument("--dry-run", action="store_true", help="prune: say what would be deleted, delete nothing")
     models.set_defaults(func=cmd_models)
@@ -554,7 +550,7 @@ def main(argv: list[str] | None = None) -> None:
     inbox = commands.add_parser("inbox-batch", help="land unlabelled images in the inbox, for the scoring DAG")
     inbox.add_argument("--source", default=str(SHARED_DIR / "numtadb" / "training-c"),
                        help="a labelled NumtaDB folder (CSV beside it) or folder per class, local or s3://")
-    inbox.add_argument("--count", type=positive_int, default=500, help="images in the batch, as many per digit")
+    inbox.add_argument("--count", type=int_at_least(1), default=500, help="images in the batch, as many per digit")
     inbox.add_argument("--exclude-run", metavar="RUN", help="leave out this training run's evaluation images "
                        "('latest': the newest run)")
     inbox.add_argument("--labels-out", help="write the withheld labels here (CSV: filename, digit)")

@@ -6,8 +6,9 @@ scoring run, the bytes of its batch. ``prune`` deletes them from the finished ru
 that are neither among the newest ``keep`` nor finished within ``older_than``, and whose last step's
 commit marker is still their newest object (a run being re-run is left alone): step by step, the
 commit marker first (nothing trusts a half-deleted output, and a re-run of a later step refuses to
-start, naming the step to re-run), then the step's intermediate objects. What the Models pages, ``report``, ``models promote`` and the scoring reports read stays:
-metrics, plots, reports, ``run.json``, the model and pipeline, the predictions.
+start, naming the step to re-run), then the step's intermediate objects. What the Models pages,
+``report``, ``models promote`` and the scoring reports read stays: metrics, plots, reports,
+``run.json``, the model and pipeline, the predictions.
 
 A step record (``cache/steps/``) naming a pruned run is first moved to the newest kept run that holds
 the same output (a run that reused it holds its own copy), so later runs go on reusing it; with none,
@@ -21,7 +22,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .catalog import (ARTIFACTS, INDEX_KEY, SCORING_ARTIFACTS, SCORING_INDEX_KEY, SCORING_STEPS, STEP_CACHE_PREFIX,
-                      STEPS, Artifact, RunLayout, step_record_key)
+                      STEPS, Artifact, RunLayout)
+from .incoming import cutoff_time
 from .registry import read_index
 from .storage import Storage
 
@@ -50,11 +52,6 @@ class Pruned:
     busy: bool = False  # written since its last step committed (a re-run): left alone
 
 
-def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def newest_first(runs: list[dict], finished_field: str) -> list[dict]:
     """An index's runs, the newest first; a run without a finishing time counts as the newest."""
     return sorted(runs, key=lambda r: r.get(finished_field) or "~", reverse=True)
@@ -64,7 +61,7 @@ def prunable(runs: list[dict], finished_field: str, keep: int, older_than: timed
     """The runs of an index to prune: all but the newest ``keep`` that finished before ``now - older_than``
     (a run without a finishing time is never pruned)."""
     return [run["run_id"] for run in newest_first(runs, finished_field)[keep:]
-            if run.get(finished_field) and _moment(run[finished_field]) < now - older_than]
+            if run.get(finished_field) and cutoff_time(run[finished_field]) < now - older_than]
 
 
 def intermediates(area: Area) -> list[tuple[str, list[Artifact]]]:
@@ -129,7 +126,7 @@ def move_step_records(storage: Storage, pruned: set[str], kept: list[str], dry_r
         holder = holders.get((step, fingerprint))
         if isinstance(record, dict) and record.get("run_id") in pruned and holder:
             if not dry_run:
-                storage.put_json(step_record_key(step, fingerprint), {**record, "run_id": holder})
+                storage.put_json(obj["Key"], {**record, "run_id": holder})
             moved += 1
     return moved
 

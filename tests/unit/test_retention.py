@@ -1,6 +1,6 @@
 from datetime import datetime, timedelta, timezone
 
-from numtaflow.catalog import FEATURES, HOLDOUT, SAMPLED_IMAGES, SCORABLE, VALIDATED_IMAGES
+from numtaflow.catalog import FEATURES, HOLDOUT, METRICS, SAMPLED_IMAGES, SCORABLE, VALIDATED_IMAGES, RunLayout
 from numtaflow.retention import AREAS, being_rewritten, intermediates, prunable
 
 NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
@@ -30,8 +30,9 @@ def test_a_run_written_after_its_last_step_committed_is_being_rerun_and_left_alo
     def listed(*objects):
         return [{"Key": key, "LastModified": NOW + timedelta(seconds=second)} for key, second in objects]
 
-    last = "runs/r/evaluate/_COMMITTED.json"
-    finished = listed(("runs/r/featurize/train.parquet/part-0", -60), (last, 0), ("runs/r/evaluate/metrics.json", 0))
+    run = RunLayout("bucket", "r")
+    last = run.marker_key("evaluate")
+    finished = listed((run.key(FEATURES["train"]) + "/part-0", -60), (last, 0), (run.key(METRICS), 0))
     assert not being_rewritten(finished, last)
-    assert being_rewritten(finished + listed(("runs/r/validate/_COMMITTED.json", 1)), last)  # a re-run began
+    assert being_rewritten(finished + listed((run.marker_key("validate"), 1)), last)  # a re-run began
     assert being_rewritten([o for o in finished if o["Key"] != last], last)  # evaluate cleared, or never finished
