@@ -325,53 +325,56 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"local copy:  {target.resolve()}  (and {latest.resolve()})")
 
 
-def cmd_models(args: argparse.Namespace) -> None:
-    from .registry import RegistryError, history, promote_run, read_champion, read_index, rollback
+def cmd_models_list(args: argparse.Namespace) -> None:
+    """The champion, its history and every finished run with its metrics and gate decision."""
+    from .registry import RegistryError, history, read_champion, read_index
 
     storage = Storage(Settings.from_env())
-    if args.action == "prune":
-        prune_runs(storage, args)
-        return
     try:
-        if args.action in ("promote", "rollback"):
-            if args.action == "promote" and not args.target:
-                raise SystemExit("models promote needs a RUN")
-            reason = args.reason or f"manual {args.action} by {os.environ.get('USER', 'an operator')}"
-            pointer = (promote_run(storage, safe_run_id(args.target), reason) if args.action == "promote"
-                       else rollback(storage, reason, args.target))
-            print(f"champion is now version {pointer.version} of run {pointer.run_id} (was version "
-                  f"{pointer.previous_version} of run {pointer.previous_run_id}): {reason}")
-            return
         champion, _ = read_champion(storage)
     except RegistryError as error:
+        raise SystemExit(f"models list: {error}") from None
+    print(f"champion: {f'version {champion.version} of run {champion.run_id}' if champion else 'none'}")
+    for change in history(storage):
+        print(f"  {change['changed_at']} {change['action']:8s} version {change.get('version')} of "
+              f"{change['run_id']} (was {change.get('previous_version')}): "
+              f"{'; '.join(change.get('reasons', []))[:120]}")
+    for run in sorted(read_index(storage), key=lambda r: r.get("finished_at") or ""):
+        m = run["metrics"]
+        print(f"{run['run_id']:50s} {run.get('finished_at', ''):26s} {run['backbone']:14s} acc {m['accuracy']:.4f} "
+              f"f1 {m['f1']:.4f} {'promoted' if run['promoted'] else 'rejected'}")
+
+
+def cmd_models_show(args: argparse.Namespace) -> None:
+    storage = Storage(Settings.from_env())
+    try:
+        record = storage.get_json(RunLayout(storage.bucket, safe_run_id(args.run)).key(LINEAGE))
+    except FileNotFoundError:
+        raise SystemExit(f"models show: run {args.run} has no run.json: it never finished evaluate "
+                         "(`models list` names the runs that did)") from None
+    print(json.dumps(record, indent=2))
+
+
+def cmd_models_change(args: argparse.Namespace) -> None:
+    """``models promote RUN`` or ``models rollback [VERSION]``: compare-and-set on the champion pointer."""
+    from .registry import RegistryError, promote_run, rollback
+
+    storage = Storage(Settings.from_env())
+    reason = args.reason or f"manual {args.action} by {os.environ.get('USER', 'an operator')}"
+    try:
+        pointer = (promote_run(storage, safe_run_id(args.run), reason) if args.action == "promote"
+                   else rollback(storage, reason, args.version))
+    except RegistryError as error:
         raise SystemExit(f"models {args.action}: {error}") from None
-    if args.action == "list":
-        print(f"champion: {f'version {champion.version} of run {champion.run_id}' if champion else 'none'}")
-        for change in history(storage):
-            print(f"  {change['changed_at']} {change['action']:8s} version {change.get('version')} of "
-                  f"{change['run_id']} (was {change.get('previous_version')}): "
-                  f"{'; '.join(change.get('reasons', []))[:120]}")
-        for run in sorted(read_index(storage), key=lambda r: r.get("finished_at") or ""):
-            m = run["metrics"]
-            print(f"{run['run_id']:50s} {run.get('finished_at', ''):26s} {run['backbone']:14s} acc {m['accuracy']:.4f} "
-                  f"f1 {m['f1']:.4f} {'promoted' if run['promoted'] else 'rejected'}")
-    elif not args.target:
-        raise SystemExit("models show needs a RUN")
-    else:
-        try:
-            record = storage.get_json(RunLayout(storage.bucket, safe_run_id(args.target)).key(LINEAGE))
-        except FileNotFoundError:
-            raise SystemExit(f"models show: run {args.target} has no run.json: it never finished evaluate "
-                             "(`models list` names the runs that did)") from None
-        print(json.dumps(record, indent=2))
+    print(f"champion is now version {pointer.version} of run {pointer.run_id} (was version "
+          f"{pointer.previous_version} of run {pointer.previous_run_id}): {reason}")
 
 
-def prune_runs(storage: Storage, args: argparse.Namespace) -> None:
+def cmd_models_prune(args: argparse.Namespace) -> None:
     """Delete the working data of finished runs beyond the newest ``--keep`` and older than ``--older-than``."""
     from .retention import prune
 
-    if args.target:
-        raise SystemExit("models prune takes no RUN: it chooses the runs by --keep and --older-than")
+    storage = Storage(Settings.from_env())
     try:
         outcomes, moved = prune(storage, args.keep, timedelta(days=args.older_than), dry_run=args.dry_run)
     except StorageError as error:
@@ -480,7 +483,7 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numtaflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -526,16 +529,27 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("--reports", default=str(PROJECT_ROOT / "reports"))
     report.set_defaults(func=cmd_report)
     models = commands.add_parser("models", help="runs, metrics and the champion")
-    models.add_argument("action", choices=["list", "show", "promote", "rollback", "prune"])
-    models.add_argument("target", nargs="?", metavar="RUN|VERSION",
-                        help="show and promote: a run; rollback: a version (default: the one before the champion)")
-    models.add_argument("--reason", help="recorded in the champion pointer and its history")
-    models.add_argument("--keep", type=int_at_least(0), default=5,
-                        help="prune: the newest runs (of each DAG) whose working data stays (default 5)")
-    models.add_argument("--older-than", type=int_at_least(0), default=7, metavar="DAYS",
-                        help="prune: only runs finished more than DAYS days ago (default 7)")
-    models.add_argument("--dry-run", action="store_true", help="prune: say what would be deleted, delete nothing")
-    models.set_defaults(func=cmd_models)
+    actions = models.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="the champion, its history and every finished run").set_defaults(
+        func=cmd_models_list)
+    show = actions.add_parser("show", help="a run's run.json")
+    show.add_argument("run", metavar="RUN")
+    show.set_defaults(func=cmd_models_show)
+    promote = actions.add_parser("promote", help="register RUN's model as a version and serve it")
+    promote.add_argument("run", metavar="RUN")
+    back = actions.add_parser("rollback", help="serve an earlier version again")
+    back.add_argument("version", nargs="?", metavar="VERSION", help="default: the version before the champion")
+    for change in (promote, back):
+        change.add_argument("--reason", help="recorded in the champion pointer and its history")
+        change.set_defaults(func=cmd_models_change)
+    prune = actions.add_parser("prune", help="delete old runs' working data (their metrics, reports, models and "
+                               "predictions stay)")
+    prune.add_argument("--keep", type=int_at_least(0), default=5,
+                       help="the newest runs (of each DAG) whose working data stays (default 5)")
+    prune.add_argument("--older-than", type=int_at_least(0), default=7, metavar="DAYS",
+                       help="only runs finished more than DAYS days ago (default 7)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
+    prune.set_defaults(func=cmd_models_prune)
     cache = commands.add_parser("cache", help="list the caches' folders; --prune deletes those this code never reads")
     cache.add_argument("--prune", action="store_true", help="delete folders no part of which this code wrote, and "
                        "parts never committed (nothing modified in the last day)")
@@ -561,5 +575,9 @@ def main(argv: list[str] | None = None) -> None:
     scoring.add_argument("--run-id", help="default: the newest scoring run")
     scoring.add_argument("--labels", help="withheld labels (CSV: filename, digit) to measure accuracy against")
     scoring.set_defaults(func=cmd_scoring_report)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     args.func(args)
