@@ -28,7 +28,7 @@ from typing import Any, Callable
 from .catalog import COMMIT_MARKER, SCORING_STEPS, Artifact, RunLayout, step_record_key
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, JobExit, StepCommit, parse_commit
-from .storage import MissingCommit, Storage, StorageError, safe_run_id
+from .storage import MissingCommit, Storage, StorageError, StorageRefused, safe_run_id
 
 log = logging.getLogger("numtaflow")
 
@@ -234,8 +234,9 @@ def exit_status(error: Exception) -> JobExit:
     """Whether a retry can help: not for refused input or settings (``StepRefused``, and the ``ValueError``
     and ``FileNotFoundError`` of a bad input, weights file, contract or setting) nor for an earlier step
     without its commit marker (Airflow started this one after that step succeeded, so its output was
-    deleted since); yes when S3 failed (``StorageError``) or an output came out incomplete."""
-    if isinstance(error, MissingCommit):
+    deleted since) or S3 refusing the credentials or lacking the bucket; yes when S3 failed
+    (``StorageError``: unreachable, an error answer) or an output came out incomplete."""
+    if isinstance(error, (MissingCommit, StorageRefused)):
         return JobExit.REFUSED
     if isinstance(error, (StorageError, StepIncomplete)):
         return JobExit.FAILED

@@ -26,6 +26,10 @@ class MissingCommit(StorageError):
     """An earlier step of the run has no commit marker: its output was never finished, or was pruned."""
 
 
+class StorageRefused(StorageError):
+    """S3 refused the credentials or lacks the bucket: settings to fix, which a retry would meet again."""
+
+
 class PreconditionFailed(StorageError):
     """A conditional write lost a race: somebody else changed the object first."""
 
@@ -187,7 +191,8 @@ class Storage:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as error:
-            raise StorageError(describe_s3_error(error, self.settings.s3_endpoint, self.bucket)) from None
+            failure = StorageRefused if refuses_settings(error) else StorageError
+            raise failure(describe_s3_error(error, self.settings.s3_endpoint, self.bucket)) from None
 
     # --- conditional writes (atomic pointers) --------------------------------------------
     def read_with_etag(self, key: str) -> tuple[Any | None, str | None]:
@@ -299,24 +304,42 @@ class Storage:
         )
 
 
+MISSING_BUCKET = ("NoSuchBucket", "404")
+REFUSED_CREDENTIALS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403")
+
+
+def _status_and_code(error: Exception) -> tuple[int | None, str | None]:
+    from botocore.exceptions import ClientError
+
+    if not isinstance(error, ClientError):
+        return None, None
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status, error.response.get("Error", {}).get("Code") or (str(status) if status else None)
+
+
+def refuses_settings(error: Exception) -> bool:
+    """Whether S3 answered that the bucket is missing or the credentials are refused (not an outage)."""
+    status, code = _status_and_code(error)
+    return status in (403, 404) or code in MISSING_BUCKET + REFUSED_CREDENTIALS
+
+
 def describe_s3_error(error: Exception, endpoint: str, bucket: str) -> str:
     """One sentence naming the endpoint, the bucket and what was refused (never a credential)."""
-    from botocore.exceptions import ClientError, EndpointConnectionError
+    from botocore.exceptions import EndpointConnectionError
 
     where = f"S3 at {endpoint or 'the AWS default endpoint'}, bucket {bucket!r}"
     if isinstance(error, EndpointConnectionError):
         return f"cannot reach {where}: is the server running? (`make s3-start` for the embedded one)"
-    if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = error.response.get("Error", {}).get("Code") or status
-        operation = getattr(error, "operation_name", "a request")
-        if status == 404 or code in ("NoSuchBucket", "404"):
-            return f"{where}: the bucket does not exist ({operation} answered {code}); create it or set NUMTAFLOW_BUCKET"
-        if status == 403 or code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403"):
-            return (f"{where} refused the credentials ({operation} answered {code}): check AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY in the environment of the process that runs the step")
-        return f"{where}: {operation} failed with {code}"
-    return f"{where}: {type(error).__name__}: {error}"
+    status, code = _status_and_code(error)
+    if code is None:
+        return f"{where}: {type(error).__name__}: {error}"
+    operation = getattr(error, "operation_name", "a request")
+    if status == 404 or code in MISSING_BUCKET:
+        return f"{where}: the bucket does not exist ({operation} answered {code}); create it or set NUMTAFLOW_BUCKET"
+    if status == 403 or code in REFUSED_CREDENTIALS:
+        return (f"{where} refused the credentials ({operation} answered {code}): check AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY in the environment of the process that runs the step")
+    return f"{where}: {operation} failed with {code}"
 
 
 def make_client(settings: Settings):

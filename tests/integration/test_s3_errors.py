@@ -1,10 +1,11 @@
 """S3 refusing a step's credentials, or lacking its bucket: one sentence naming the endpoint, the bucket
-and what was refused, exit 1 like any failed step, never the secret, never a traceback."""
+and what was refused, exit 3 (a retry would be refused again), never the secret, never a traceback."""
 
 from __future__ import annotations
 
 import pytest
 
+from numtaflow.contracts import JobExit
 from tests.conftest import run_job
 
 pytestmark = pytest.mark.integration
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_a_refused_step_names_endpoint_bucket_and_cause(s3_env, change, expected):
     result = run_job("sample", "manual__refused", change)
     output = result.stdout + result.stderr
-    assert result.returncode == 1, output[-3000:]
+    assert result.returncode == JobExit.REFUSED, output[-3000:]
     assert expected in output and s3_env["NUMTAFLOW_S3_ENDPOINT"] in output
     assert "Traceback" not in output and "wrong-secret-value" not in output
     assert s3_env["AWS_SECRET_ACCESS_KEY"] not in output

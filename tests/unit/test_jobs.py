@@ -5,7 +5,7 @@ from numtaflow.contracts import ContractError, JobExit
 from numtaflow.data import InputError
 from numtaflow.features import WeightsNotFound
 from numtaflow.jobs import StepRefused, StepIncomplete, context_from_args, exit_status, parse_args
-from numtaflow.storage import MissingCommit, PreconditionFailed, StorageError
+from numtaflow.storage import MissingCommit, PreconditionFailed, StorageError, StorageRefused
 
 
 def test_context_normalises_run_id_and_type_and_applies_form_values():
@@ -36,6 +36,7 @@ def test_form_values_apply_only_where_changed_and_explicit_settings_always(monke
     (ContractError("summary lacks n_train"), JobExit.REFUSED),
     (WeightsNotFound("no weights file"), JobExit.REFUSED),
     (StorageError("S3 endpoint unreachable"), JobExit.FAILED),
+    (StorageRefused("S3 refused the credentials"), JobExit.REFUSED),
     (MissingCommit("step 'featurize' of run r has no commit marker"), JobExit.REFUSED),
     (PreconditionFailed("the champion changed meanwhile"), JobExit.FAILED),
     (StepIncomplete("featurize wrote 99 rows, expected 100"), JobExit.FAILED),

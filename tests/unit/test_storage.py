@@ -49,7 +49,7 @@ def test_the_catalog_declares_each_artifact_once_and_serves_only_declared_names(
 def test_s3_errors_name_the_endpoint_the_bucket_and_what_was_refused():
     from botocore.exceptions import ClientError, EndpointConnectionError
 
-    from numtaflow.storage import describe_s3_error
+    from numtaflow.storage import describe_s3_error, refuses_settings
 
     def refused(code, status):
         return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadBucket")
@@ -58,6 +58,10 @@ def test_s3_errors_name_the_endpoint_the_bucket_and_what_was_refused():
     assert "http://127.0.0.1:8333" in text and "'numtaflow'" in text and "refused the credentials" in text
     assert "does not exist" in describe_s3_error(refused("NoSuchBucket", 404), "http://s3:9000", "nope")
     assert "cannot reach" in describe_s3_error(EndpointConnectionError(endpoint_url="http://x:1"), "http://x:1", "b")
+    # a setting to fix (exit 3, not retried) versus an outage a retry may outlast (exit 1)
+    assert refuses_settings(refused("InvalidAccessKeyId", 403)) and refuses_settings(refused("NoSuchBucket", 404))
+    assert not refuses_settings(refused("SlowDown", 503)) and not refuses_settings(refused("InternalError", 500))
+    assert not refuses_settings(EndpointConnectionError(endpoint_url="http://x:1"))
 
 
 def stubbed_storage(**settings):
