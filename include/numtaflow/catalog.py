@@ -105,6 +105,9 @@ LINEAGE = Artifact("", "run.json", JSON, "lineage: inputs, sample, settings, ver
                    served_as="run.json", in_report=True)
 BATCH_SELECTION = Artifact("", "batches.json", JSON, "the landed batches the run trains on and those it refused: "
                            "written once by its first validate, read back by retries and re-runs", in_report=True)
+# in both areas: the Airflow run id that owns the prefix, claimed by the run's first step, since
+# ``safe_run_id`` maps ids such as ``exp:1`` and ``exp_1`` to one prefix and the second must not overwrite the first
+RUN_OWNER = Artifact("", "run_id.json", JSON, "the Airflow run id whose artifacts the prefix holds")
 
 ARTIFACTS: tuple[Artifact, ...] = (
     VALIDATION_REPORT, VALIDATION_HTML, *VALIDATED_IMAGES.values(), *SAMPLED_IMAGES.values(), *FEATURES.values(),

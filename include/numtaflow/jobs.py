@@ -25,10 +25,10 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, Callable
 
-from .catalog import COMMIT_MARKER, SCORING_STEPS, Artifact, RunLayout, step_record_key
+from .catalog import COMMIT_MARKER, RUN_OWNER, SCORING_STEPS, Artifact, RunLayout, step_record_key
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, JobExit, StepCommit, parse_commit
-from .storage import MissingCommit, Storage, StorageError, StorageRefused, safe_run_id
+from .storage import MissingCommit, PreconditionFailed, Storage, StorageError, StorageRefused, safe_run_id
 
 log = logging.getLogger("numtaflow")
 
@@ -230,6 +230,24 @@ def commit(context: StepContext, started: float, finished: float, summary: dict,
     })
 
 
+def claim_prefix(storage: Storage, layout: RunLayout, airflow_run_id: str) -> None:
+    """Make the run's prefix this run's (put-if-absent), or refuse the step when it holds another run id's
+    artifacts: a retry or re-run of the same run passes, ``exp:1`` after ``exp_1`` does not."""
+    key = layout.key(RUN_OWNER)
+    owner, _ = storage.read_with_etag(key)
+    if owner is None:
+        try:
+            storage.compare_and_set(key, {"run_id": airflow_run_id}, None)
+            return
+        except PreconditionFailed:  # a step of the other run claimed it first
+            owner, _ = storage.read_with_etag(key)
+    if not isinstance(owner, dict) or owner.get("run_id") != airflow_run_id:
+        holder = owner.get("run_id") if isinstance(owner, dict) else None
+        raise StepRefused(f"run id {airflow_run_id!r} maps to s3://{storage.bucket}/{layout.root}, which holds the "
+                          f"artifacts of run {holder!r} (s3://{storage.bucket}/{key}): trigger the run under "
+                          "another run id")
+
+
 def exit_status(error: Exception) -> JobExit:
     """Whether a retry can help: not for refused input or settings (``StepRefused``, and the ``ValueError``
     and ``FileNotFoundError`` of a bad input, weights file, contract or setting) nor for an earlier step
@@ -257,6 +275,7 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
 
         check_s3a_jars(context.settings)
         context.storage.check_bucket()  # wrong keys or a missing bucket: one sentence, not a traceback
+        claim_prefix(context.storage, context.layout, args.run_id)
         fingerprint = step_fingerprint(context, reuse) if reuse else None
         earlier = committed_with(context, fingerprint) if fingerprint and context.settings.reuse_steps else None
         if earlier:

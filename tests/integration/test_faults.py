@@ -3,6 +3,7 @@
 A step clears its prefix, writes, and commits with a marker last; readers require the marker.
 Here a featurize job is killed while writing, and the S3 server is stopped under a running job:
 each time no marker appears, the next step refuses to start, and a retry commits a complete output.
+A run id that maps to this run's prefix is refused before it touches it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from numtaflow.catalog import FEATURE_CACHE_PREFIX, FEATURES, SAMPLED_IMAGES
+from numtaflow.catalog import FEATURE_CACHE_PREFIX, FEATURES, RUN_OWNER, SAMPLED_IMAGES
 from numtaflow.contracts import JobExit
 from tests.conftest import ROOT, commit, layout, make_numtadb, read_parquet, run_job, upload_folder
 
@@ -111,3 +112,18 @@ def test_s3_stopped_mid_step_fails_cleanly_and_a_retry_after_it_is_back_succeeds
     retry = run_job("featurize", RUN_ID, sampled)
     assert retry.returncode == 0, (retry.stdout + retry.stderr)[-3000:]
     assert_complete_features(storage)
+
+
+def test_a_run_id_that_maps_to_another_runs_prefix_is_refused_and_writes_nothing(sampled, storage):
+    """``manual:_faults`` and ``manual__faults`` share the key-safe prefix ``manual__faults``: the run
+    that claimed it first keeps it, and the other is refused before it deletes or writes anything."""
+    before = {o["Key"]: o["ETag"] for o in storage.list_objects(RUN.root)}
+    assert storage.get_json(RUN.key(RUN_OWNER)) == {"run_id": RUN_ID}
+    other = run_job("sample", "manual:_faults", sampled)
+    output = other.stdout + other.stderr
+    assert other.returncode == JobExit.REFUSED, output[-3000:]
+    assert (f"run id 'manual:_faults' maps to s3://{storage.bucket}/{RUN.root}, which holds the artifacts of run "
+            f"'{RUN_ID}'") in output and "Traceback" not in output
+    assert {o["Key"]: o["ETag"] for o in storage.list_objects(RUN.root)} == before
+    again = run_job("sample", RUN_ID, sampled)  # the owner's re-run still passes
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
