@@ -232,20 +232,36 @@ def commit(context: StepContext, started: float, finished: float, summary: dict,
 
 def claim_prefix(storage: Storage, layout: RunLayout, airflow_run_id: str) -> None:
     """Make the run's prefix this run's (put-if-absent), or refuse the step when it holds another run id's
-    artifacts: a retry or re-run of the same run passes, ``exp:1`` after ``exp_1`` does not."""
+    artifacts: a retry or re-run of the same run passes, ``exp:1`` after ``exp_1`` does not. (A prefix
+    written before owners were recorded is claimed by the first run id that runs a step in it.)"""
     key = layout.key(RUN_OWNER)
-    owner, _ = storage.read_with_etag(key)
-    if owner is None:
+    where = f"s3://{storage.bucket}/{key}"
+
+    def owner() -> str | None:
+        try:
+            record, _ = storage.read_with_etag(key)
+        except ValueError:
+            record = {}
+        if record is not None and not (isinstance(record, dict) and isinstance(record.get("run_id"), str)):
+            raise StepRefused(f"{where} is not a run owner record ({{\"run_id\": ...}}): delete it if "
+                              f"s3://{storage.bucket}/{layout.root} holds the artifacts of run {airflow_run_id!r}")
+        return record and record["run_id"]
+
+    holder = owner()
+    if holder is None:
         try:
             storage.compare_and_set(key, {"run_id": airflow_run_id}, None)
             return
-        except PreconditionFailed:  # a step of the other run claimed it first
-            owner, _ = storage.read_with_etag(key)
-    if not isinstance(owner, dict) or owner.get("run_id") != airflow_run_id:
-        holder = owner.get("run_id") if isinstance(owner, dict) else None
-        raise StepRefused(f"run id {airflow_run_id!r} maps to s3://{storage.bucket}/{layout.root}, which holds the "
-                          f"artifacts of run {holder!r} (s3://{storage.bucket}/{key}): trigger the run under "
-                          "another run id")
+        except PreconditionFailed:  # another step claimed it first: whose run?
+            holder = owner()
+        if holder is None:
+            raise StorageError(f"{where} could not be claimed and holds no owner: a concurrent write failed")
+    if holder == airflow_run_id:
+        return
+    advice = (f"pass the run's Airflow id {holder!r}, not its key-safe form" if safe_run_id(holder) == airflow_run_id
+              else "trigger the run under another run id")
+    raise StepRefused(f"run id {airflow_run_id!r} maps to s3://{storage.bucket}/{layout.root}, which holds the "
+                      f"artifacts of run {holder!r} ({where}): {advice}")
 
 
 def exit_status(error: Exception) -> JobExit:

@@ -38,7 +38,8 @@ def safe_run_id(run_id: str) -> str:
     """Turn an Airflow run id (``manual__2026-01-01T00:00:00+00:00``) into a key segment.
 
     Hadoop paths reject ``:`` and S3 keys are clearer without ``+``; the mapping is
-    deterministic, so a retried task writes to the same prefix.
+    deterministic, so a retried task writes to the same prefix. It is not one-to-one (``exp:1`` and
+    ``exp_1`` meet): a run's first step claims the prefix (``jobs.claim_prefix``).
     """
     cleaned = _SAFE_ID.sub("_", run_id.strip()).strip("._")
     if not cleaned:
@@ -318,18 +319,26 @@ def _status_and_code(error: Exception) -> tuple[int | None, str | None]:
 
 
 def refuses_settings(error: Exception) -> bool:
-    """Whether S3 answered that the bucket is missing or the credentials are refused (not an outage)."""
+    """Whether the process has no credentials, or S3 answered that the bucket is missing or the
+    credentials are refused (not an outage)."""
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return True
     status, code = _status_and_code(error)
     return status in (403, 404) or code in MISSING_BUCKET + REFUSED_CREDENTIALS
 
 
 def describe_s3_error(error: Exception, endpoint: str, bucket: str) -> str:
     """One sentence naming the endpoint, the bucket and what was refused (never a credential)."""
-    from botocore.exceptions import EndpointConnectionError
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, PartialCredentialsError
 
     where = f"S3 at {endpoint or 'the AWS default endpoint'}, bucket {bucket!r}"
     if isinstance(error, EndpointConnectionError):
         return f"cannot reach {where}: is the server running? (`make s3-start` for the embedded one)"
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return (f"no credentials for {where} ({error}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the "
+                "environment of the process that runs the step")
     status, code = _status_and_code(error)
     if code is None:
         return f"{where}: {type(error).__name__}: {error}"

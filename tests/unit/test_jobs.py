@@ -1,10 +1,13 @@
+import json
+import re
+
 import pytest
 
-from numtaflow.catalog import SAMPLED_IMAGES
+from numtaflow.catalog import SAMPLED_IMAGES, RunLayout
 from numtaflow.contracts import ContractError, JobExit
 from numtaflow.data import InputError
 from numtaflow.features import WeightsNotFound
-from numtaflow.jobs import StepRefused, StepIncomplete, context_from_args, exit_status, parse_args
+from numtaflow.jobs import StepIncomplete, StepRefused, claim_prefix, context_from_args, exit_status, parse_args
 from numtaflow.storage import MissingCommit, PreconditionFailed, StorageError, StorageRefused
 
 
@@ -120,3 +123,58 @@ def test_no_step_reads_a_setting_its_reuse_ignores():
             readers = {str(path.relative_to(package)) for path in package.rglob("*.py")
                        if re.search(rf"\.{name}\b", path.read_text())}
             assert readers and not readers & modules, (step, name, readers)
+
+
+class OwnerStore:
+    """The two calls ``claim_prefix`` makes, on one object: its JSON value (or unreadable bytes), and an
+    optional rival whose claim lands between this step's read and its put-if-absent."""
+
+    bucket = "b"
+
+    def __init__(self, value=None, unreadable=False, rival=None):
+        self.value, self.unreadable, self.rival = value, unreadable, rival
+
+    def read_with_etag(self, key):
+        if self.unreadable:
+            raise json.JSONDecodeError("Expecting value", "", 0)
+        return self.value, "etag" if self.value is not None else None
+
+    def compare_and_set(self, key, value, expected_etag):
+        assert key == "runs/exp_1/run_id.json" and expected_etag is None
+        if self.rival is not None:
+            self.value = self.rival.get("run_id") and self.rival
+            raise PreconditionFailed("changed concurrently")
+        self.value = value
+        return "etag"
+
+
+RUN = RunLayout("b", "exp_1")
+
+
+def test_the_first_run_id_claims_its_prefix_and_its_retries_pass():
+    store = OwnerStore()
+    claim_prefix(store, RUN, "exp:1")
+    assert store.value == {"run_id": "exp:1"}
+    claim_prefix(store, RUN, "exp:1")  # a retry or re-run of the same run
+    claim_prefix(OwnerStore(rival={"run_id": "exp:1"}), RUN, "exp:1")  # its own other attempt got there first
+
+
+@pytest.mark.parametrize("store, run_id, refusal", [
+    (OwnerStore({"run_id": "exp:1"}), "exp+1", "run id 'exp+1' maps to s3://b/runs/exp_1/, which holds the artifacts "
+                                              "of run 'exp:1' (s3://b/runs/exp_1/run_id.json): trigger the run under "
+                                              "another run id"),
+    (OwnerStore({"run_id": "exp:1"}), "exp_1", "pass the run's Airflow id 'exp:1', not its key-safe form"),
+    (OwnerStore(rival={"run_id": "exp:1"}), "exp_1", "which holds the artifacts of run 'exp:1'"),
+    (OwnerStore(unreadable=True), "exp:1", "s3://b/runs/exp_1/run_id.json is not a run owner record"),
+    (OwnerStore(["exp:1"]), "exp:1", "s3://b/runs/exp_1/run_id.json is not a run owner record"),
+])
+def test_a_run_id_meeting_another_runs_prefix_is_refused_with_the_owner_named(store, run_id, refusal):
+    with pytest.raises(StepRefused, match=re.escape(refusal)):
+        claim_prefix(store, RUN, run_id)
+    assert exit_status(StepRefused(refusal)) is JobExit.REFUSED
+
+
+def test_a_claim_lost_to_a_write_that_left_no_owner_is_retried():
+    with pytest.raises(StorageError, match="could not be claimed") as failure:
+        claim_prefix(OwnerStore(rival={}), RUN, "exp:1")
+    assert exit_status(failure.value) is JobExit.FAILED

@@ -47,7 +47,7 @@ def test_the_catalog_declares_each_artifact_once_and_serves_only_declared_names(
 
 
 def test_s3_errors_name_the_endpoint_the_bucket_and_what_was_refused():
-    from botocore.exceptions import ClientError, EndpointConnectionError
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     from numtaflow.storage import describe_s3_error, refuses_settings
 
@@ -62,6 +62,9 @@ def test_s3_errors_name_the_endpoint_the_bucket_and_what_was_refused():
     assert refuses_settings(refused("InvalidAccessKeyId", 403)) and refuses_settings(refused("NoSuchBucket", 404))
     assert not refuses_settings(refused("SlowDown", 503)) and not refuses_settings(refused("InternalError", 500))
     assert not refuses_settings(EndpointConnectionError(endpoint_url="http://x:1"))
+    missing = NoCredentialsError()  # no keys in the step's environment at all
+    assert refuses_settings(missing) and "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in describe_s3_error(
+        missing, "http://s3:9000", "b")
 
 
 def stubbed_storage(**settings):
