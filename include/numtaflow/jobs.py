@@ -28,7 +28,7 @@ from typing import Any, Callable
 from .catalog import COMMIT_MARKER, RUN_OWNER, SCORING_STEPS, Artifact, RunLayout, step_record_key
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, JobExit, StepCommit, parse_commit
-from .storage import MissingCommit, PreconditionFailed, Storage, StorageError, StorageRefused, safe_run_id
+from .storage import MissingCommit, Storage, StorageError, StorageRefused, safe_run_id
 
 log = logging.getLogger("numtaflow")
 
@@ -239,21 +239,21 @@ def claim_prefix(storage: Storage, layout: RunLayout, airflow_run_id: str) -> No
 
     def owner() -> str | None:
         try:
-            record, _ = storage.read_with_etag(key)
+            record = storage.get_json(key)
+        except FileNotFoundError:
+            return None
         except ValueError:
-            record = {}
-        if record is not None and not (isinstance(record, dict) and isinstance(record.get("run_id"), str)):
+            record = None
+        if not (isinstance(record, dict) and isinstance(record.get("run_id"), str)):
             raise StepRefused(f"{where} is not a run owner record ({{\"run_id\": ...}}): delete it if "
                               f"s3://{storage.bucket}/{layout.root} holds the artifacts of run {airflow_run_id!r}")
-        return record and record["run_id"]
+        return record["run_id"]
 
     holder = owner()
     if holder is None:
-        try:
-            storage.compare_and_set(key, {"run_id": airflow_run_id}, None)
+        if storage.put_if_absent(key, {"run_id": airflow_run_id}):
             return
-        except PreconditionFailed:  # another step claimed it first: whose run?
-            holder = owner()
+        holder = owner()  # another step claimed it first: whose run?
         if holder is None:
             raise StorageError(f"{where} could not be claimed and holds no owner: a concurrent write failed")
     if holder == airflow_run_id:

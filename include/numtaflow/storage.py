@@ -192,8 +192,7 @@ class Storage:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as error:
-            failure = StorageRefused if refuses_settings(error) else StorageError
-            raise failure(describe_s3_error(error, self.settings.s3_endpoint, self.bucket)) from None
+            raise s3_failure(error, self.settings.s3_endpoint, self.bucket) from None
 
     # --- conditional writes (atomic pointers) --------------------------------------------
     def read_with_etag(self, key: str) -> tuple[Any | None, str | None]:
@@ -318,37 +317,30 @@ def _status_and_code(error: Exception) -> tuple[int | None, str | None]:
     return status, error.response.get("Error", {}).get("Code") or (str(status) if status else None)
 
 
-def refuses_settings(error: Exception) -> bool:
-    """Whether the process has no credentials, or S3 answered that the bucket is missing or the
-    credentials are refused (not an outage)."""
-    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
-
-    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
-        return True
-    status, code = _status_and_code(error)
-    return status in (403, 404) or code in MISSING_BUCKET + REFUSED_CREDENTIALS
-
-
-def describe_s3_error(error: Exception, endpoint: str, bucket: str) -> str:
-    """One sentence naming the endpoint, the bucket and what was refused (never a credential)."""
+def s3_failure(error: Exception, endpoint: str, bucket: str) -> StorageError:
+    """The error to raise for a failed S3 request: one sentence naming the endpoint, the bucket and what
+    was refused (never a credential); a ``StorageRefused`` when the settings must change (no credentials,
+    refused ones, no bucket), which a retry would meet again, not an outage."""
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError, PartialCredentialsError
 
     where = f"S3 at {endpoint or 'the AWS default endpoint'}, bucket {bucket!r}"
     if isinstance(error, EndpointConnectionError):
-        return f"cannot reach {where}: is the server running? (`make s3-start` for the embedded one)"
+        return StorageError(f"cannot reach {where}: is the server running? (`make s3-start` for the embedded one)")
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
-        return (f"no credentials for {where} ({error}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the "
-                "environment of the process that runs the step")
+        return StorageRefused(f"no credentials for {where} ({error}): set AWS_ACCESS_KEY_ID and "
+                              "AWS_SECRET_ACCESS_KEY in the environment of the process that runs the step")
     status, code = _status_and_code(error)
     if code is None:
-        return f"{where}: {type(error).__name__}: {error}"
+        return StorageError(f"{where}: {type(error).__name__}: {error}")
     operation = getattr(error, "operation_name", "a request")
     if status == 404 or code in MISSING_BUCKET:
-        return f"{where}: the bucket does not exist ({operation} answered {code}); create it or set NUMTAFLOW_BUCKET"
+        return StorageRefused(f"{where}: the bucket does not exist ({operation} answered {code}); create it or "
+                              "set NUMTAFLOW_BUCKET")
     if status == 403 or code in REFUSED_CREDENTIALS:
-        return (f"{where} refused the credentials ({operation} answered {code}): check AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY in the environment of the process that runs the step")
-    return f"{where}: {operation} failed with {code}"
+        return StorageRefused(f"{where} refused the credentials ({operation} answered {code}): check "
+                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment of the process that "
+                              "runs the step")
+    return StorageError(f"{where}: {operation} failed with {code}")
 
 
 def make_client(settings: Settings):

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from numtaflow.catalog import SAMPLED_IMAGES, RunLayout
+from numtaflow.catalog import RUN_OWNER, SAMPLED_IMAGES, RunLayout
 from numtaflow.contracts import ContractError, JobExit
 from numtaflow.data import InputError
 from numtaflow.features import WeightsNotFound
@@ -134,18 +134,20 @@ class OwnerStore:
     def __init__(self, value=None, unreadable=False, rival=None):
         self.value, self.unreadable, self.rival = value, unreadable, rival
 
-    def read_with_etag(self, key):
+    def get_json(self, key):
         if self.unreadable:
             raise json.JSONDecodeError("Expecting value", "", 0)
-        return self.value, "etag" if self.value is not None else None
+        if self.value is None:
+            raise FileNotFoundError(key)
+        return self.value
 
-    def compare_and_set(self, key, value, expected_etag):
-        assert key == "runs/exp_1/run_id.json" and expected_etag is None
+    def put_if_absent(self, key, value):
+        assert key == RUN.key(RUN_OWNER)
         if self.rival is not None:
             self.value = self.rival.get("run_id") and self.rival
-            raise PreconditionFailed("changed concurrently")
+            return False
         self.value = value
-        return "etag"
+        return True
 
 
 RUN = RunLayout("b", "exp_1")
@@ -160,13 +162,13 @@ def test_the_first_run_id_claims_its_prefix_and_its_retries_pass():
 
 
 @pytest.mark.parametrize("store, run_id, refusal", [
-    (OwnerStore({"run_id": "exp:1"}), "exp+1", "run id 'exp+1' maps to s3://b/runs/exp_1/, which holds the artifacts "
-                                              "of run 'exp:1' (s3://b/runs/exp_1/run_id.json): trigger the run under "
+    (OwnerStore({"run_id": "exp:1"}), "exp+1", f"run id 'exp+1' maps to s3://b/{RUN.root}, which holds the artifacts "
+                                              f"of run 'exp:1' (s3://b/{RUN.key(RUN_OWNER)}): trigger the run under "
                                               "another run id"),
     (OwnerStore({"run_id": "exp:1"}), "exp_1", "pass the run's Airflow id 'exp:1', not its key-safe form"),
     (OwnerStore(rival={"run_id": "exp:1"}), "exp_1", "which holds the artifacts of run 'exp:1'"),
-    (OwnerStore(unreadable=True), "exp:1", "s3://b/runs/exp_1/run_id.json is not a run owner record"),
-    (OwnerStore(["exp:1"]), "exp:1", "s3://b/runs/exp_1/run_id.json is not a run owner record"),
+    (OwnerStore(unreadable=True), "exp:1", f"s3://b/{RUN.key(RUN_OWNER)} is not a run owner record"),
+    (OwnerStore(["exp:1"]), "exp:1", f"s3://b/{RUN.key(RUN_OWNER)} is not a run owner record"),
 ])
 def test_a_run_id_meeting_another_runs_prefix_is_refused_with_the_owner_named(store, run_id, refusal):
     with pytest.raises(StepRefused, match=re.escape(refusal)):

@@ -49,7 +49,13 @@ def test_the_catalog_declares_each_artifact_once_and_serves_only_declared_names(
 def test_s3_errors_name_the_endpoint_the_bucket_and_what_was_refused():
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-    from numtaflow.storage import describe_s3_error, refuses_settings
+    from numtaflow.storage import StorageRefused, s3_failure
+
+    def describe_s3_error(error, endpoint, bucket):
+        return str(s3_failure(error, endpoint, bucket))
+
+    def refuses_settings(error):
+        return isinstance(s3_failure(error, "http://s3:9000", "b"), StorageRefused)
 
     def refused(code, status):
         return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadBucket")
