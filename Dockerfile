@@ -6,6 +6,9 @@ USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
  && rm -rf /var/lib/apt/lists/*
+# owned by the user tasks run as: KERAS_HOME's named volume takes its owner from this folder, so a
+# downloaded weights file can be saved there for the workers
+RUN install -d -o airflow -g root /opt/numtaflow /opt/numtaflow/jars /opt/numtaflow/keras
 ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
 
 USER airflow
@@ -13,14 +16,15 @@ COPY --chown=airflow:root requirements.txt constraints.txt /opt/numtaflow/
 RUN grep -v '^apache-airflow==' /opt/numtaflow/requirements.txt > /tmp/requirements.txt \
  && pip install --no-cache-dir -r /tmp/requirements.txt -c /opt/numtaflow/constraints.txt
 # hadoop-aws + AWS SDK bundle for s3a (the same jars the embedded setup uses)
-RUN mkdir -p /opt/numtaflow/jars /tmp/sdist \
+RUN mkdir -p /tmp/sdist \
  && pip download --no-deps --no-binary :all: sagemaker_pyspark==1.4.5 -d /tmp/sdist \
  && tar xzf /tmp/sdist/sagemaker_pyspark-1.4.5.tar.gz -C /opt/numtaflow/jars --strip-components=3 \
       sagemaker_pyspark-1.4.5/deps/jars/hadoop-aws-3.3.1.jar \
       sagemaker_pyspark-1.4.5/deps/jars/aws-java-sdk-bundle-1.11.901.jar \
  && rm -rf /tmp/sdist
 COPY --chown=airflow:root . /opt/numtaflow/src
-RUN pip install --no-cache-dir --no-deps /opt/numtaflow/src
+# editable, as `make setup` installs it: the package finds spark_jobs/ beside it in the checkout
+RUN pip install --no-cache-dir --no-deps -e /opt/numtaflow/src
 ENV NUMTAFLOW_SPARK_JARS=/opt/numtaflow/jars \
     NUMTAFLOW_CLASS_ARCHIVE_DIR=/opt/numtaflow/jvm \
     SPARK_HOME=/home/airflow/.local/lib/python3.11/site-packages/pyspark \

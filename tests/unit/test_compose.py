@@ -58,8 +58,31 @@ def test_settings_and_paths_exist(compose):
     for key in ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER"):
         relative = airflow_env[key].removeprefix("/opt/numtaflow/src/")
         assert (ROOT / relative).is_dir(), key
-    for name in ("spark-master", "spark-worker"):
-        assert compose["services"][name]["command"][0] == "spark-class"
+    assert compose["services"]["spark-worker"]["volumes"] == compose["x-airflow-common"]["volumes"], \
+        "executors must see the paths the drivers name"
+
+
+def test_project_image_commands_survive_its_entrypoint(compose):
+    """apache/airflow's entrypoint runs a command other than bash or python as `airflow <command>`:
+    a service of this image that runs anything else must replace the entrypoint."""
+    for name, service in compose["services"].items():
+        if service.get("image") != "numtaflow:latest":
+            continue
+        command = service.get("command", [])
+        if "entrypoint" in service:
+            assert service["entrypoint"][0] == "/usr/bin/dumb-init", f"{name} loses the image's init process"
+        else:
+            assert command and command[0] in ("airflow", "bash", "python"), f"{name} would run `airflow {command}`"
+
+
+def test_the_image_holds_no_secret_and_finds_its_jobs(compose):
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    secret_files = [Path(spec["file"].split(":-")[-1].rstrip("}")).name for spec in compose["secrets"].values()]
+    for secret in [".env", *secret_files]:
+        assert secret in ignored, f"{secret} would be copied into an image layer"
+    # installed in place, the package resolves PROJECT_ROOT (and spark_jobs/) to the copied checkout;
+    # a plain install would put it in site-packages, far from spark_jobs/
+    assert "pip install --no-cache-dir --no-deps -e /opt/numtaflow/src" in (ROOT / "Dockerfile").read_text()
 
 
 def test_no_literal_secrets_and_ports_on_loopback(compose):
