@@ -19,6 +19,7 @@ import os
 import posixpath
 import re
 import tempfile
+import lzma
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -84,6 +85,17 @@ def detect_layout(files: Iterable[ListedFile], has_csv: bool) -> str:
         "no labels found: expected a NumtaDB CSV beside the folder (e.g. training-a.csv), "
         "a CSV inside it, or one sub-folder per class (0/ … 9/)"
     )
+
+
+def csv_named_folder(files: Iterable[ListedFile]) -> str | None:
+    """The folder an input's only CSV is named after (``training-a/`` beside ``training-a.csv``: a NumtaDB
+    download one level up, or a zip of one), whose files that CSV names; None for any other input."""
+    paths = [f.relative_path for f in files]
+    csvs = [path for path in paths if is_csv(path)]
+    if len(csvs) != 1:
+        return None
+    folder = csvs[0][: -len(".csv")]
+    return folder if any(path.startswith(folder + "/") for path in paths) else None
 
 
 def manifest_from_csv(csv_frame: pd.DataFrame, files: Iterable[ListedFile], root_uri: str) -> pd.DataFrame:
@@ -176,10 +188,10 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         raise OSError("encrypted in its archive: it needs a password")
     try:
         return archive.read(info)
-    except (zipfile.BadZipFile, zlib.error) as error:
-        raise OSError(f"damaged in its archive: {error}") from None
     except NotImplementedError as error:
         raise OSError(f"unreadable in its archive: {error}") from None
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as error:  # bz2: OSError
+        raise OSError(f"damaged in its archive: {error or type(error).__name__}") from None
 
 
 def member_name(info: zipfile.ZipInfo) -> str:
@@ -320,10 +332,21 @@ def open_zip(uri: str, storage: Storage | None) -> zipfile.ZipFile:
     where it is, one in S3 through a temporary copy (deleted once the archive is no longer referenced)."""
     scheme, _, key = split_uri(uri)
     if scheme == "file":
-        return zipfile.ZipFile(_existing_file(uri, storage)[1])
+        return zip_archive(_existing_file(uri, storage)[1])
     copy = tempfile.TemporaryFile()
     download(uri, storage, copy)
-    return zipfile.ZipFile(copy)
+    return zip_archive(copy)
+
+
+def zip_archive(file: str | BinaryIO) -> zipfile.ZipFile:
+    """``file`` opened as a zip archive; ``InputError`` when it is not one (a damaged central directory
+    raises more than ``BadZipFile``)."""
+    try:
+        return zipfile.ZipFile(file)
+    except zipfile.BadZipFile:
+        raise InputError("not a readable zip archive") from None
+    except (NotImplementedError, ValueError, EOFError) as error:
+        raise InputError(f"not a readable zip archive ({error or type(error).__name__})") from None
 
 
 def _existing_file(uri: str, storage: Storage | None) -> tuple[pafs.FileSystem, str]:
@@ -343,6 +366,11 @@ def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "stag
     if is_zip(uri):
         uri = stage_zip(uri, _require(storage), staging_prefix)
     files = list_files(uri, storage)
+    folder = csv_named_folder(files)
+    if folder:
+        uri = f"{uri.rstrip('/')}/{folder}"
+        files = [ListedFile(f.relative_path[len(folder) + 1:], f.size) for f in files
+                 if f.relative_path.startswith(folder + "/")]
     csv_uri = _find_csv(uri, files, storage)
     if csv_uri is None:
         files = [f for f in files if not is_csv(f.relative_path)]
@@ -374,9 +402,9 @@ def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: 
         if storage.exists(root + "_EXTRACTED"):
             return f"s3://{storage.bucket}/{root}{_zip_root(storage, root)}".rstrip("/")
         try:
-            archive = zipfile.ZipFile(copy)
-        except zipfile.BadZipFile:
-            raise InputError(f"{uri} is not a readable zip archive") from None
+            archive = zip_archive(copy)
+        except InputError as error:
+            raise InputError(f"{uri}: {error}") from None
         with archive:
             members = safe_zip_members(archive, max_total_bytes)
             if not members:

@@ -61,8 +61,8 @@ def inspect_image(content: bytes | None, max_pixels: int) -> ImageInfo:
         return ImageInfo(None, None, None, "not an image (unrecognised format)", sha256=digest)
     except Image.DecompressionBombError as error:
         return ImageInfo(None, None, None, f"image too large: {error}", sha256=digest)
-    except (OSError, SyntaxError, ValueError) as error:
-        return ImageInfo(None, None, None, f"cannot decode: {error}", sha256=digest)
+    except Exception as error:  # Pillow's decoders raise TypeError, IndexError, struct.error... on damaged files
+        return ImageInfo(None, None, None, f"cannot decode: {error or type(error).__name__}", sha256=digest)
 
 
 def unusable(gray: np.ndarray) -> str | None:
@@ -101,7 +101,7 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    if image.mode in ("I;16", "I", "F"):
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # I;16B: a big-endian 16-bit TIFF
         array = np.asarray(image, dtype=np.float32)
         if not np.isfinite(array).all():
             raise ValueError("pixel values are not finite (NaN or infinity)")

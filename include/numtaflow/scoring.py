@@ -5,7 +5,6 @@ images a person should review)."""
 
 from __future__ import annotations
 
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -88,10 +87,7 @@ def archive_images(path: str, storage: Storage | None, max_total_bytes: int) -> 
     """The image files inside a zip archive, each read from it when scored (nothing is extracted), and
     the names of all its members; the whole archive is refused for a member that would escape it or a
     declared size above ``max_total_bytes``."""
-    try:
-        archive = open_zip(path, storage)
-    except zipfile.BadZipFile:
-        raise InputError("not a readable zip archive") from None
+    archive = open_zip(path, storage)
     members = {member_name(info): info for info in safe_zip_members(archive, max_total_bytes)}
     images = [ImageFile(f"{path}/{name}", partial(read_member, archive, info))
               for name, info in sorted(members.items()) if is_image_name(name)]

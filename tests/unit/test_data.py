@@ -128,6 +128,19 @@ def test_resolve_local_numtadb_folder(tmp_path):
     assert [f.relative_path for f in dataset.files] == ["x1.png"]
 
 
+def test_resolve_a_download_holding_one_numtadb_folder_and_its_csv(tmp_path):
+    """Kaggle's layout one level up (training-a/ with training-a.csv beside it), as a folder or a zip
+    of one: the CSV's names are relative to the folder it is named after."""
+    (tmp_path / "training-x").mkdir()
+    (tmp_path / "training-x" / "x1.png").write_bytes(b"1")
+    (tmp_path / "training-x.csv").write_text("filename,digit\nx1.png,4\n")
+    dataset = resolve_input(str(tmp_path), None)
+    assert (dataset.layout, dataset.root_uri) == ("numtadb", str(tmp_path / "training-x"))
+    assert dataset.csv_uri == str(tmp_path / "training-x.csv")
+    assert manifest_from_csv(dataset.csv_frame, dataset.files, dataset.root_uri)[["image_id", "in_csv", "has_file"]
+                                                                                 ].values.tolist() == [["x1.png", True, True]]
+
+
 def test_resolve_reports_missing_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         resolve_input(str(tmp_path / "nope"), None)
@@ -202,3 +215,33 @@ def test_a_zip_with_a_member_it_cannot_give_is_refused_before_anything_is_staged
     with pytest.raises(InputError, match=f"zip {archive}: scans/b.png cannot be extracted: encrypted in its archive"):
         stage_zip(str(archive), bucket, "staging/")
     assert not any(key.endswith("_EXTRACTED") for key in bucket.objects)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_a_damaged_member_is_named_whatever_its_compression(tmp_path, method):
+    import random
+
+    from numtaflow.data import read_member
+
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w", compression=method) as out:
+        out.writestr("a.png", random.Random(1).randbytes(4000))
+    content = bytearray(archive.read_bytes())
+    for offset in range(60, 200):  # the compressed stream, after the local header
+        content[offset] ^= 0x5A
+    archive.write_bytes(bytes(content))
+    with zipfile.ZipFile(archive) as damaged, pytest.raises(OSError, match="in its archive"):
+        read_member(damaged, damaged.infolist()[0])
+
+
+def test_an_archive_zipfile_cannot_open_is_an_input_error_naming_why(tmp_path):
+    from numtaflow.data import zip_archive
+
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("a.png", b"1")
+    content = bytearray(archive.read_bytes())
+    content[content.rindex(b"PK\x01\x02") + 6] = 95  # "version needed to extract": 9.5, which Python lacks
+    archive.write_bytes(bytes(content))
+    with pytest.raises(InputError, match=r"not a readable zip archive \(zip file version 9.5\)"):
+        zip_archive(str(archive))

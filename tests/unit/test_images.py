@@ -1,5 +1,6 @@
 import hashlib
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -122,3 +123,24 @@ def test_augmented_view_keeps_size_and_paper_and_is_reproducible():
     np.testing.assert_array_equal(first, second)
     assert first.shape == gray.shape and first[0, 0] == 255.0 and first.min() < 50
     assert not np.array_equal(first, augment(gray, view_rng("k", 2)))
+
+
+def test_a_damaged_file_is_reported_whatever_pillow_raises():
+    """Pillow's decoders raise TypeError, IndexError, struct.error... on cut-off multi-page files:
+    each is one file's reason, never an error that stops the step."""
+    pages = [digit(ink=ink) for ink in (0, 40)]
+    out = io.BytesIO()
+    pages[0].save(out, format="TIFF", save_all=True, append_images=pages[1:])
+    whole = out.getvalue()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns of the corrupt tags it skips
+        reasons = [inspect_image(whole[:cut], 10_000).error for cut in range(8, len(whole))]
+    assert sum(bool(reason and reason.startswith("cannot decode")) for reason in reasons) > len(reasons) // 2
+
+
+@pytest.mark.parametrize("mode, dtype", [("I;16", "<u2"), ("I;16B", ">u2")])
+def test_sixteen_bit_scans_keep_their_grey_levels_in_either_byte_order(mode, dtype):
+    pixels = np.full((30, 30), 4000, dtype=dtype)
+    pixels[8:22, 12:16] = 500  # 12-bit scanner levels: far above 255
+    info = inspect_image(encode(Image.frombytes(mode, (30, 30), pixels.tobytes()), "TIFF"), 10_000)
+    assert (info.mode, info.error, info.excluded) == (mode, None, None)
