@@ -220,10 +220,17 @@ def run_evidence(storage: Storage, run_id: str) -> tuple[dict, dict]:
 
 
 def version_of_run(storage: Storage, run_id: str) -> ModelVersion:
-    """An evaluated run's model as a version-to-be, from the run's own evidence."""
+    """An evaluated run's model as a version-to-be, from the run's own evidence; refused unless it is the
+    very model that evidence judged (a run trained again since, or being trained, holds another)."""
     metrics, record = run_evidence(storage, run_id)
-    return candidate_version(storage, RunLayout(storage.bucket, run_id), metrics, record["settings"],
-                             Featurizer(**record["featurizer"]), record["sample"]["eval"]["ids_sha256"])
+    candidate = candidate_version(storage, RunLayout(storage.bucket, run_id), metrics, record["settings"],
+                                  Featurizer(**record["featurizer"]), record["sample"]["eval"]["ids_sha256"])
+    judged = metrics.get("gate", {}).get("candidate_version")
+    if candidate.version != judged:
+        raise RegistryError(f"run {run_id} holds model version {candidate.version}, not the version {judged} its "
+                            "evaluation judged: it was trained again since (or is being); let the run finish "
+                            "evaluate, then promote it")
+    return candidate
 
 
 # --- changing the pointer --------------------------------------------------------------------
@@ -269,6 +276,9 @@ def switch_champion(storage: Storage, choose: Callable[[Champion | None], Choice
         if chosen is None:
             return None
         version, action, reasons = chosen
+        if not version.pipeline_uri:  # the scoring half serves the pipeline: without one nothing could score
+            raise RegistryError(f"model version {version.version} (run {version.run_id}) was saved without its "
+                                "pipeline and cannot serve; promote a run trained since pipelines are saved")
         # no pointer, or a broken one being repaired: the history's last entry is what it served, and
         # the sequence goes on from there instead of overwriting the first entries
         before = current.model_dump(mode="json") if current else last_change(storage) or {}
@@ -291,12 +301,33 @@ def promote_run(storage: Storage, run_id: str, reason: str) -> Champion:
     return switch_champion(storage, lambda current: (version, "promote", [reason]), "models promote", repair=True)
 
 
+def rollback_target(changes: list[dict]) -> str | None:
+    """The version a plain rollback serves, from the champion's history (oldest change first): the one
+    that served before the current version, where each rollback took back the promotions it undid, so
+    that rolling back twice goes back two promotions instead of swapping the last two versions."""
+    served: list[str] = []
+    for change in changes:
+        version = change["version"]
+        if change["action"] == "rollback" and version in served:
+            del served[len(served) - served[::-1].index(version):]
+        elif not served or served[-1] != version:
+            served.append(version)
+    return served[-2] if len(served) > 1 else None
+
+
 def rollback(storage: Storage, reason: str, version: str | None = None) -> Champion:
-    """Point the champion at ``version``, or back at the version that served before the current one,
-    decided on the pointer as it is when the compare-and-set succeeds (a promotion landing meanwhile
-    is what gets rolled back, never overwritten unseen). Naming a version also repairs a broken pointer."""
+    """Point the champion at ``version``, or back at the version that served before the current one
+    (``rollback_target``), decided on the pointer as it is when the compare-and-set succeeds (a promotion
+    landing meanwhile is what gets rolled back, never overwritten unseen). Naming a version also repairs a
+    broken pointer."""
+    def earlier(current: Champion) -> str | None:
+        changes = history(storage)
+        if changes and changes[-1]["version"] == current.version:
+            return rollback_target(changes)
+        return current.previous_version  # the history lags the pointer (a change that stopped before logging it)
+
     def previous(current: Champion | None) -> Choice:
-        target = version or (current.previous_version if current else None)
+        target = version or (earlier(current) if current else None)
         if not target:
             raise RegistryError("nothing to roll back to: the champion has no earlier version "
                                 "(name one: `models rollback VERSION`, or a run: `models promote RUN`)")

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from numtaflow.catalog import CHAMPION_KEY, MODEL, REGISTRY_PREFIX, RUNS_PREFIX, RunLayout
+from numtaflow.catalog import CHAMPION_KEY, LINEAGE, METRICS, MODEL, PIPELINE, REGISTRY_PREFIX, RUNS_PREFIX, RunLayout
 from numtaflow.contracts import Featurizer
-from numtaflow.registry import (RegistryError, candidate_version, history, read_champion, read_index, read_version,
-                                register, rollback, switch_champion, update_index, version_prefix)
+from numtaflow.registry import (RegistryError, candidate_version, history, promote_run, read_champion, read_index,
+                                read_version, register, rollback, switch_champion, update_index, version_prefix)
 from numtaflow.storage import PreconditionFailed
 
 pytestmark = pytest.mark.integration
@@ -33,12 +33,14 @@ def storage(s3_env):
     return registry
 
 
-def trained(storage, run_id: str, accuracy: float, weights: bytes | None = None):
-    """A run whose train step saved a (stand-in) model, as a candidate version."""
+def trained(storage, run_id: str, accuracy: float, weights: bytes | None = None, pipeline: bool = True):
+    """A run whose train step saved a (stand-in) model and its pipeline, as a candidate version."""
     layout = RunLayout(storage.bucket, run_id)
     weights = weights or run_id.encode()
     for name in ("metadata/part-00000", "data/part-00000.parquet"):
         storage.put_bytes(f"{layout.key(MODEL)}/{name}", weights + name.encode())
+        if pipeline:
+            storage.put_bytes(f"{layout.key(PIPELINE)}/{name}", weights + b"pipeline" + name.encode())
     return candidate_version(storage, layout, {"accuracy": accuracy, "f1": accuracy}, {"seed": 1}, FEATURIZER,
                              "ids")
 
@@ -101,6 +103,38 @@ def test_rollback_points_at_the_earlier_version_which_is_still_there(storage):
     assert read_version(storage, second.version).run_id == "second"  # versions are never deleted
     with pytest.raises(RegistryError, match="does not exist"):
         rollback(storage, "typo", version="0123456789abcdef")
+
+
+def test_rollbacks_go_back_one_promotion_each_and_stop_at_the_first(storage):
+    first, second, third = (promote_if_better(storage, trained(storage, run, accuracy))
+                            for run, accuracy in (("first", 0.7), ("second", 0.8), ("third", 0.9)))
+    assert rollback(storage, "third is bad").version == second.version
+    assert rollback(storage, "second is bad too").version == first.version  # not back to third
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        rollback(storage, "and first?")
+    assert read_champion(storage)[0].version == first.version
+
+
+def test_a_version_without_its_pipeline_never_serves(storage):
+    served = promote_if_better(storage, trained(storage, "with_pipeline", 0.8))
+    with pytest.raises(RegistryError, match="without its pipeline"):
+        promote_if_better(storage, trained(storage, "model_only", 0.9, pipeline=False))
+    assert read_champion(storage)[0].version == served.version
+
+
+def test_promote_serves_only_the_model_its_run_evaluation_judged(storage):
+    judged = trained(storage, "retrained", 0.9)
+    layout = RunLayout(storage.bucket, "retrained")
+    storage.put_json(layout.key(METRICS), {"accuracy": 0.9, "f1": 0.9, "gate": {"candidate_version": judged.version}})
+    storage.put_json(layout.key(LINEAGE), {"settings": {"seed": 1}, "featurizer": FEATURIZER.model_dump(),
+                                           "sample": {"eval": {"ids_sha256": "ids"}}})
+    storage.delete_prefix(layout.prefix("train"))  # train runs again: its folder is emptied, then rewritten
+    with pytest.raises(RegistryError, match=f"not the version {judged.version} its evaluation judged"):
+        promote_run(storage, "retrained", "mid re-train")
+    trained(storage, "retrained", 0.9, weights=b"other settings")
+    with pytest.raises(RegistryError, match="trained again since"):
+        promote_run(storage, "retrained", "before its evaluate")
+    assert read_champion(storage) == (None, None)  # (promoting the judged bytes: test_jobs, on a real run)
 
 
 @pytest.mark.parametrize("content", [b"{not json", b'{"run_id": "x", "model_uri": "s3://b/k"}'])
