@@ -357,7 +357,7 @@ def cmd_models_show(args: argparse.Namespace) -> None:
 
 def cmd_models_change(args: argparse.Namespace) -> None:
     """``models promote RUN`` or ``models rollback [VERSION]``: compare-and-set on the champion pointer."""
-    from .registry import RegistryError, promote_run, rollback
+    from .registry import RegistryError, promote_run, read_champion, rollback
 
     storage = Storage(Settings.from_env())
     reason = args.reason or f"manual {args.action} by {os.environ.get('USER', 'an operator')}"
@@ -366,6 +366,10 @@ def cmd_models_change(args: argparse.Namespace) -> None:
                    else rollback(storage, reason, args.version))
     except RegistryError as error:
         raise SystemExit(f"models {args.action}: {error}") from None
+    if pointer is None:
+        champion = read_champion(storage)[0]
+        print(f"version {champion.version} of run {champion.run_id} serves already: nothing changed")
+        return
     print(f"champion is now version {pointer.version} of run {pointer.run_id} (was version "
           f"{pointer.previous_version} of run {pointer.previous_run_id}): {reason}")
 

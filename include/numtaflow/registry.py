@@ -276,6 +276,8 @@ def switch_champion(storage: Storage, choose: Callable[[Champion | None], Choice
         if chosen is None:
             return None
         version, action, reasons = chosen
+        if current and current.version == version.version:  # already serving: a change would only add history
+            return None
         if not version.pipeline_uri:  # the scoring half serves the pipeline: without one nothing could score
             raise RegistryError(f"model version {version.version} (run {version.run_id}) was saved without its "
                                 "pipeline and cannot serve; promote a run trained since pipelines are saved")
@@ -294,9 +296,9 @@ def switch_champion(storage: Storage, choose: Callable[[Champion | None], Choice
     return Champion.model_validate(pointer)
 
 
-def promote_run(storage: Storage, run_id: str, reason: str) -> Champion:
+def promote_run(storage: Storage, run_id: str, reason: str) -> Champion | None:
     """Manual promotion of an evaluated run's model (registered as a version first); also repairs a
-    broken pointer."""
+    broken pointer. None when that version serves already."""
     version = register(storage, version_of_run(storage, run_id), run_evidence(storage, run_id))
     return switch_champion(storage, lambda current: (version, "promote", [reason]), "models promote", repair=True)
 
@@ -315,11 +317,11 @@ def rollback_target(changes: list[dict]) -> str | None:
     return served[-2] if len(served) > 1 else None
 
 
-def rollback(storage: Storage, reason: str, version: str | None = None) -> Champion:
+def rollback(storage: Storage, reason: str, version: str | None = None) -> Champion | None:
     """Point the champion at ``version``, or back at the version that served before the current one
     (``rollback_target``), decided on the pointer as it is when the compare-and-set succeeds (a promotion
     landing meanwhile is what gets rolled back, never overwritten unseen). Naming a version also repairs a
-    broken pointer."""
+    broken pointer. None when ``version`` serves already."""
     def earlier(current: Champion) -> str | None:
         changes = history(storage)
         if changes and changes[-1]["version"] == current.version:

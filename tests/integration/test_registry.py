@@ -113,6 +113,9 @@ def test_rollbacks_go_back_one_promotion_each_and_stop_at_the_first(storage):
     with pytest.raises(RegistryError, match="nothing to roll back to"):
         rollback(storage, "and first?")
     assert read_champion(storage)[0].version == first.version
+    changes = len(history(storage))
+    assert rollback(storage, "to what serves", version=first.version) is None  # nothing to change, nor to log
+    assert len(history(storage)) == changes
 
 
 def test_a_version_without_its_pipeline_never_serves(storage):
