@@ -1,8 +1,8 @@
 """Spark configuration from settings: one place for s3a, Arrow and worker settings.
 
-Credentials are never part of this configuration. Spark copies ``AWS_ACCESS_KEY_ID`` and
-``AWS_SECRET_ACCESS_KEY`` from the submitting process's environment into ``fs.s3a.*``, so
-they appear in no command line and no task log.
+Credentials are never part of this configuration. Spark copies ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN`` from the submitting process's environment into
+``fs.s3a.*``, so they appear in no command line and no task log; without them, an instance role.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ from pathlib import Path
 from .config import PROJECT_ROOT, Settings
 
 S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
+# What boto and pyarrow accept too, in this order: keys with a session token, keys (Spark copies all three
+# AWS_* variables into fs.s3a.*), then an instance role
+S3A_CREDENTIALS = ",".join(("org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider",
+                            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+                            "org.apache.hadoop.fs.s3a.auth.IAMInstanceCredentialsProvider"))
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 PACKAGE_DIR = Path(__file__).resolve().parent
 PY_FILES_DIR = PROJECT_ROOT / ".cache" / "py-files"
@@ -45,8 +50,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
         "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
         "spark.hadoop.fs.s3a.path.style.access": "true",
-        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(settings.s3_endpoint.startswith("https")).lower(),
-        "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        # no endpoint is AWS itself, over HTTPS
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(not settings.s3_endpoint.startswith("http://")).lower(),
+        "spark.hadoop.fs.s3a.aws.credentials.provider": S3A_CREDENTIALS,
         # hadoop-aws 3.3.1 cannot parse the newer "60s"-style duration defaults: plain numbers.
         "spark.hadoop.fs.s3a.connection.establish.timeout": "30000",
         "spark.hadoop.fs.s3a.connection.timeout": "200000",

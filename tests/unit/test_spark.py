@@ -49,6 +49,19 @@ def test_executor_python_arrow_batch_and_memory_are_settings():
     assert spark_conf(Settings())["spark.pyspark.python"] == sys.executable
 
 
+def test_s3a_reaches_aws_itself_over_https_with_the_credentials_boto_accepts():
+    aws = spark_conf(Settings(s3_endpoint=""))
+    assert aws["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
+    assert spark_conf(Settings(s3_endpoint="http://minio:9000"))["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+    assert spark_conf(Settings(s3_endpoint="https://s3.example.org"))["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
+    providers = aws["spark.hadoop.fs.s3a.aws.credentials.provider"].split(",")
+    assert [name.rsplit(".", 1)[-1] for name in providers] == [  # session keys, keys, then an instance role
+        "TemporaryAWSCredentialsProvider", "SimpleAWSCredentialsProvider", "IAMInstanceCredentialsProvider"]
+    with zipfile.ZipFile(PROJECT_ROOT / ".cache" / "jars" / "hadoop-aws-3.3.1.jar") as jar:
+        classes = set(jar.namelist())
+    assert all(name.replace(".", "/") + ".class" in classes for name in providers)
+
+
 def fake_java(folder) -> None:
     (folder / "bin").mkdir(parents=True)
     (folder / "bin" / "java").write_text("#!/bin/sh\n")
