@@ -244,7 +244,8 @@ def cmd_scoring_report(args: argparse.Namespace) -> None:
           + (f" (on the model's evaluation images: {100 * evaluation:.1f}%)" if evaluation is not None else ""))
     if args.labels:
         labels = pd.read_csv(args.labels)
-        named = table.assign(filename=table["image_id"].str.rsplit("/", n=1).str[-1]).merge(labels, on="filename")
+        in_batch = table["image_id"].str.replace(r"^dt=[^/]+/[^/]+/", "", regex=True)  # the path it landed under
+        named = table.assign(filename=in_batch).merge(labels, on="filename")
         print(f"accuracy:    {(named['digit_x'] == named['digit_y']).mean():.4f} on {len(named)} images, against "
               f"the withheld labels in {args.labels}")
     print(f"predictions: s3://{settings.bucket}/{layout.key(PREDICTIONS['parquet'])} and .csv")

@@ -203,7 +203,7 @@ def new_batch(storage: Storage, landing_uri: str, day: str, name: str) -> Batch:
 
 def land(storage: Storage, batch: Batch, files: list[tuple[str, str]], marker: dict,
          labels: list[tuple[str, int]] | None = None) -> None:
-    """Copy ``files`` (file name, source URI) into the batch, then its labels (if any) as labels.csv, then
+    """Copy ``files`` (path in the batch, source URI) into the batch, then its labels (if any) as labels.csv, then
     the marker: a reader never sees a partial batch as committed (its ``landed_at`` is for people: runs
     go by the marker's commit time on the server)."""
     import pandas as pd
@@ -231,32 +231,33 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
                per_class: int) -> tuple[Batch, int]:
     """Copy ``per_class`` labelled images per digit from a dataset (local or S3) into a new batch.
 
-    Images already landed in an earlier batch (same file name) are skipped, so repeated drops
-    bring new images. Returns the batch and how many images it holds.
+    Each image keeps its path in the source (``a00001.png``, or ``3/0001.png`` from a folder per
+    class, where names repeat across classes), and images landed in an earlier batch under the same
+    path are skipped, so repeated drops bring new images. Returns the batch and how many images it holds.
     """
     from .data import build_manifest, resolve_input
 
     batch = new_batch(storage, incoming_uri, day, name)
     bucket, prefix = _landing(incoming_uri)
-    landed = {obj["Key"].rsplit("/", 1)[-1] for obj in storage.list_objects(prefix, bucket=bucket)}
+    landed = {obj["Key"][len(prefix):].split("/", 2)[-1] for obj in storage.list_objects(prefix, bucket=bucket)}
     manifest = build_manifest(resolve_input(source, storage))
     digits = manifest["label_raw"].isin(DIGIT_LABELS)
-    usable = manifest[manifest["has_file"] & manifest["in_csv"] & digits]
-    usable = usable[~usable["image_id"].map(lambda i: i.rsplit("/", 1)[-1]).isin(landed)]
+    usable = manifest[manifest["has_file"] & manifest["in_csv"] & digits & ~manifest["image_id"].isin(landed)]
     chosen = usable.groupby("label_raw", group_keys=False).head(per_class)
     if chosen.empty:
         raise ValueError(f"no images left in {source} that have not landed already")
-    files = [(image_id.rsplit("/", 1)[-1], uri) for image_id, uri in chosen[["image_id", "uri"]].itertuples(index=False)]
+    files = list(chosen[["image_id", "uri"]].itertuples(index=False, name=None))
     land(storage, batch, files, {"source": str(source)},
-         labels=[(file_name, int(label)) for (file_name, _), label in zip(files, chosen["label_raw"])])
+         labels=[(path, int(label)) for (path, _), label in zip(files, chosen["label_raw"])])
     return batch, len(files)
 
 
 def unlabelled_batch(storage: Storage, source: str, inbox_uri: str, day: str, name: str, count: int,
                      exclude: set[str]) -> tuple[Batch, list[tuple[str, int]]]:
     """Land ``count`` images of a labelled dataset in the inbox without their labels (an equal number
-    per digit, skipping file names in ``exclude``, e.g. a model's evaluation images), and return the
-    withheld labels, so that scoring's accuracy can be checked by someone who has them."""
+    per digit, skipping file names in ``exclude``, e.g. a model's evaluation images), each under its path
+    in the source, and return the withheld labels by that path, so that scoring's accuracy can be checked
+    by someone who has them."""
     from .data import build_manifest, resolve_input
 
     batch = new_batch(storage, inbox_uri, day, name)
@@ -268,9 +269,9 @@ def unlabelled_batch(storage: Storage, source: str, inbox_uri: str, day: str, na
     chosen = usable.sort_values("image_id").groupby("label_raw", group_keys=False).head(per_digit).head(count)
     if len(chosen) < count:
         raise ValueError(f"{source} has only {len(chosen)} labelled images outside those excluded, not {count}")
-    files = [(image_id.rsplit("/", 1)[-1], uri) for image_id, uri in chosen[["image_id", "uri"]].itertuples(index=False)]
+    files = list(chosen[["image_id", "uri"]].itertuples(index=False, name=None))
     land(storage, batch, files, {"source": str(source)})
-    return batch, [(file_name, int(label)) for (file_name, _), label in zip(files, chosen["label_raw"])]
+    return batch, [(path, int(label)) for (path, _), label in zip(files, chosen["label_raw"])]
 
 
 def _ledger(storage: Storage, incoming_uri: str) -> tuple[Storage, str]:

@@ -182,3 +182,33 @@ def test_each_inbox_batch_is_claimed_by_one_scoring_run(storage, tmp_path):
     winner = next(i for i, selection in enumerate(selections) if selection.batches)
     assert claim_batches(storage, key(f"race-{winner}"), inbox, f"race-{winner}") == selections[winner]
     assert claim_batches(storage, key("late"), inbox, "late").batches == []
+
+
+def test_drops_from_a_folder_per_class_keep_every_image_under_its_path(storage, tmp_path):
+    """Names repeat across class folders (0/0001.png, 1/0001.png): each image lands under its path,
+    labelled or not, and a second drop skips exactly the paths landed."""
+    import shutil
+
+    import pandas as pd
+
+    from numtaflow.data import build_manifest, resolve_input
+    from numtaflow.incoming import drop_batch, unlabelled_batch
+
+    numtadb = make_numtadb(tmp_path / "numtadb", 3, source="training-c", offset=80)
+    rows = pd.read_csv(tmp_path / "numtadb.csv")
+    classes = tmp_path / "classes"
+    for digit, group in rows.groupby("digit"):
+        (classes / str(digit)).mkdir(parents=True)
+        for index, name in enumerate(group["filename"]):
+            shutil.copyfile(numtadb / name, classes / str(digit) / f"{index:04d}.png")
+    incoming, inbox = f"s3://{storage.bucket}/incoming-classes", f"s3://{storage.bucket}/inbox-classes"
+    first, count = drop_batch(storage, str(classes), incoming, "2026-11-02", "first", 2)
+    second, more = drop_batch(storage, str(classes), incoming, "2026-11-03", "second", 2)
+    assert (count, more) == (20, 10)
+    manifest = build_manifest(resolve_input(first.uri, storage))
+    assert len(manifest) == 20 and manifest["in_csv"].all() and manifest["has_file"].all()
+    assert sorted(manifest["label_raw"].astype(int)) == sorted(list(range(10)) * 2)
+    assert set(manifest["image_id"]) == {f"{digit}/{index:04d}.png" for digit in range(10) for index in range(2)}
+    batch, labels = unlabelled_batch(storage, str(classes), inbox, "2026-11-02", "scans", 20, set())
+    keys = {o["Key"].split("/", 3)[-1] for o in storage.list_objects("inbox-classes/dt=2026-11-02/scans/")}
+    assert keys == {path for path, _ in labels} | {"_BATCH.json"} and len(labels) == 20
