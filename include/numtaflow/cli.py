@@ -198,7 +198,7 @@ def cmd_inbox_batch(args: argparse.Namespace) -> None:
 
 
 def evaluation_names(storage: Storage, run_id: str) -> set[str]:
-    """The file names of a training run's evaluation images."""
+    """A training run's evaluation images, by their paths in its evaluation input."""
     import io
 
     import pandas as pd
@@ -211,7 +211,7 @@ def evaluation_names(storage: Storage, run_id: str) -> set[str]:
         raise SystemExit(f"run {run_id} has no evaluation predictions (s3://{storage.bucket}/{prefix}): it never "
                          "finished evaluate")
     ids = pd.concat([pd.read_parquet(io.BytesIO(storage.get_bytes(k)), columns=["image_id"]) for k in parts])
-    return {image_id.rsplit("/", 1)[-1] for image_id in ids["image_id"]}
+    return set(ids["image_id"])
 
 
 def cmd_scoring_report(args: argparse.Namespace) -> None:
@@ -244,7 +244,8 @@ def cmd_scoring_report(args: argparse.Namespace) -> None:
           + (f" (on the model's evaluation images: {100 * evaluation:.1f}%)" if evaluation is not None else ""))
     if args.labels:
         labels = pd.read_csv(args.labels)
-        in_batch = table["image_id"].str.replace(r"^dt=[^/]+/[^/]+/", "", regex=True)  # the path it landed under
+        # an inbox image's path in its batch (also when a day's folder was scored again), else its id
+        in_batch = table["path"].str.extract(r"/dt=[^/]+/[^/]+/(.+)$")[0].fillna(table["image_id"])
         named = table.assign(filename=in_batch).merge(labels, on="filename")
         print(f"accuracy:    {(named['digit_x'] == named['digit_y']).mean():.4f} on {len(named)} images, against "
               f"the withheld labels in {args.labels}")

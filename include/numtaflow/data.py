@@ -87,15 +87,18 @@ def detect_layout(files: Iterable[ListedFile], has_csv: bool) -> str:
     )
 
 
-def csv_named_folder(files: Iterable[ListedFile]) -> str | None:
+def csv_named_folder(files: Iterable[ListedFile], names: Iterable[str]) -> str | None:
     """The folder an input's only CSV is named after (``training-a/`` beside ``training-a.csv``: a NumtaDB
-    download one level up, or a zip of one), whose files that CSV names; None for any other input."""
+    download one level up, or a zip of one) when the CSV's file ``names`` are relative to that folder;
+    None for any other input, and for a CSV whose names start with the folder already."""
     paths = [f.relative_path for f in files]
     csvs = [path for path in paths if is_csv(path)]
     if len(csvs) != 1:
         return None
-    folder = csvs[0][: -len(".csv")]
-    return folder if any(path.startswith(folder + "/") for path in paths) else None
+    folder = csvs[0][: -len(".csv")] + "/"
+    if not any(path.startswith(folder) for path in paths) or any(str(n).startswith(folder) for n in names):
+        return None
+    return folder.rstrip("/")
 
 
 def manifest_from_csv(csv_frame: pd.DataFrame, files: Iterable[ListedFile], root_uri: str) -> pd.DataFrame:
@@ -191,7 +194,7 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     except NotImplementedError as error:
         raise OSError(f"unreadable in its archive: {error}") from None
     except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as error:  # bz2: OSError
-        raise OSError(f"damaged in its archive: {error or type(error).__name__}") from None
+        raise OSError(f"damaged in its archive: {str(error) or type(error).__name__}") from None
 
 
 def member_name(info: zipfile.ZipInfo) -> str:
@@ -346,7 +349,7 @@ def zip_archive(file: str | BinaryIO) -> zipfile.ZipFile:
     except zipfile.BadZipFile:
         raise InputError("not a readable zip archive") from None
     except (NotImplementedError, ValueError, EOFError) as error:
-        raise InputError(f"not a readable zip archive ({error or type(error).__name__})") from None
+        raise InputError(f"not a readable zip archive ({str(error) or type(error).__name__})") from None
 
 
 def _existing_file(uri: str, storage: Storage | None) -> tuple[pafs.FileSystem, str]:
@@ -366,11 +369,6 @@ def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "stag
     if is_zip(uri):
         uri = stage_zip(uri, _require(storage), staging_prefix)
     files = list_files(uri, storage)
-    folder = csv_named_folder(files)
-    if folder:
-        uri = f"{uri.rstrip('/')}/{folder}"
-        files = [ListedFile(f.relative_path[len(folder) + 1:], f.size) for f in files
-                 if f.relative_path.startswith(folder + "/")]
     csv_uri = _find_csv(uri, files, storage)
     if csv_uri is None:
         files = [f for f in files if not is_csv(f.relative_path)]
@@ -381,6 +379,11 @@ def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "stag
         frame = pd.read_csv(io.BytesIO(read_bytes(csv_uri, storage)), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
         raise InputError(f"CSV {csv_uri} cannot be parsed: {error}") from None
+    folder = csv_named_folder(files, frame.get(CSV_NAME_COLUMN, pd.Series(dtype=str)))
+    if folder:  # the CSV, beside the folder it labels, stays where it is
+        uri = f"{uri.rstrip('/')}/{folder}"
+        files = [ListedFile(f.relative_path[len(folder) + 1:], f.size) for f in files
+                 if f.relative_path.startswith(folder + "/")]
     return DatasetInput(uri, "numtadb", tuple(files), csv_uri, frame)
 
 

@@ -62,7 +62,7 @@ def inspect_image(content: bytes | None, max_pixels: int) -> ImageInfo:
     except Image.DecompressionBombError as error:
         return ImageInfo(None, None, None, f"image too large: {error}", sha256=digest)
     except Exception as error:  # Pillow's decoders raise TypeError, IndexError, struct.error... on damaged files
-        return ImageInfo(None, None, None, f"cannot decode: {error or type(error).__name__}", sha256=digest)
+        return ImageInfo(None, None, None, f"cannot decode: {str(error) or type(error).__name__}", sha256=digest)
 
 
 def unusable(gray: np.ndarray) -> str | None:

@@ -255,16 +255,15 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
 def unlabelled_batch(storage: Storage, source: str, inbox_uri: str, day: str, name: str, count: int,
                      exclude: set[str]) -> tuple[Batch, list[tuple[str, int]]]:
     """Land ``count`` images of a labelled dataset in the inbox without their labels (an equal number
-    per digit, skipping file names in ``exclude``, e.g. a model's evaluation images), each under its path
+    per digit, skipping the paths in ``exclude``, e.g. a model's evaluation images), each under its path
     in the source, and return the withheld labels by that path, so that scoring's accuracy can be checked
     by someone who has them."""
     from .data import build_manifest, resolve_input
 
     batch = new_batch(storage, inbox_uri, day, name)
     manifest = build_manifest(resolve_input(source, storage))
-    names = manifest["image_id"].map(lambda i: i.rsplit("/", 1)[-1])
     usable = manifest[manifest["has_file"] & manifest["in_csv"] & manifest["label_raw"].isin(DIGIT_LABELS)
-                      & ~names.isin(exclude)]
+                      & ~manifest["image_id"].isin(exclude)]
     per_digit = -(-count // len(DIGIT_LABELS))
     chosen = usable.sort_values("image_id").groupby("label_raw", group_keys=False).head(per_digit).head(count)
     if len(chosen) < count:

@@ -141,14 +141,16 @@ def find_model(storage: Storage, requested: str) -> ModelVersion:
 
 
 def history(storage: Storage) -> list[dict]:
-    keys = sorted(obj["Key"] for obj in storage.list_objects(HISTORY_PREFIX))
-    return [storage.get_json(key) for key in keys]
+    """Every change of the champion, oldest first: by sequence, then time (entries written before
+    sequences were kept have none, and keys named by time, which sort after ``00000001__``)."""
+    changes = [storage.get_json(obj["Key"]) for obj in storage.list_objects(HISTORY_PREFIX)]
+    return sorted(changes, key=lambda change: (change.get("sequence", 0), change.get("changed_at") or ""))
 
 
 def last_change(storage: Storage) -> dict | None:
     """The champion history's newest entry (the pointer as that change wrote it), or None."""
-    keys = sorted(obj["Key"] for obj in storage.list_objects(HISTORY_PREFIX))
-    return storage.get_json(keys[-1]) if keys else None
+    changes = history(storage)
+    return changes[-1] if changes else None
 
 
 def read_index(storage: Storage, key: str = INDEX_KEY) -> list[dict]:
@@ -230,6 +232,9 @@ def version_of_run(storage: Storage, run_id: str) -> ModelVersion:
         raise RegistryError(f"run {run_id} holds model version {candidate.version}, not the version {judged} its "
                             "evaluation judged: it was trained again since (or is being); let the run finish "
                             "evaluate, then promote it")
+    if not candidate.pipeline_uri:  # checked before it is registered: a version that can never serve
+        raise RegistryError(f"run {run_id} saved no pipeline beside its model and cannot serve; promote a run "
+                            "trained since pipelines are saved")
     return candidate
 
 
@@ -309,8 +314,10 @@ def rollback_target(changes: list[dict]) -> str | None:
     that rolling back twice goes back two promotions instead of swapping the last two versions."""
     served: list[str] = []
     for change in changes:
-        version = change["version"]
-        if change["action"] == "rollback" and version in served:
+        version = change.get("version")
+        if version is None:  # written before models were versioned: nothing that can serve again
+            continue
+        if change.get("action") == "rollback" and version in served:
             del served[len(served) - served[::-1].index(version):]
         elif not served or served[-1] != version:
             served.append(version)
@@ -324,7 +331,7 @@ def rollback(storage: Storage, reason: str, version: str | None = None) -> Champ
     broken pointer. None when ``version`` serves already."""
     def earlier(current: Champion) -> str | None:
         changes = history(storage)
-        if changes and changes[-1]["version"] == current.version:
+        if changes and changes[-1].get("version") == current.version:
             return rollback_target(changes)
         return current.previous_version  # the history lags the pointer (a change that stopped before logging it)
 

@@ -47,10 +47,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     """Non-secret Spark settings every job needs (passed as ``--conf`` by the DAG)."""
     conf = {
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
+        # no endpoint is AWS itself: hadoop-aws 3.3.1 cannot find the region without one (HADOOP-17771)
+        "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint or f"https://s3.{settings.s3_region}.amazonaws.com",
         "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
         "spark.hadoop.fs.s3a.path.style.access": "true",
-        # no endpoint is AWS itself, over HTTPS
         "spark.hadoop.fs.s3a.connection.ssl.enabled": str(not settings.s3_endpoint.startswith("http://")).lower(),
         "spark.hadoop.fs.s3a.aws.credentials.provider": S3A_CREDENTIALS,
         # hadoop-aws 3.3.1 cannot parse the newer "60s"-style duration defaults: plain numbers.

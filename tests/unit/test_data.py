@@ -139,6 +139,10 @@ def test_resolve_a_download_holding_one_numtadb_folder_and_its_csv(tmp_path):
     assert dataset.csv_uri == str(tmp_path / "training-x.csv")
     assert manifest_from_csv(dataset.csv_frame, dataset.files, dataset.root_uri)[["image_id", "in_csv", "has_file"]
                                                                                  ].values.tolist() == [["x1.png", True, True]]
+    (tmp_path / "training-x.csv").write_text("filename,digit\ntraining-x/x1.png,4\n")  # names from one level up
+    dataset = resolve_input(str(tmp_path), None)
+    assert (dataset.root_uri, [f.relative_path for f in dataset.files]) == (str(tmp_path), ["training-x.csv",
+                                                                                         "training-x/x1.png"])
 
 
 def test_resolve_reports_missing_folder(tmp_path):

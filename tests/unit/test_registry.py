@@ -24,6 +24,8 @@ def change(action: str, version: str) -> dict:
     # a version promoted again later is gone back to where it served last
     ([change("promote", "a"), change("promote", "b"), change("promote", "a"), change("promote", "c"),
       change("rollback", "a")], "b"),
+    # entries written before models were versioned name no version: nothing to serve again
+    ([{"action": "promote", "run_id": "old"}, change("promote", "a"), change("promote", "b")], "a"),
 ])
 def test_rollback_goes_back_one_promotion_at_a_time(changes, target):
     assert rollback_target(changes) == target

@@ -50,8 +50,9 @@ def test_executor_python_arrow_batch_and_memory_are_settings():
 
 
 def test_s3a_reaches_aws_itself_over_https_with_the_credentials_boto_accepts():
-    aws = spark_conf(Settings(s3_endpoint=""))
+    aws = spark_conf(Settings(s3_endpoint="", s3_region="eu-west-1"))
     assert aws["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
+    assert aws["spark.hadoop.fs.s3a.endpoint"] == "https://s3.eu-west-1.amazonaws.com"  # hadoop-aws 3.3.1 needs one
     assert spark_conf(Settings(s3_endpoint="http://minio:9000"))["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
     assert spark_conf(Settings(s3_endpoint="https://s3.example.org"))["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "true"
     providers = aws["spark.hadoop.fs.s3a.aws.credentials.provider"].split(",")
