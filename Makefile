@@ -85,8 +85,10 @@ test: setup browser
 # Debian's Chromium and chromedriver, for the browser tests of the Airflow UI.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "install chromium and its chromedriver with your package manager"; exit 1; }; \
 	  echo "installing chromium and chromium-driver (Debian packages) ..."; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test-fast: setup
 	$(ENV) scripts/run-tests.sh tests/unit
