@@ -265,16 +265,38 @@ def decode_images(spark, root_uri: str, max_pixels: int, only: list[str] | None 
 # --- I/O: listing inputs ---------------------------------------------------------------------
 def list_files(uri: str, storage: Storage | None) -> list[ListedFile]:
     """Every file below ``uri`` (recursively), with sizes; hidden files are skipped."""
+    return list_input(uri, storage)[0]
+
+
+def list_input(uri: str, storage: Storage | None) -> tuple[list[ListedFile], list[str]]:
+    """Every file below ``uri`` that Spark reads (recursively, with sizes), and the images it skips as
+    hidden (``hidden_from_spark``), to be reported rather than lost; one listing."""
     fs, root = _filesystem(uri, storage)
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         raise InputError(f"input folder {uri} does not exist or is not a folder")
     prefix = root.rstrip("/") + "/"
-    listed = []
+    listed, hidden = [], []
     for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
         relative = info.path[len(prefix) :]
-        if info.type == pafs.FileType.File and not _hidden(relative):
+        if info.type != pafs.FileType.File:
+            continue
+        if not _hidden(relative):
             listed.append(ListedFile(relative, info.size))
-    return sorted(listed, key=lambda f: f.relative_path)
+        elif hidden_from_spark(relative):
+            hidden.append(relative)
+    return sorted(listed, key=lambda f: f.relative_path), sorted(hidden)
+
+
+HIDDEN_REASON = "hidden from Spark: a name in its path starts with '_'; rename it to score it"
+
+
+def hidden_from_spark(relative: str) -> bool:
+    """An image that Spark skips as hidden though a person would not call it so: a folder or file
+    name in its path starts with ``_``. Names starting with ``.`` (system files such as macOS's ``._``
+    copies) and ``__MACOSX/`` stay unreported, as in zips."""
+    parts = relative.split("/")
+    return (is_image_name(relative) and any(part.startswith("_") for part in parts) and "__MACOSX" not in parts
+            and not any(part.startswith(".") for part in parts))
 
 
 def versioned_files(uri: str, storage: Storage | None) -> list[tuple[str, int, str]]:

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .contracts import PinnedModel
-from .data import (IMAGE_SUFFIXES, MAX_ZIP_BYTES, InputError, is_image_name, is_zip, list_files, member_name,
-                   open_zip, read_bytes, read_member, safe_zip_members)
+from .data import (HIDDEN_REASON, IMAGE_SUFFIXES, MAX_ZIP_BYTES, InputError, hidden_from_spark, is_image_name, is_zip,
+                   list_input, member_name, open_zip, read_bytes, read_member, safe_zip_members)
 from .images import inspect_image
 from .registry import RegistryError, find_model, now_iso
 from .storage import Storage
@@ -47,25 +47,32 @@ def image_files(paths: Iterable[str], storage: Storage | None,
                 max_zip_bytes: int = MAX_ZIP_BYTES) -> tuple[list[ImageFile], list[Refused]]:
     """The files named, and the image files inside the folders and ``.zip`` archives named (recursively,
     sorted), local or ``s3://``; an archive that cannot be opened safely, or a folder or archive with
-    no image file in it, is refused with its reason."""
+    no image file in it, is refused with its reason, as is an image the workflow's Spark steps would
+    skip as hidden (``hidden_from_spark``), so that it gets the same line in either."""
     found, refused = [], []
     for path in paths:
+        folder = path.rstrip("/") + "/"
         if is_zip(path):
             try:
                 images, members = archive_images(path, storage, max_zip_bytes)
             except (OSError, InputError) as error:
                 refused.append(Refused(path, _reason(error)))
                 continue
+            hidden = [image.name for image in images if hidden_from_spark(image.name[len(folder):])]
+            images = [image for image in images if image.name not in hidden]
         else:
             try:
-                members = [file.relative_path for file in list_files(path, storage)]
+                listed, hidden_members = list_input(path, storage)
             except InputError:  # not a folder: the file itself
                 found.append(ImageFile(path, partial(read_bytes, path, storage)))
                 continue
-            names = [f"{path.rstrip('/')}/{member}" for member in members if is_image_name(member)]
-            images = [ImageFile(name, partial(read_bytes, name, storage)) for name in names]
+            members = [file.relative_path for file in listed]
+            hidden = [folder + member for member in hidden_members]
+            images = [ImageFile(folder + member, partial(read_bytes, folder + member, storage))
+                      for member in members if is_image_name(member)]
         found += images
-        if not images:
+        refused += [Refused(name, HIDDEN_REASON) for name in hidden]
+        if not images and not hidden:
             refused.append(Refused(path, _no_image_reason(members)))
     return found, refused
 

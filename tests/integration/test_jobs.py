@@ -270,13 +270,15 @@ def test_scoring_the_evaluation_images_gives_evaluates_digits(pipeline, storage,
 
 def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeline, storage, featurizer_env,
                                                                          tmp_path):
-    """A zip holding a truncated file, a text file named .png, a decompression bomb and a 16-bit grey PNG
-    among good images; a new champion promoted between check and score: the bad three are in rejected.csv
-    with their reasons, the rest scored, all by the version the run pinned."""
+    """A zip holding a truncated file, a text file named .png, a decompression bomb, a scan whose name
+    Spark takes for hidden and a 16-bit grey PNG among good images; a new champion promoted between check
+    and score: those four are in rejected.csv with their reasons, the rest scored, all by the version the
+    run pinned."""
     import zipfile
 
     from PIL import Image, ImageDraw
 
+    from numtaflow.data import HIDDEN_REASON
     from numtaflow.registry import ModelVersion, read_champion, switch_champion
 
     assert_step_ok(pipeline, "evaluate")
@@ -285,6 +287,7 @@ def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeli
     (folder / "truncated.png").write_bytes((folder / good[0]).read_bytes()[:60])
     (folder / "notes.png").write_text("not a scan")
     Image.new("1", (5000, 5000), 1).save(folder / "bomb.png")
+    (folder / "_scan.png").write_bytes((folder / good[0]).read_bytes())
     grey16 = Image.new("I;16", (40, 40), 60000)
     ImageDraw.Draw(grey16).line((8, 8, 30, 32), fill=2000, width=4)
     grey16.save(folder / "grey16.png")
@@ -308,11 +311,12 @@ def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeli
     assert set(table["model_version"]) == {pinned.version}
     rejected = pd.read_csv(io.BytesIO(storage.get_bytes(scoring_layout(run_id).key(catalog.REJECTED))))
     reasons = dict(zip(rejected["image_id"], rejected["reason"]))
-    assert set(reasons) == {"truncated.png", "notes.png", "bomb.png"}
+    assert set(reasons) == {"truncated.png", "notes.png", "bomb.png", "_scan.png"}
+    assert reasons["_scan.png"] == HIDDEN_REASON
     assert reasons["notes.png"] == "not an image (unrecognised format)" and "truncated" in reasons["truncated.png"]
     assert reasons["bomb.png"].startswith("image too large: 5000x5000")
     report = storage.get_json(scoring_layout(run_id).key(SCORING_REPORT))
-    assert report["images_rejected"] == 3 and report["model"]["version"] == pinned.version
+    assert report["images_rejected"] == 4 and report["model"]["version"] == pinned.version
 
 
 def test_a_batch_with_nothing_scorable_fails_naming_each_file(pipeline, storage, featurizer_env, tmp_path):

@@ -207,3 +207,23 @@ def test_predict_reads_checks_and_classifies_a_chunk_at_a_time_and_answers_in_th
     assert lines[2][0] == f"{tmp_path}/bad.png: refused: not an image (unrecognised format)"
     assert lines[3][0] == f"{tmp_path}/c.png: 2 (2 1.000, 0 0.000, 1 0.000)"
     assert list(prediction_lines(files[6:], 4096 * 4096, classify)) == [(lines[6][0], False)] and len(chunks) == 2
+
+
+def test_an_image_spark_would_skip_as_hidden_is_refused_with_why_in_a_folder_and_in_a_zip(tmp_path):
+    """`_0001.png` is hidden from Spark's file reader: predict gives it the line the workflow would
+    (refused, with the reason), from a folder as from a zip; dot files stay unlisted."""
+    from numtaflow.data import HIDDEN_REASON
+
+    folder = tmp_path / "scans"
+    (folder / "_drafts").mkdir(parents=True)
+    for name in ("a.png", "_0001.png", "_drafts/b.png", "._a.png"):
+        (folder / name).write_bytes(digit_png(3))
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for name in ("a.png", "_0001.png", "_drafts/b.png", "._a.png"):
+            out.write(folder / name, name)
+    for source in (folder, archive):
+        files, refused = image_files([str(source)], None)
+        assert [f.name for f in files] == [f"{source}/a.png"]
+        assert [(item.path, item.reason) for item in refused] == [
+            (f"{source}/_0001.png", HIDDEN_REASON), (f"{source}/_drafts/b.png", HIDDEN_REASON)]

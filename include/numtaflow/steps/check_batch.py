@@ -17,13 +17,14 @@ from functools import reduce
 
 from ..catalog import MODEL_PIN, REJECTED, SCORABLE, SCORED_BATCHES_KEY, SCORING_BATCHES, STAGING_PREFIX
 from ..contracts import CheckBatchSummary
-from ..data import InputError, decode_images, is_zip, list_files, stage_zip
+from ..data import HIDDEN_REASON, InputError, decode_images, is_zip, list_input, stage_zip
 from ..incoming import claim_batches, list_batches
 from ..jobs import NothingToDo, StepContext, StepRefused
 from ..registry import RegistryError
 from ..scoring import pin_model
 
 SHOWN_REASONS = 10
+INSPECTED_SCHEMA = "image_id string, path string, content binary, content_sha256 string, reason string"
 
 
 def scoring_inputs(context: StepContext) -> list[tuple[str, str]]:
@@ -61,16 +62,22 @@ def inspected(context: StepContext, id_prefix: str, uri: str):
     if is_zip(uri):
         uri = stage_zip(uri, context.storage, STAGING_PREFIX)
     try:
-        if not list_files(uri, context.storage):
-            raise NoFiles(f"{uri} holds no files")
+        listed, hidden = list_input(uri, context.storage)
     except InputError as error:
         raise NoFiles(str(error)) from None
+    if not listed and not hidden:
+        raise NoFiles(f"{uri} holds no files")
+    folder = uri.rstrip("/") + "/"
+    frame = context.spark.createDataFrame(  # what Spark will not read, each with its reason
+        [(id_prefix + name, folder + name, None, None, HIDDEN_REASON) for name in hidden], INSPECTED_SCHEMA)
+    if not listed:
+        return frame
     files = decode_images(context.spark, uri, context.settings.max_image_pixels)
     reason = F.coalesce("decode_error", F.concat(F.lit("holds no digit: "), "excluded"))
     return files.select(F.concat(F.lit(id_prefix), "image_id").alias("image_id"),
-                        F.concat(F.lit(uri.rstrip("/") + "/"), "image_id").alias("path"),
+                        F.concat(F.lit(folder), "image_id").alias("path"),
                         F.when(reason.isNull(), F.col("content")).alias("content"), "content_sha256",
-                        reason.alias("reason"))
+                        reason.alias("reason")).unionByName(frame)
 
 
 def run(context: StepContext) -> CheckBatchSummary:
@@ -91,9 +98,8 @@ def run(context: StepContext) -> CheckBatchSummary:
     if not frames:
         raise StepRefused(f"nothing to score: {'; '.join(reason for _, _, reason in empty)}")
     if empty:  # one empty inbox batch claimed with others must not block them: it is listed as refused
-        frames.append(context.spark.createDataFrame(
-            [(prefix, uri, None, None, reason) for prefix, uri, reason in empty],
-            "image_id string, path string, content binary, content_sha256 string, reason string"))
+        frames.append(context.spark.createDataFrame([(prefix, uri, None, None, reason) for prefix, uri, reason in empty],
+                                                    INSPECTED_SCHEMA))
     reduce(lambda a, b: a.unionByName(b), frames).write.mode("overwrite").parquet(context.s3a(SCORABLE))
     checked = context.spark.read.parquet(context.s3a(SCORABLE))
     rejected = checked.where(F.col("reason").isNotNull()).select("image_id", "path", "reason").orderBy("image_id")
