@@ -185,12 +185,20 @@ def candidate_version(storage: Storage, layout: RunLayout, metrics: dict, settin
                         version=digest[:16])
 
 
+def require_pipeline(version: ModelVersion) -> None:
+    """The scoring half serves a version's pipeline: one without it can never serve."""
+    if not version.pipeline_uri:
+        raise RegistryError(f"model version {version.version} (run {version.run_id}) was saved without its "
+                            "pipeline and cannot serve; promote a run trained since pipelines are saved")
+
+
 def register(storage: Storage, candidate: ModelVersion, evidence: tuple[dict, dict] | None = None) -> ModelVersion:
     """Copy the candidate's model and pipeline into its immutable version folder (once), with its model
     card made from ``evidence`` (the run's metrics and lineage records); returns the version as served
-    from there. Registering the same model again changes nothing."""
+    from there. Registering the same model again changes nothing; one without a pipeline is refused."""
     if storage.exists(version_key(candidate.version)):
         return read_version(storage, candidate.version)
+    require_pipeline(candidate)
     target = f"s3://{storage.bucket}/{version_prefix(candidate.version)}"
     moved = {field: target + folder for field, folder in (("model_uri", "model"), ("pipeline_uri", "pipeline"))
              if getattr(candidate, field)}
@@ -232,9 +240,6 @@ def version_of_run(storage: Storage, run_id: str) -> ModelVersion:
         raise RegistryError(f"run {run_id} holds model version {candidate.version}, not the version {judged} its "
                             "evaluation judged: it was trained again since (or is being); let the run finish "
                             "evaluate, then promote it")
-    if not candidate.pipeline_uri:  # checked before it is registered: a version that can never serve
-        raise RegistryError(f"run {run_id} saved no pipeline beside its model and cannot serve; promote a run "
-                            "trained since pipelines are saved")
     return candidate
 
 
@@ -283,9 +288,7 @@ def switch_champion(storage: Storage, choose: Callable[[Champion | None], Choice
         version, action, reasons = chosen
         if current and current.version == version.version:  # already serving: a change would only add history
             return None
-        if not version.pipeline_uri:  # the scoring half serves the pipeline: without one nothing could score
-            raise RegistryError(f"model version {version.version} (run {version.run_id}) was saved without its "
-                                "pipeline and cannot serve; promote a run trained since pipelines are saved")
+        require_pipeline(version)  # a version registered before pipelines were saved
         # no pointer, or a broken one being repaired: the history's last entry is what it served, and
         # the sequence goes on from there instead of overwriting the first entries
         before = current.model_dump(mode="json") if current else last_change(storage) or {}
