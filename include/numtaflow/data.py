@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import posixpath
 import re
 import tempfile
-import lzma
 import zipfile
 import zlib
 from dataclasses import dataclass

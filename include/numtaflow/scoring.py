@@ -58,8 +58,9 @@ def image_files(paths: Iterable[str], storage: Storage | None,
             except (OSError, InputError) as error:
                 refused.append(Refused(path, _reason(error)))
                 continue
-            hidden = [image.name for image in images if hidden_from_spark(image.name[len(folder):])]
-            images = [image for image in images if image.name not in hidden]
+            skipped = [hidden_from_spark(image.name[len(folder):]) for image in images]
+            hidden = [image.name for image, skip in zip(images, skipped) if skip]
+            images = [image for image, skip in zip(images, skipped) if not skip]
         else:
             try:
                 listed, hidden_members = list_input(path, storage)
