@@ -96,8 +96,8 @@ def read_champion(storage: Storage) -> tuple[Champion | None, str | None]:
     try:
         value, etag = storage.read_with_etag(CHAMPION_KEY)
     except ValueError as error:  # not JSON
-        raise RegistryError(f"s3://{storage.bucket}/{CHAMPION_KEY} is not valid JSON ({error}); nothing is "
-                            "promoted until it is repaired: `python -m numtaflow models promote RUN`") from None
+        raise RegistryError(f"{error}; nothing is promoted until it is repaired: "
+                            "`python -m numtaflow models promote RUN`") from None
     if value is None:
         return None, None
     try:
@@ -155,6 +155,8 @@ def last_change(storage: Storage) -> dict | None:
 
 def read_index(storage: Storage, key: str = INDEX_KEY) -> list[dict]:
     value, _ = storage.read_with_etag(key)
+    if value is not None and not (isinstance(value, dict) and isinstance(value.get("runs", []), list)):
+        raise ValueError(f"s3://{storage.bucket}/{key} is not a runs index ({{\"runs\": [...]}})")
     return (value or {}).get("runs", [])
 
 

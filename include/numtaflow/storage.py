@@ -95,7 +95,7 @@ class Storage:
             raise FileNotFoundError(f"s3://{bucket or self.bucket}/{key} does not exist") from None
 
     def get_json(self, key: str) -> Any:
-        return json.loads(self.get_bytes(key))
+        return _loads(self.get_bytes(key), f"s3://{self.bucket}/{key}")
 
     def exists(self, key: str, bucket: str | None = None) -> bool:
         return self.etag(key, bucket) is not None
@@ -201,7 +201,7 @@ class Storage:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         except self.client.exceptions.NoSuchKey:
             return None, None
-        return json.loads(response["Body"].read()), response["ETag"]
+        return _loads(response["Body"].read(), f"s3://{self.bucket}/{key}"), response["ETag"]
 
     def etag(self, key: str, bucket: str | None = None) -> str | None:
         """The object's current ETag, or None when absent (whatever its content)."""
@@ -381,6 +381,14 @@ def parse_timestamp(value: str) -> datetime:
         return datetime.fromisoformat(value)
     except ValueError:
         return botocore_parse(value)
+
+
+def _loads(body: bytes, where: str) -> Any:
+    """JSON read from S3; one that does not parse is a ``ValueError`` naming the object."""
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise ValueError(f"{where} is not valid JSON ({error})") from None
 
 
 def _dump(value: Any) -> bytes:

@@ -16,7 +16,7 @@ from .catalog import (GALLERY, LINEAGE, METRICS, MODEL_CARD_EXAMPLES, MODEL_CARD
                       SCORING_SERVED, SERVED, VERSION_FILES, RunLayout)
 from .config import Settings
 from .registry import VERSION_ID, RegistryError, read_champion, read_index, version_prefix
-from .storage import Storage
+from .storage import Storage, s3_failure
 from .templates import render
 
 RUN_ID = re.compile(r"^(?!\.)[A-Za-z0-9._-]{1,200}$")  # as safe_run_id writes them: never "." or ".."
@@ -107,40 +107,54 @@ def create_app(training: list | None = None, scoring: list | None = None, storag
             raise HTTPException(status_code=400, detail="invalid run id")
         return run_id
 
-    def found(read, missing: str):
-        """``read()``, or a 404 saying what is ``missing`` when the bucket does not hold it."""
+    def served(read, missing: str):
+        """``read(storage)``, or an HTTP error saying why not: 404 with what is ``missing`` when the bucket
+        does not hold it, 503 when S3 cannot be read (unreachable, refused), 502 when a stored record
+        cannot be shown (not JSON, a field missing), each in one line naming the object or the server."""
+        from botocore.exceptions import BotoCoreError, ClientError
+        from jinja2 import TemplateError
+
+        storage = storage_factory()
         try:
-            return read()
+            return read(storage)
         except FileNotFoundError:
             raise HTTPException(status_code=404, detail=missing) from None
+        except (BotoCoreError, ClientError) as error:
+            detail = str(s3_failure(error, storage.settings.s3_endpoint, storage.bucket))
+            raise HTTPException(status_code=503, detail=detail) from None
+        except (ValueError, KeyError, TypeError, TemplateError) as error:
+            detail = f"a stored record cannot be shown ({type(error).__name__}: {error})"
+            raise HTTPException(status_code=502, detail=detail) from None
 
     def root(request: Request) -> str:
         return request.scope.get("root_path", "")
 
     @trained.get("/", response_class=HTMLResponse)
     def models(request: Request) -> str:
-        return models_page(storage_factory(), root(request))
+        return served(lambda storage: models_page(storage, root(request)), "no models index")
 
     @trained.get("/api/runs")
     def runs_json() -> JSONResponse:
-        storage = storage_factory()
-        try:
-            champion, error = read_champion(storage)[0], None
-        except RegistryError as broken:  # shown, as on the models page, not a server error
-            champion, error = None, str(broken)
-        return JSONResponse({"champion": champion.model_dump(mode="json") if champion else None,
-                             "champion_error": error, "runs": read_index(storage)})
+        def listing(storage: Storage) -> JSONResponse:
+            try:
+                champion, error = read_champion(storage)[0], None
+            except RegistryError as broken:  # shown, as on the models page, not a server error
+                champion, error = None, str(broken)
+            return JSONResponse({"champion": champion.model_dump(mode="json") if champion else None,
+                                 "champion_error": error, "runs": read_index(storage)})
+
+        return served(listing, "no models index")
 
     @trained.get(PAGES["run"], response_class=HTMLResponse)
     def run(run_id: str, request: Request) -> str:
-        return found(lambda: run_page(storage_factory(), checked(run_id), root(request)),
+        return served(lambda storage: run_page(storage, checked(run_id), root(request)),
                      f"run {run_id} has no evaluation yet")
 
     @trained.get(PAGES["version"], response_class=HTMLResponse)
     def version(version: str, request: Request) -> str:
         if not VERSION_ID.fullmatch(version):
             raise HTTPException(status_code=400, detail="invalid version")
-        return found(lambda: version_page(storage_factory(), version, root(request)),
+        return served(lambda storage: version_page(storage, version, root(request)),
                      f"version {version} has no model card")
 
     @trained.get(PAGES["version"] + "/{name}")
@@ -148,29 +162,29 @@ def create_app(training: list | None = None, scoring: list | None = None, storag
         """The model card's text and its example images, as registered beside the model."""
         if not VERSION_ID.fullmatch(version) or name not in VERSION_FILES:
             raise HTTPException(status_code=404, detail="unknown version file")
-        content = found(lambda: storage_factory().get_bytes(version_prefix(version) + name),
-                        f"version {version} has no {name}")
-        return Response(content=content, media_type=VERSION_FILES[name])
+        content = served(lambda storage: storage.get_bytes(version_prefix(version) + name),
+                         f"version {version} has no {name}")
+        return Response(content=content, media_type=VERSION_FILES[name], headers=ARTIFACT_HEADERS)
 
     @scored.get(PAGES["scoring"], response_class=HTMLResponse)
     def scoring(run_id: str, request: Request) -> str:
-        return found(lambda: scoring_page(storage_factory(), checked(run_id), root(request)),
+        return served(lambda storage: scoring_page(storage, checked(run_id), root(request)),
                      f"scoring run {run_id} has no report yet")
 
     @scored.get(PAGES["scoring"] + "/{name:path}")
     def scoring_artifact(run_id: str, name: str) -> Response:
         if name not in SCORING_SERVED and not GALLERY_IMAGE.fullmatch(name):
             raise HTTPException(status_code=404, detail="unknown scoring file")
-        content, media_type = found(lambda: scoring_file(storage_factory(), checked(run_id), name),
-                                    f"{name} not found for scoring run {run_id}")
+        content, media_type = served(lambda storage: scoring_file(storage, checked(run_id), name),
+                                     f"{name} not found for scoring run {run_id}")
         return Response(content=content, media_type=media_type, headers=ARTIFACT_HEADERS)
 
     @trained.get(PAGES["run"] + "/{name}")
     def artifact(run_id: str, name: str) -> Response:
         if name not in SERVED:
             raise HTTPException(status_code=404, detail="unknown artifact")
-        content, media_type = found(lambda: run_file(storage_factory(), checked(run_id), name),
-                                    f"{name} not found for run {run_id}")
+        content, media_type = served(lambda storage: run_file(storage, checked(run_id), name),
+                                     f"{name} not found for run {run_id}")
         return Response(content=content, media_type=media_type, headers=ARTIFACT_HEADERS)
 
     app.include_router(trained)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 
@@ -126,6 +127,55 @@ def test_a_broken_champion_record_is_shown_not_a_server_error():
 
     listed = TestClient(create_app(storage_factory=lambda: broken)).get("/api/runs")
     assert listed.status_code == 200 and "is not a usable champion record" in listed.json()["champion_error"]
+
+
+class UnreachableStorage(FakeStorage):
+    """S3 that does not answer: every read fails as botocore fails when nothing listens at the endpoint."""
+
+    settings = SimpleNamespace(s3_endpoint="http://127.0.0.1:9")
+
+    def _fail(self, *args):
+        from botocore.exceptions import EndpointConnectionError
+
+        raise EndpointConnectionError(endpoint_url=self.settings.s3_endpoint)
+
+    read_with_etag = get_json = get_bytes = _fail
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx`")
+def test_unreachable_s3_and_unreadable_records_are_said_not_server_errors():
+    from fastapi.testclient import TestClient
+
+    down = TestClient(create_app(storage_factory=lambda: UnreachableStorage({})))
+    for path in ("/", "/api/runs", "/runs/manual__1", f"/runs/manual__1/{METRICS.served_as}", f"/scoring/{SCORING_RUN}",
+                 "/versions/0123456789abcdef", "/versions/0123456789abcdef/model_card.md"):
+        response = down.get(path)
+        assert response.status_code == 503 and "cannot reach S3 at http://127.0.0.1:9" in response.text, path
+    incomplete = storage()
+    del incomplete.objects[RunLayout(FakeStorage.bucket, "manual__1").key(METRICS)]["lr_params"]
+    incomplete.objects[INDEX_KEY] = "not an index"
+    client = TestClient(create_app(storage_factory=lambda: incomplete))
+    run = client.get("/runs/manual__1")
+    assert run.status_code == 502 and "a stored record cannot be shown (KeyError: 'lr_params')" in run.text
+    assert client.get("/").status_code == 502 and client.get("/api/runs").status_code == 502
+
+
+def test_json_that_does_not_parse_is_an_error_naming_the_object(tmp_path):
+    from numtaflow.config import Settings
+    from numtaflow.storage import Storage
+
+    class Body:
+        def read(self):
+            return b"{not json"
+
+    class Client:
+        def get_object(self, Bucket, Key):
+            return {"Body": Body(), "ETag": "e"}
+
+    bucket = Storage(Settings(), client=Client())
+    for read in (bucket.get_json, bucket.read_with_etag):
+        with pytest.raises(ValueError, match=rf"s3://{bucket.bucket}/models/index.json is not valid JSON"):
+            read("models/index.json")
 
 
 SCORING_RUN = "asset_triggered__2026-02-01"
