@@ -90,7 +90,7 @@ def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds, c
         reasons.append("no champion yet")
     else:
         for metric in ("accuracy", "f1"):
-            drop = champion[metric] - candidate[metric]
+            drop = round(champion[metric] - candidate[metric], 9)  # 0.95 - 0.94 is 0.010000000000000009
             if drop > thresholds.max_regression:
                 passed = False
                 reasons.append(

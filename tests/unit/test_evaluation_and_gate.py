@@ -94,6 +94,15 @@ def test_gate_rejects_regression_beyond_tolerance_only():
     assert any("regresses 0.0200" in reason for reason in worse.reasons)
 
 
+def test_a_drop_of_exactly_the_tolerance_passes_whatever_the_float_noise():
+    tolerance = THRESHOLDS.max_regression
+    for hundredths in range(86, 100):  # 0.95 - 0.94 is 0.010000000000000009 in binary floating point
+        champion = {"accuracy": hundredths / 100, "f1": hundredths / 100}
+        at_tolerance = {metric: value - tolerance for metric, value in champion.items()}
+        at_tolerance = {metric: float(f"{value:.4f}") for metric, value in at_tolerance.items()}
+        assert decide(at_tolerance, champion, THRESHOLDS, SERVABLE).promoted, champion
+
+
 EVALUATED = {"a.png": (3, [0.1, 0.9]), "b.png": (0, [0.8, 0.2])}
 
 
