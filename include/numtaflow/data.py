@@ -301,8 +301,9 @@ def hidden_from_spark(relative: str) -> bool:
 
 def versioned_files(uri: str, storage: Storage | None) -> list[tuple[str, int, str]]:
     """(location, size, version) of every file at ``uri`` or whose name starts with it, listed without
-    reading them: in S3 the object's URI and ETag, locally the file's path and modification time (ns).
-    A rewritten file gets another version."""
+    reading them: in S3 the object's URI and ETag, locally the file's path and its modification and
+    change times (ns): a rewritten file gets another version even when a tool restores its modification
+    time (``touch -d``, ``tar``, ``rsync -t``); none can set the change time."""
     scheme, bucket, key = split_uri(uri)
     stem = key.rstrip("/")
     if scheme == "s3":
@@ -310,7 +311,7 @@ def versioned_files(uri: str, storage: Storage | None) -> list[tuple[str, int, s
                 for o in _require(storage).list_objects(stem, bucket=bucket)]
     root = Path(os.path.abspath(stem))
     paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    return [(str(p), s.st_size, str(s.st_mtime_ns)) for p in (*paths, Path(f"{root}.csv"))
+    return [(str(p), s.st_size, f"{s.st_mtime_ns}-{s.st_ctime_ns}") for p in (*paths, Path(f"{root}.csv"))
             if p.is_file() and (s := p.stat())]
 
 
@@ -323,7 +324,7 @@ def listing_identity(listed: list[tuple[str, int, str]]) -> str:
 
 def file_versions(dataset: DatasetInput, listed: list[tuple[str, int, str]]) -> pd.DataFrame:
     """The dataset's listed files with their location and version: ``image_id`` (the path relative to
-    its root), ``object``, ``version`` (size and ETag, or size and modification time), from ``listed``,
+    its root), ``object``, ``version`` (size and ETag, or size, modification and change times), from ``listed``,
     the ``versioned_files`` of its root; a file missing there has no row."""
     wanted = {f.relative_path for f in dataset.files}
     scheme, bucket, key = split_uri(dataset.root_uri)

@@ -2,7 +2,7 @@
 not seen in their present state.
 
 An entry is keyed by the file (its ``s3://`` URI or local path) and its version (size and ETag, or
-size and modification time; ``data.file_versions``): a rewritten file has another version and is
+size, modification and change times; ``data.file_versions``): a rewritten file has another version and is
 inspected again. It holds the inspection (size, mode, frames, decode error or exclusion, sha256) and
 the bytes, so the images table a run writes still holds the very bytes that passed. The entries live in
 a folder named by a hash of everything that decides an inspection: the decoding and preparation code,

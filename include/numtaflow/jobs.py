@@ -28,6 +28,7 @@ from typing import Any, Callable
 from .catalog import COMMIT_MARKER, RUN_OWNER, SCORING_STEPS, Artifact, RunLayout, step_record_key
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, JobExit, StepCommit, parse_commit
+from .lineage import versions
 from .storage import MissingCommit, Storage, StorageError, StorageRefused, safe_run_id
 
 log = logging.getLogger("numtaflow")
@@ -171,6 +172,7 @@ def step_fingerprint(context: StepContext, reuse: Reuse) -> str | None:
         return None
     if reuse.identify:
         inputs["identity"] = reuse.identify(context)
+    inputs["libraries"] = versions()  # another TensorFlow, Pillow or Spark may compute other values
     return fingerprint_of(context.step, package_sha256(), context.recorded_settings(), inputs, reuse.ignores)
 
 

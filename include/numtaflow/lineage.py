@@ -12,7 +12,7 @@ from .config import PROJECT_ROOT
 from .contracts import StepCommit
 from .storage import Storage
 
-PACKAGES = ("pyspark", "tensorflow-cpu", "tensorflow", "keras", "apache-airflow", "great-expectations",
+PACKAGES = ("pyspark", "tensorflow-cpu", "tensorflow", "keras", "pillow", "apache-airflow", "great-expectations",
             "scikit-learn", "numtaflow")
 
 

@@ -1,6 +1,7 @@
 """Which files validate may take from the inspection cache: each file's version, and the cache's key."""
 
 import os
+import time
 
 from numtaflow.data import file_versions, literal_path, resolve_input, versioned_files
 from numtaflow.inspection_cache import cache_key
@@ -22,6 +23,19 @@ def test_a_file_version_changes_when_the_file_is_rewritten_and_names_only_the_da
     second = file_versions(dataset, versioned_files(dataset.root_uri, None)).set_index("image_id")
     assert second.loc["a00000.png", "version"] == first.loc["a00000.png", "version"]
     assert second.loc["sub/a00001.png", "version"] != first.loc["sub/a00001.png", "version"]
+
+
+def test_a_rewrite_that_restores_the_modification_time_is_still_another_version(tmp_path):
+    image = tmp_path / "0" / "scan.bmp"
+    image.parent.mkdir()
+    image.write_bytes(b"one")
+    before, listed = os.stat(image), versioned_files(str(image), None)
+    time.sleep(0.05)  # past the file system clock's tick (the change time is taken from it)
+    image.write_bytes(b"two")  # the same size, as a fixed-size format rewritten
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `touch -d`, `tar` or `rsync -t` leave it
+    assert os.stat(image).st_mtime_ns == before.st_mtime_ns
+    relisted = versioned_files(str(image), None)
+    assert [size for _, size, _ in relisted] == [3] and relisted != listed
 
 
 def test_file_names_with_glob_characters_are_read_literally():

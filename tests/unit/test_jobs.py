@@ -72,6 +72,24 @@ def test_a_fingerprint_changes_with_what_defines_the_output_and_only_with_that()
     assert len({base, *changed}) == 5
 
 
+def test_a_step_computes_again_under_other_library_versions(monkeypatch):
+    from types import SimpleNamespace
+
+    from numtaflow import jobs
+    from numtaflow.config import Settings
+
+    settings = Settings().run_settings()
+    context = SimpleNamespace(step="featurize", recorded_settings=lambda: settings,
+                              require=lambda step: SimpleNamespace(fingerprint="sampled"))
+    reuse = jobs.Reuse(after=("sample",), identify=lambda context: "weights")
+    installed = jobs.versions()
+    assert set(installed) >= {"pyspark", "pillow", "numtaflow"}
+    before = jobs.step_fingerprint(context, reuse)
+    assert before == jobs.step_fingerprint(context, reuse)
+    monkeypatch.setattr(jobs, "versions", lambda: {**installed, "pillow": "0.0.1"})
+    assert jobs.step_fingerprint(context, reuse) != before
+
+
 def test_the_package_fingerprint_is_its_source():
     from numtaflow.jobs import package_sha256
 

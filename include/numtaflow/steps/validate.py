@@ -1,6 +1,6 @@
 """validate: read each input, decode every image once in Spark, run the GX suites.
 
-Files an earlier run inspected in their present version (same ETag, or size and modification time)
+Files an earlier run inspected in their present version (same ETag, or size, modification and change times)
 are taken from the inspection cache (``inspection_cache.py``) instead of being read and decoded again;
 the suites always run over the whole input. Each source is listed once per step (the listing gives both
 the step's fingerprint and the versions looked up) and the cache is scanned once for every source.
