@@ -9,6 +9,7 @@ and readers trust nothing under a step's prefix without it. The model registry l
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 DAG_ID = "numtadb_transfer_learning"
@@ -131,9 +132,16 @@ MODEL_CARD_EXAMPLES = "misclassified.png"  # the run's misclassified.png, copied
 VERSION_FILES = {MODEL_CARD_TEXT: "text/markdown; charset=utf-8", MODEL_CARD_EXAMPLES: PNG}  # served by the web app
 CHAMPION_ASSET = "numtadb_champion"  # the Airflow Asset a promotion updates; other DAGs can schedule on it
 # --- caches -----------------------------------------------------------------------------------
-FEATURE_CACHE_PREFIX = "cache/features/"  # <featurizer>/<run>-<pass>/: see feature_cache.py
-INSPECTION_CACHE_PREFIX = "cache/inspections/"  # <inspection>/<run>-<input>/: see inspection_cache.py
+FEATURE_CACHE_PREFIX = "cache/features/"  # <featurizer>/<cache_part>/: see feature_cache.py
+INSPECTION_CACHE_PREFIX = "cache/inspections/"  # <inspection>/<cache_part>/: see inspection_cache.py
 STEP_CACHE_PREFIX = "cache/steps/"  # <step>/<fingerprint>.json: the run that committed it (jobs.py)
+
+
+def cache_part(run_id: str, name: str) -> str:
+    """A new part's folder in a cache, ``<run>-<pass or input>-<attempt>``: every attempt writes its own,
+    so a committed part is never rewritten (not under a scan reading it, nor losing its entries when a
+    re-run of its run computes fewer)."""
+    return f"{run_id}-{name}-{uuid.uuid4().hex[:8]}"
 
 
 def step_record_key(step: str, fingerprint: str) -> str:

@@ -6,8 +6,8 @@ test views, the weights' sha256), the source of the code that prepares and featu
 the versions of TensorFlow, Keras and Pillow.
 Changing any of them misses the cache by construction; random weights are never cached (they are
 drawn anew per process). Each run adds the entries it computed as one part,
-``cache/features/<featurizer>/<run>-<pass>/``, committed by a marker written after it: a part without
-its marker (a crashed write) is never read, and a missing or unreadable cache only means computing.
+``cache/features/<featurizer>/<run>-<pass>-<attempt>/``, committed by a marker written after it: a part
+without its marker (a crashed write) is never read, and a missing or unreadable part only means computing.
 """
 
 from __future__ import annotations
@@ -66,17 +66,21 @@ def folder(key: str) -> str:
 def entries_for(spark, storage: Storage, key: str | None, wanted):
     """The committed entries (key columns and features, one per key) of the keys ``wanted``, read in one
     scan of the cache, kept in memory for the step's later joins; None when the featurizer has none.
+    An unreadable part is left out (``Storage.readable_parts``): its entries are computed again.
 
     The scan goes through a broadcast join with ``wanted``'s keys, so only the wanted entries' feature
     arrays ever leave it (a sort-merge join would shuffle the whole cache's)."""
     from pyspark.sql import functions as F
 
-    parts = storage.committed_parts(folder(key)) if key else []
-    if not parts:
-        return None
     keys = F.broadcast(wanted.distinct())
-    entries = spark.read.parquet(*parts).select(*KEY_COLUMNS, "features").join(keys, KEY_COLUMNS, "left_semi")
-    return entries.dropDuplicates(KEY_COLUMNS).persist()
+
+    def scan(parts: list[str]):
+        entries = (spark.read.parquet(*parts).select(*KEY_COLUMNS, "features").join(keys, KEY_COLUMNS, "left_semi")
+                   .dropDuplicates(KEY_COLUMNS).persist())
+        entries.count()
+        return entries
+
+    return storage.readable_parts(folder(key), scan) if key else None
 
 
 def part_prefix(key: str, part: str) -> str:

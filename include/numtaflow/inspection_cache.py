@@ -7,9 +7,10 @@ inspected again. It holds the inspection (size, mode, frames, decode error or ex
 the bytes, so the images table a run writes still holds the very bytes that passed. The entries live in
 a folder named by a hash of everything that decides an inspection: the decoding and preparation code,
 Pillow's version and ``max_image_pixels``. Each run adds the files it inspected as one part,
-``cache/inspections/<key>/<run>-<input>/``, committed by a marker written after it, and only once its
-input passed validation. A part without its marker is never read, an entry whose bytes no longer hash
-to its sha256 is inspected again, and a cache that cannot be read means inspecting every file.
+``cache/inspections/<key>/<run>-<input>-<attempt>/``, committed by a marker written after it, and only
+once its input passed validation. A part without its marker is never read, an entry whose bytes no
+longer hash to its sha256 is inspected again, and a part that cannot be read is left out (its files
+are inspected again).
 """
 
 from __future__ import annotations
@@ -51,23 +52,19 @@ def folder(key: str) -> str:
 def known_inspections(spark, storage: Storage, key: str, versions):
     """The cached inspections of the files in ``versions`` (``object``, ``version`` and any other
     columns, kept), those whose bytes still hash to their recorded sha256 only, in one scan of the cache
-    however many inputs the files come from; cached in memory. None when nothing is cached or the cache
-    cannot be read."""
+    however many inputs the files come from; cached in memory. None when nothing is cached; an
+    unreadable part is left out (``Storage.readable_parts``): its files are inspected again."""
     from pyspark.sql import functions as F
 
-    parts = storage.committed_parts(folder(key))
-    if not parts:
-        return None
-    try:
+    def scan(parts: list[str]):
         entries = spark.read.parquet(*parts).select(*KEY_COLUMNS, *INSPECTION).dropDuplicates(KEY_COLUMNS)
         known = (versions.join(entries, on=KEY_COLUMNS)
                  .where(F.sha2("content", 256) == F.col("content_sha256"))
                  .cache())
         known.count()
         return known
-    except Exception as error:  # whatever makes the cache unreadable only means inspecting every file
-        log.warning("the inspection cache %s cannot be read, inspecting every file: %s", folder(key), error)
-        return None
+
+    return storage.readable_parts(folder(key), scan)
 
 
 def inspect_files(spark, dataset: DatasetInput, versions, known, max_pixels: int):

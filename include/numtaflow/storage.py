@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .catalog import COMMIT_MARKER, RunLayout
 from .config import Settings
+
+log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -152,14 +155,32 @@ class Storage:
         return [self.s3a(marker[: -len(COMMIT_MARKER)]) for marker in markers]
 
     def write_part(self, prefix: str, frame, code: str) -> int:
-        """Write a Spark DataFrame as the part ``prefix``, then its marker, which names the ``code``
-        version that wrote it (``caches.prunable`` reads it); returns its rows."""
-        self.delete_prefix(prefix)
+        """Write a Spark DataFrame as the new part ``prefix`` (``catalog.cache_part``), then its marker,
+        which names the ``code`` version that wrote it (``caches.prunable`` reads it); returns its rows."""
         path = self.s3a(prefix)
-        frame.write.mode("overwrite").parquet(path)
+        frame.write.mode("errorifexists").parquet(path)
         rows = frame.sparkSession.read.parquet(path).count()
         self.put_json(prefix + COMMIT_MARKER, {"rows": rows, "code": code})
         return rows
+
+    def readable_parts(self, folder: str, scan: Callable[[list[str]], Any]) -> Any:
+        """``scan(paths)`` over the committed parts under ``folder``: a persisted frame that ``scan`` has
+        counted, so every file was read. A part that cannot be read (a corrupt file, one deleted under the
+        scan) is left out and named in a warning: a cache entry it held is computed again, never trusted
+        and never fatal. None when no part is committed or readable."""
+        parts = self.committed_parts(folder)
+        try:
+            return scan(parts) if parts else None
+        except Exception as error:  # noqa: BLE001 - whatever a part's files hold, the cache is only a cache
+            log.warning("cannot read the cache %s (%s): reading its parts one by one", folder, first_line(error))
+        readable = []
+        for part in parts:
+            try:
+                scan([part]).unpersist()
+                readable.append(part)
+            except Exception as error:  # noqa: BLE001
+                log.warning("left out the unreadable cache part %s: %s", part, first_line(error))
+        return scan(readable) if readable else None
 
     def put_if_absent(self, key: str, value: Any) -> bool:
         """Create ``key`` with ``value`` unless it exists (never overwrites); True if this call created it."""
@@ -381,6 +402,11 @@ def parse_timestamp(value: str) -> datetime:
         return datetime.fromisoformat(value)
     except ValueError:
         return botocore_parse(value)
+
+
+def first_line(error: Exception) -> str:
+    """An error's first line: Spark's carry the JVM's stack trace after it."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _loads(body: bytes, where: str) -> Any:

@@ -52,7 +52,7 @@ def writing_features(storage) -> bool:
     """Spark has started writing computed features (temporary files included): into the feature cache's
     part of this run, or without the cache into the step's own output."""
     output = [o["Key"] for o in storage.list_objects(RUN.key(FEATURES["train"]))]
-    cached = [o["Key"] for o in storage.list_objects(FEATURE_CACHE_PREFIX) if f"/{RUN_ID}-train/" in o["Key"]]
+    cached = [o["Key"] for o in storage.list_objects(FEATURE_CACHE_PREFIX) if f"/{RUN_ID}-train-" in o["Key"]]
     return any(key.endswith(".parquet") or "_temporary" in key for key in output + cached)
 
 
@@ -81,7 +81,7 @@ def test_a_job_killed_mid_write_leaves_nothing_trusted_and_a_retry_completes(sam
     assert not storage.exists(MARKER)
     # the cache part being written has no marker, so no run will ever read it
     part_markers = [o["Key"] for o in storage.list_objects(FEATURE_CACHE_PREFIX)
-                    if o["Key"].endswith(f"/{RUN_ID}-train/_COMMITTED.json")]
+                    if f"/{RUN_ID}-train-" in o["Key"] and o["Key"].endswith("/_COMMITTED.json")]
     assert part_markers == []
     train = run_job("train", RUN_ID, sampled)
     assert train.returncode == JobExit.REFUSED  # a retry of train cannot help: featurize must run again

@@ -158,14 +158,26 @@ def test_evaluate_writes_metrics_and_promotes_first_champion(pipeline, storage, 
 
 def test_a_second_run_reads_every_feature_from_the_cache_and_gets_the_same_model(pipeline, storage, inputs_env):
     """The same inputs and settings under another run id: no image goes through the network again, and
-    the metrics and every prediction equal those of the run that computed the features."""
+    the metrics and every prediction equal those of the run that computed the features. A committed
+    cache part that cannot be read is left out, named, and the readable ones still serve."""
     assert_step_ok(pipeline, "evaluate")
     run_id = "manual__cached"
-    for step in STEPS:  # validate and sample reused; from featurize on, the setting that makes each step compute
-        computing = STEPS.index(step) >= STEPS.index("featurize")
-        result = run_job(step, run_id, {**inputs_env, "NUMTAFLOW_REUSE_STEPS": str(not computing).lower()})
-        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-        assert (commit(storage, run_id, step).reused_from is None) == computing, step
+    folders = {"/".join(o["Key"].split("/")[:3]) for o in storage.list_objects(catalog.FEATURE_CACHE_PREFIX)}
+    broken = [f"{folder}/zz-broken/" for folder in folders]
+    for part in broken:
+        storage.put_bytes(part + "part-00000.parquet", b"not parquet")
+        storage.put_json(part + catalog.COMMIT_MARKER, {"rows": 1})
+    try:
+        for step in STEPS:  # validate and sample reused; from featurize on, the setting that makes each step compute
+            computing = STEPS.index(step) >= STEPS.index("featurize")
+            result = run_job(step, run_id, {**inputs_env, "NUMTAFLOW_REUSE_STEPS": str(not computing).lower()})
+            assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+            assert (commit(storage, run_id, step).reused_from is None) == computing, step
+            if step == "featurize":
+                assert "left out the unreadable cache part" in result.stdout + result.stderr
+    finally:
+        for part in broken:
+            storage.delete_prefix(part)
     featurized = commit(storage, run_id, "featurize").summary
     for name in ("train", "eval"):
         assert getattr(featurized, name).reused == getattr(featurized, name).rows > 0, name
@@ -483,7 +495,7 @@ def test_validate_reads_and_decodes_only_files_it_has_not_seen_in_their_present_
     """A later validate (reuse off, so it runs) takes every unchanged file's inspection and bytes from
     the inspection cache, and reads again only a rewritten S3 object (new ETag) and a touched local
     file (new modification time); its images tables hold the bytes as they are now. A cache part that
-    cannot be read means inspecting every file."""
+    cannot be read is left out: the files it held are inspected again, the others still come from the cache."""
     from PIL import Image, PngImagePlugin
 
     from numtaflow.catalog import INSPECTION_CACHE_PREFIX, VALIDATED_IMAGES
@@ -525,9 +537,9 @@ def test_validate_reads_and_decodes_only_files_it_has_not_seen_in_their_present_
     finally:
         storage.delete_prefix(broken)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    assert "cannot be read, inspecting every file" in result.stdout + result.stderr
-    everything = commit(storage, "manual__inspected", "validate").summary
-    assert all(everything.inputs[name].files_decoded == first.inputs[name].files for name in ("train", "eval"))
+    assert "left out the unreadable cache part" in result.stdout + result.stderr and "zz-broken" in result.stderr + result.stdout
+    readable = commit(storage, "manual__inspected", "validate").summary  # the other parts still serve
+    assert all(readable.inputs[name].files_decoded == 0 for name in ("train", "eval"))
 
 
 def test_cache_prune_deletes_only_what_this_code_can_never_read(pipeline, storage, inputs_env):

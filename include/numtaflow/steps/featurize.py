@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from .. import feature_cache
-from ..catalog import FEATURES, FEATURIZER, SAMPLED_IMAGES
+from ..catalog import FEATURES, FEATURIZER, SAMPLED_IMAGES, cache_part
 from ..config import GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import FeaturizedSet, FeaturizeSummary
 from ..features import FeaturizerSpec, resolve_weights, weights_sha256
@@ -82,7 +82,7 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
     if key is None:
         in_canonical_order(computed).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
     else:
-        part = f"{context.run_id}-{name}"
+        part = cache_part(context.run_id, name)
         added = feature_cache.add(storage, key, part, computed) if to_compute else 0
         if added != to_compute:
             raise StepIncomplete(f"featurize computed {added} {name} features, expected {to_compute}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .. import inspection_cache
-from ..catalog import BATCH_SELECTION, STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT
+from ..catalog import BATCH_SELECTION, STAGING_PREFIX, VALIDATED_IMAGES, VALIDATION_HTML, VALIDATION_REPORT, cache_part
 from ..config import FEATURIZER_SETTINGS, GATE_SETTINGS, SAMPLING_SETTINGS, TRAINING_SETTINGS
 from ..contracts import BatchSelection, InputRecord, ValidateSummary
 from ..data import DatasetInput, InputError, build_manifest, file_versions, listing_identity, manifest_hash, resolve_input
@@ -132,7 +132,7 @@ def validate_input(context: StepContext, name: str, sources: list[Source], per_c
         )
         if context.settings.validation_cache and any(record["files_decoded"] for record in records):
             key = inspection_cache.cache_key(context.settings.max_image_pixels)
-            kept = inspection_cache.add(context.storage, key, f"{context.run_id}-{name}", decoded)
+            kept = inspection_cache.add(context.storage, key, cache_part(context.run_id, name), decoded)
             log.info("%s: kept the inspections of %d newly read files", name, kept)
     for frame in inspected:  # the inspected files, held in memory while this input was validated
         frame.unpersist()
