@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import lzma
 import os
 import posixpath
 import re
 import tempfile
+import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -29,7 +31,9 @@ from typing import BinaryIO, Iterable
 import pandas as pd
 from pyarrow import fs as pafs
 
-from .storage import Storage, spark_path, split_uri
+from .storage import PreconditionFailed, Storage, spark_path, split_uri
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_ZIP_BYTES = 8 << 30  # the most a zip input may expand to (its members' declared sizes)
@@ -417,38 +421,72 @@ def build_manifest(dataset: DatasetInput) -> pd.DataFrame:
 
 
 def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: int = MAX_ZIP_BYTES) -> str:
-    """Extract a zip (local or S3) into ``s3://<bucket>/<staging>/<sha256>/`` and return that URI.
+    """Extract a zip (local or S3) under ``s3://<bucket>/<staging>/<sha256>/`` and return the URI of the
+    extracted folder.
 
-    The key is the archive's content hash, so re-runs reuse the same extraction. An existing
-    extraction is reused only if its completion marker is present.
+    The archive's content hash names the place, so re-runs reuse an extraction: the one its pointer
+    (``_EXTRACTED``) names, only while that folder still lists exactly the members the pointer records.
+    Each extraction writes a folder of its own and publishes it by compare-and-set, so two runs
+    unpacking the same zip at once never delete or mix each other's files, and a staged copy that lost
+    files (a lifecycle rule, an interrupted delete) is extracted again, never trusted.
     """
     with tempfile.TemporaryFile() as copy:
         digest = download(uri, storage, copy)[:32]
-        root = f"{staging_prefix}{digest}/"
-        if storage.exists(root + "_EXTRACTED"):
-            return f"s3://{storage.bucket}/{root}{_zip_root(storage, root)}".rstrip("/")
+        pointer = f"{staging_prefix}{digest}/_EXTRACTED"
+        staged, etag = _intact_extraction(storage, pointer)
+        if staged:
+            return staged
         try:
             archive = zip_archive(copy)
         except InputError as error:
             raise InputError(f"{uri}: {error}") from None
+        folder = f"{staging_prefix}{digest}/{uuid.uuid4().hex[:12]}/"
         with archive:
             members = safe_zip_members(archive, max_total_bytes)
             if not members:
                 raise InputError(f"zip {uri} holds no files")
-            storage.delete_prefix(root)
+            listed = {}
             for info in members:
                 try:
                     body = read_member(archive, info)
                 except OSError as error:
+                    storage.delete_prefix(folder)
                     raise InputError(f"zip {uri}: {member_name(info)} cannot be extracted: {error}") from None
-                storage.put_bytes(root + member_name(info), body)
-            top = strip_common_folder([member_name(m) for m in members])
-            storage.put_json(root + "_EXTRACTED", {"source": uri, "top": top})
-    return f"s3://{storage.bucket}/{root}{top}".rstrip("/")
+                storage.put_bytes(folder + member_name(info), body)
+                listed[member_name(info)] = len(body)
+        record = {"source": uri, "folder": folder, "top": strip_common_folder(list(listed)),
+                  "members": len(listed), "listing_sha256": _listing_sha256(listed)}
+        try:
+            storage.compare_and_set(pointer, record, etag)
+        except PreconditionFailed:  # another run published its extraction first: use that one
+            storage.delete_prefix(folder)
+            staged, _ = _intact_extraction(storage, pointer)
+            if staged:
+                return staged
+            raise
+    return _folder_uri(storage, record)
 
 
-def _zip_root(storage: Storage, root: str) -> str:
-    return storage.get_json(root + "_EXTRACTED").get("top", "")
+def _intact_extraction(storage: Storage, pointer: str) -> tuple[str | None, str | None]:
+    """The URI of the extraction ``pointer`` names while its folder lists exactly the recorded members
+    (else None), and the pointer's ETag (None: there is none)."""
+    record, etag = storage.read_with_etag(pointer)
+    if not (isinstance(record, dict) and isinstance(record.get("folder"), str)):
+        return None, etag
+    listed = {o["Key"][len(record["folder"]):]: o["Size"] for o in storage.list_objects(record["folder"])}
+    if _listing_sha256(listed) != record.get("listing_sha256"):
+        log.warning("the staged extraction %s lost or changed files since it was made: extracting again",
+                    record["folder"])
+        return None, etag
+    return _folder_uri(storage, record), etag
+
+
+def _listing_sha256(sizes: dict[str, int]) -> str:
+    return hashlib.sha256("".join(f"{name}\0{size}\n" for name, size in sorted(sizes.items())).encode()).hexdigest()
+
+
+def _folder_uri(storage: Storage, record: dict) -> str:
+    return f"s3://{storage.bucket}/{record['folder']}{record['top']}".rstrip("/")
 
 
 def _find_csv(uri: str, files: list[ListedFile], storage: Storage | None) -> str | None:

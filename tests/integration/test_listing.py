@@ -84,6 +84,35 @@ def test_a_zip_resolves_to_the_same_extraction_from_disk_or_s3(tmp_path, storage
     assert [f.relative_path for f in local.files] == ["0/0.png", "1/1.png", "2/2.png"]
 
 
+def test_a_staged_zip_is_reused_only_while_complete_and_concurrent_stagings_never_mix(tmp_path, storage):
+    """A zip staged once is reused; one whose staged copy lost a file is extracted again; two runs
+    staging the same zip at once each get a complete folder, and the same one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numtaflow.data import stage_zip
+
+    archive = tmp_path / "scans.zip"
+    names = [f"scans/{digit}/{n}.png" for digit in range(3) for n in range(20)]
+    with zipfile.ZipFile(archive, "w") as handle:
+        for n, name in enumerate(names):
+            handle.writestr(name, digit_png(n))
+    prefix = f"staging-{tmp_path.name}/"
+
+    def staged_files(uri: str) -> list[str]:
+        folder = uri.split("/", 3)[3] + "/"
+        return sorted(o["Key"][len(folder):] for o in storage.list_objects(folder))
+
+    expected = sorted(name.removeprefix("scans/") for name in names)
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: stage_zip(str(archive), storage, prefix), range(2))
+    assert first == second and staged_files(first) == expected
+    assert len({o["Key"].split("/")[2] for o in storage.list_objects(prefix) if o["Key"].count("/") > 2}) == 1
+    assert stage_zip(str(archive), storage, prefix) == first  # reused
+    storage.client.delete_object(Bucket=storage.bucket, Key=f"{first.split('/', 3)[3]}/1/5.png")
+    repaired = stage_zip(str(archive), storage, prefix)
+    assert repaired != first and staged_files(repaired) == expected
+
+
 def test_refused_credentials_never_appear_in_the_error(storage, s3_env, monkeypatch):
     from numtaflow.data import list_files
     from numtaflow.storage import Storage

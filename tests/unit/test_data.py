@@ -199,11 +199,11 @@ def test_a_zip_with_a_member_it_cannot_give_is_refused_before_anything_is_staged
         def __init__(self):
             self.objects = {}
 
-        def exists(self, key):
-            return key in self.objects
+        def read_with_etag(self, key):
+            return (None, None)
 
         def delete_prefix(self, prefix):
-            return 0
+            self.objects = {key: body for key, body in self.objects.items() if not key.startswith(prefix)}
 
         def put_bytes(self, key, body, *args, **kwargs):
             self.objects[key] = body
@@ -218,7 +218,7 @@ def test_a_zip_with_a_member_it_cannot_give_is_refused_before_anything_is_staged
     bucket = Bucket()
     with pytest.raises(InputError, match=f"zip {archive}: scans/b.png cannot be extracted: encrypted in its archive"):
         stage_zip(str(archive), bucket, "staging/")
-    assert not any(key.endswith("_EXTRACTED") for key in bucket.objects)
+    assert bucket.objects == {}  # not a.png either: nothing of a failed extraction is left
 
 
 @pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
