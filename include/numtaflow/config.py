@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .catalog import DATASETS_PREFIX
 from .vocabulary import BACKBONES, LR_PRESET_NAMES, MAX_POOL_GRID
@@ -47,9 +47,12 @@ JVM_MEMORY = re.compile(r"\d+[kmgt]?")
 _FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True, coerce_numbers_to_str=True)
 
 
-def _on_form(default: Any, section: str, title: str, description: str, **bounds: Any) -> Any:
-    """A run setting shown on the trigger form, in ``section``."""
-    return Field(default, title=title, description=description, json_schema_extra={"section": section}, **bounds)
+def _on_form(default: Any, section: str, title: str, description: str, form_pattern: str | None = None,
+             **bounds: Any) -> Any:
+    """A run setting shown on the trigger form, in ``section``; ``form_pattern``: a regular expression the
+    form checks the text against (the field's own validator says why a value is refused)."""
+    extra = {"section": section, **({"pattern": form_pattern} if form_pattern else {})}
+    return Field(default, title=title, description=description, json_schema_extra=extra, **bounds)
 
 
 class RunSettings(BaseModel):
@@ -83,7 +86,8 @@ class RunSettings(BaseModel):
     # average-pooled ("name") or averaged over a g x g grid of cells ("name:g"), then concatenated
     feature_layers: str = _on_form("auto", "Features", "Feature layers",
                                    "'auto', 'last', or comma-separated layer names to pool and concatenate; "
-                                   "'name:2' averages a 2 x 2 grid of cells instead of the whole map.")
+                                   "'name:2' averages a 2 x 2 grid of cells instead of the whole map.",
+                                   form_pattern=rf"^\s*({FEATURE_LAYER.pattern}\s*)?(,\s*({FEATURE_LAYER.pattern}\s*)?)*$")
     crop_to_ink: bool = True
     train_views: int = Field(12, ge=0, le=20)  # distorted copies added per training image (0: none)
     test_views: int = Field(4, ge=0, le=20)  # distorted views averaged with each evaluated image (0: none)
@@ -123,9 +127,12 @@ class RunSettings(BaseModel):
 
     @field_validator("image_size")
     @classmethod
-    def _image_size(cls, value: int) -> int:
-        if 0 < value < 32:
-            raise ValueError("must be 0 (the backbone's recommended size) or at least 32")
+    def _image_size(cls, value: int, info: ValidationInfo) -> int:
+        backbone = info.data.get("backbone")  # validated before: declared above
+        smallest = BACKBONES[backbone].min_size if backbone in BACKBONES else 32
+        if 0 < value < smallest:
+            raise ValueError(f"must be 0 (the backbone's recommended size) or at least {smallest}, the smallest input "
+                             f"{backbone} is built for")
         return value
 
 

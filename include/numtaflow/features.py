@@ -73,6 +73,23 @@ def feature_layer_names(setting: str, backbone: Backbone) -> tuple[str, ...]:
     return tuple(name.strip() for name in setting.split(",") if name.strip())
 
 
+def check_layers(spec: "FeaturizerSpec") -> None:
+    """Refuse layer names the backbone does not have before any task starts: the network is built here
+    without weights (seconds), so the error is the setting's and the job is not retried; on the
+    executors each task would fail, and be retried to no avail. The recommended layers need no check."""
+    if not spec.layers or spec.layers == BACKBONES[spec.backbone].recommended_layers:
+        return
+    import keras
+
+    constructor = getattr(keras.applications, spec.backbone)
+    names = [layer.name for layer in constructor(include_top=False, weights=None,
+                                                 input_shape=(spec.image_size, spec.image_size, 3)).layers]
+    unknown = [name for name, _ in map(layer_grid, spec.layers) if name not in names]
+    if unknown:
+        raise ValueError(f"feature_layers: {spec.backbone} has no layer {', '.join(map(repr, unknown))} (its last "
+                         f"ones: {', '.join(names[-3:])}; keras.applications.{spec.backbone}().summary() lists all)")
+
+
 def layer_grid(entry: str) -> tuple[str, int]:
     """``name`` averages a layer's whole map into one vector; ``name:g`` averages each cell of a
     g x g grid over it and concatenates them, so the features keep where in the image the ink is

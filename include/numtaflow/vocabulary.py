@@ -24,6 +24,7 @@ class Backbone:
     weights_file: str
     recommended_layers: tuple[str, ...] = ()  # what feature_layers="auto" pools; empty: the last layer
     recommended_size: int = 0  # what image_size=0 feeds the network; 0: its native size
+    min_size: int = 32  # the smallest input keras.applications builds it for
     # TensorFlow threads per Spark task core: 2 lets a worker's large convolutions use the core the
     # other worker leaves idle while it prepares images in Python (make bench, README: the heavy backbones)
     tf_threads_per_core: int = 1
@@ -46,8 +47,9 @@ BACKBONES = {
             recommended_size=128,
         ),
         Backbone("EfficientNetB0", "efficientnet", 224, "efficientnetb0_notop.h5"),
-        Backbone("InceptionV3", "inception_v3", 299, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-        Backbone("Xception", "xception", 299, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        Backbone("InceptionV3", "inception_v3", 299, "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                 min_size=75),
+        Backbone("Xception", "xception", 299, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5", min_size=71),
         Backbone("ResNet50", "resnet50", 224, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
         Backbone("VGG16", "vgg16", 224, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", tf_threads_per_core=2),
         Backbone("VGG19", "vgg19", 224, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", tf_threads_per_core=2),

@@ -1,6 +1,6 @@
 import pytest
 
-from numtaflow.config import ScoringSettings, Settings
+from numtaflow.config import ScoringSettings, Settings, form_fields
 
 
 def test_env_overrides_are_coerced_to_field_types():
@@ -59,6 +59,8 @@ def test_the_form_is_generated_from_the_schema_with_its_bounds():
         ({"min_accuracy": 1.5}, "min_accuracy=1.5: Input should be less than or equal to 1"),
         ({"lr_preset": "fast"}, "lr_preset='fast'"),
         ({"image_size": 16}, "image_size=16: must be 0"),
+        ({"backbone": "InceptionV3", "image_size": 64}, "image_size=64: must be 0 .* or at least 75, the smallest input "
+                                                         "InceptionV3 is built for"),
         ({"feature_layers": "out_relu:0"}, "feature_layers='out_relu:0': entry 'out_relu:0' must be a layer name"),
         ({"feature_layers": "block_13_expand_relu:2, out_relu:x"}, "entry 'out_relu:x'"),
         ({"feature_layers": "a:2:2"}, "entry 'a:2:2'"),
@@ -72,6 +74,21 @@ def test_invalid_values_name_the_setting(overrides, message):
 def test_feature_layers_accept_names_with_an_optional_grid():
     assert Settings().with_overrides({"feature_layers": "block_13_expand_relu:2, out_relu"}).feature_layers
     assert Settings().with_overrides({"feature_layers": "last"}).feature_layers == "last"
+
+
+@pytest.mark.parametrize("value", ["auto", "last", "", "block_13_expand_relu:2, out_relu", "a:7,b", " out_relu , ",
+                                   "out_relu:0", "out_relu:8", "a:2:2", "out relu", "out_relu;rm", "a,,b:x"])
+def test_the_form_refuses_the_feature_layers_the_settings_refuse(value):
+    import jsonschema
+
+    schema = form_fields()["feature_layers"][2]
+    try:
+        Settings().with_overrides({"feature_layers": value})
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert (jsonschema.Draft7Validator(schema).is_valid(value)) == accepted, value
+    assert jsonschema.Draft7Validator(schema).is_valid(", " * 40 + "!") is False  # at once: no backtracking blow-up
 
 
 def test_run_settings_round_trip():

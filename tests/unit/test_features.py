@@ -65,6 +65,16 @@ def test_feature_layers_setting():
     assert named.layers == ("a", "b")
 
 
+def test_a_layer_the_backbone_lacks_is_refused_before_any_task_starts():
+    from numtaflow.features import check_layers
+
+    named = lambda layers: FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, feature_layers=layers))
+    check_layers(named("block_16_project, out_relu:2"))
+    with pytest.raises(ValueError, match=r"feature_layers: MobileNetV2 has no layer 'conv5_block3_out' \(its last ones: "
+                                         r".*out_relu"):
+        check_layers(named("out_relu, conv5_block3_out:2"))  # a ResNet50 layer
+
+
 def test_grid_pooling_keeps_where_the_ink_is_and_averages_to_the_global_pool():
     pytest.importorskip("tensorflow")
     from numtaflow.features import layer_grid

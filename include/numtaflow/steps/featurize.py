@@ -17,7 +17,7 @@ from .. import feature_cache
 from ..catalog import FEATURES, FEATURIZER, SAMPLED_IMAGES, cache_part
 from ..config import GATE_SETTINGS, TRAINING_SETTINGS
 from ..contracts import FeaturizedSet, FeaturizeSummary
-from ..features import FeaturizerSpec, resolve_weights, weights_sha256
+from ..features import FeaturizerSpec, check_layers, resolve_weights, weights_sha256
 from ..jobs import Reuse, StepContext, StepIncomplete, log
 from ..ml import ImageFeaturizer
 from ..spark import task_count
@@ -122,6 +122,7 @@ def run(context: StepContext) -> FeaturizeSummary:
     context.require("sample")
     task_cpus = int(spark.conf.get("spark.task.cpus", "1"))
     spec = FeaturizerSpec.from_settings(settings, task_cpus)
+    check_layers(spec)
     sha256 = weights_sha256(spec.weights)
     stage = ImageFeaturizer.from_spec(spec, sha256)
     stage.write().overwrite().save(context.s3a(FEATURIZER))
