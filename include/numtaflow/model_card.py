@@ -50,8 +50,9 @@ def card_facts(version: dict[str, Any], metrics: dict[str, Any], lineage: dict[s
         "stack": lineage.get("versions", {}),
         "code_version": lineage.get("code_version"),
         "limits": [
-            f"Trained on {settings.get('per_class')} images per digit (with "
-            f"{settings.get('train_views')} distorted copies each) from {inputs['train']['uri']}.",
+            f"Fitted on {metrics.get('n_train')} images (with {settings.get('train_views')} distorted copies "
+            f"each) of a sample of {settings.get('per_class')} per digit from {inputs['train']['uri']}; the "
+            f"other {metrics.get('n_split_test')} were held out.",
             "NumtaDB crops are small, grey, one digit roughly centred; images are converted to grey, "
             "set to dark ink on light paper, cropped to the ink and resized, so colour carries nothing.",
             f"Judged on {sample['eval']['rows']} images of {inputs['eval']['uri']}; other sources "

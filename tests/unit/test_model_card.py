@@ -15,7 +15,8 @@ def evidence():
     confusion[1][9], confusion[9][1], confusion[5][6], confusion[3][8] = 2, 1, 3, 2
     per_class = {str(d): {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 20} for d in range(10)}
     metrics = {"accuracy": 0.9, "f1": 0.89, "precision": 0.9, "recall": 0.9, "roc_auc": 0.99, "per_class": per_class,
-               "confusion_matrix": confusion, "split": {"accuracy": 0.88}, "lr_params": {"preset": "tuned"}}
+               "confusion_matrix": confusion, "split": {"accuracy": 0.88}, "lr_params": {"preset": "tuned"},
+               "n_train": 400, "n_split_test": 100}
     sample = {"rows": 500, "per_class": {str(d): 50 for d in range(10)}, "ids_sha256": "a" * 64}
     lineage = {"inputs": {"train": {"uri": "s3://b/training-a", "manifest_sha256": "m" * 64,
                                     "batches": [{"uri": "s3://b/incoming/dt=2026-11-02/x"}]},
@@ -40,7 +41,8 @@ def test_the_card_is_made_from_the_records_in_markdown_and_html():
     card = card_facts(*evidence())
     text = render("model_card.md", card=card, examples="misclassified.png")
     assert "# Model card: version 0123456789abcdef" in text and "| 5 | 6 | 3 |" in text
-    assert "s3://b/incoming/dt=2026-11-02/x" in text and "Trained on 50 images per digit" in text
+    assert "s3://b/incoming/dt=2026-11-02/x" in text and "Fitted on 400 images (with 12 distorted copies each) of a sample of 50 per digit" in text
+    assert "the other 100 were held out" in text
     assert "`mobilenet.h5`" in text and "/x/" not in text  # the file, never a machine's path
 
     class Storage:
