@@ -84,22 +84,25 @@ def being_rewritten(objects: list[dict], last_marker: str) -> bool:
 
 def prune_run(storage: Storage, layout: RunLayout, area: Area, dry_run: bool = False) -> Pruned:
     """Delete one run's intermediate artifacts, each step's commit marker first: the bytes freed (or, with
-    ``dry_run``, that would be). A second prune frees nothing; a run being rewritten is left alone."""
+    ``dry_run``, that would be). A second prune frees nothing; a run being rewritten is left alone, also
+    one whose re-run starts while this prunes: before each step, the last step's marker must still be
+    the one listed, and only the objects listed are deleted (never one a re-run wrote since)."""
     objects = list(storage.list_objects(layout.root))
-    if being_rewritten(objects, layout.marker_key(area.steps[-1])):
+    last_marker = layout.marker_key(area.steps[-1])
+    if being_rewritten(objects, last_marker):
         return Pruned(area.name, layout.run_id, 0, busy=True)
+    listed_marker = next(o["ETag"] for o in objects if o["Key"] == last_marker)
     freed = 0
     for step, artifacts in intermediates(area):
-        found = {artifact: _of(artifact, layout, objects) for artifact in artifacts}
-        freed += sum(o["Size"] for part in found.values() for o in part)
-        if dry_run or not any(found.values()):
+        found = [o for artifact in artifacts for o in _of(artifact, layout, objects)]
+        if not found:
             continue
-        storage.delete(layout.marker_key(step))
-        for artifact, part in found.items():
-            if artifact.is_folder:
-                storage.delete_prefix(layout.key(artifact) + "/")
-            elif part:
-                storage.delete(layout.key(artifact))
+        if not dry_run:
+            if storage.etag(last_marker) != listed_marker:  # a re-run began: what it writes is its own
+                return Pruned(area.name, layout.run_id, freed, busy=True)
+            storage.delete(layout.marker_key(step))
+            storage.delete_keys([o["Key"] for o in found], f"of step {step} of run {layout.run_id}")
+        freed += sum(o["Size"] for o in found)
     return Pruned(area.name, layout.run_id, freed)
 
 

@@ -119,17 +119,20 @@ class Storage:
         if not prefix.endswith("/"):
             raise ValueError(f"refusing to delete a prefix that does not end in '/': {prefix!r}")
         keys = [obj["Key"] for obj in self.list_objects(prefix)]
+        self.delete_keys(keys, f"under s3://{self.bucket}/{prefix}")
+        for folder in sorted(self._folders(prefix), key=lambda f: f.count("/"), reverse=True) + [prefix]:
+            self.client.delete_object(Bucket=self.bucket, Key=folder)
+        return len(keys)
+
+    def delete_keys(self, keys: list[str], where: str) -> None:
+        """Delete exactly ``keys`` (``where`` names them in an error), a thousand per request."""
         for start in range(0, len(keys), 1000):
             chunk = [{"Key": key} for key in keys[start : start + 1000]]
             response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
             if failed := response.get("Errors"):  # a leftover part would be read with the new ones
                 shown = "; ".join(f"{error['Key']}: {error.get('Code')} {error.get('Message', '')}".rstrip()
                                   for error in failed[:5])
-                raise StorageError(f"could not delete {len(failed)} of the objects under s3://{self.bucket}/{prefix} "
-                                   f"({shown})")
-        for folder in sorted(self._folders(prefix), key=lambda f: f.count("/"), reverse=True) + [prefix]:
-            self.client.delete_object(Bucket=self.bucket, Key=folder)
-        return len(keys)
+                raise StorageError(f"could not delete {len(failed)} of the objects {where} ({shown})")
 
     def delete(self, key: str) -> None:
         """Delete one object (absent already: nothing to do)."""

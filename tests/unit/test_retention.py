@@ -36,3 +36,41 @@ def test_a_run_written_after_its_last_step_committed_is_being_rerun_and_left_alo
     assert not being_rewritten(finished, last)
     assert being_rewritten(finished + listed((run.marker_key("validate"), 1)), last)  # a re-run began
     assert being_rewritten([o for o in finished if o["Key"] != last], last)  # evaluate cleared, or never finished
+
+
+class ListedBucket:
+    """A run's objects as listed once; ``after_listing`` is what a re-run changes before the deletes."""
+
+    def __init__(self, objects: dict[str, str], after_listing: dict[str, str]):
+        self.objects, self.after_listing, self.deleted = dict(objects), after_listing, []
+
+    def list_objects(self, prefix):
+        listed = [{"Key": key, "ETag": etag, "Size": 10, "LastModified": NOW}
+                  for key, etag in self.objects.items() if key.startswith(prefix)]
+        self.objects.update(self.after_listing)  # the re-run writes while the prune goes on
+        return listed
+
+    def etag(self, key):
+        return self.objects.get(key)
+
+    def delete(self, key):
+        self.deleted.append(key)
+
+    def delete_keys(self, keys, where):
+        self.deleted.extend(keys)
+
+
+def test_a_prune_deletes_only_what_it_listed_and_stops_when_a_rerun_rewrites_the_run():
+    from numtaflow.retention import prune_run
+
+    training, run = AREAS[0], RunLayout("bucket", "r")
+    last = run.marker_key("evaluate")
+    listed = {last: '"e1"', run.marker_key("featurize"): '"f1"', run.key(FEATURES["train"]) + "/part-0": '"p"',
+              run.key(METRICS): '"m"'}
+    written_since = {run.key(FEATURES["train"]) + "/part-1": '"new"'}
+    quiet = ListedBucket(listed, written_since)
+    assert prune_run(quiet, run, training).bytes == 10 and not prune_run(ListedBucket(listed, {}), run, training).busy
+    assert quiet.deleted == [run.marker_key("featurize"), run.key(FEATURES["train"]) + "/part-0"]  # not part-1
+    rerun = ListedBucket(listed, {last: '"e2"'})  # evaluate re-committed by a re-run meanwhile
+    pruned = prune_run(rerun, run, training)
+    assert pruned.busy and pruned.bytes == 0 and rerun.deleted == []
