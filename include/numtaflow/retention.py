@@ -85,20 +85,21 @@ def being_rewritten(objects: list[dict], last_marker: str) -> bool:
 def prune_run(storage: Storage, layout: RunLayout, area: Area, dry_run: bool = False) -> Pruned:
     """Delete one run's intermediate artifacts, each step's commit marker first: the bytes freed (or, with
     ``dry_run``, that would be). A second prune frees nothing; a run being rewritten is left alone, also
-    one whose re-run starts while this prunes: before each step, the last step's marker must still be
-    the one listed, and only the objects listed are deleted (never one a re-run wrote since)."""
+    one whose re-run starts while this prunes: before each step, its marker and the last step's must
+    still be those listed, and only the objects listed are deleted (never one a re-run wrote since)."""
     objects = list(storage.list_objects(layout.root))
     last_marker = layout.marker_key(area.steps[-1])
     if being_rewritten(objects, last_marker):
         return Pruned(area.name, layout.run_id, 0, busy=True)
-    listed_marker = next(o["ETag"] for o in objects if o["Key"] == last_marker)
+    listed = {o["Key"]: o["ETag"] for o in objects}
     freed = 0
     for step, artifacts in intermediates(area):
         found = [o for artifact in artifacts for o in _of(artifact, layout, objects)]
         if not found:
             continue
         if not dry_run:
-            if storage.etag(last_marker) != listed_marker:  # a re-run began: what it writes is its own
+            markers = (last_marker, layout.marker_key(step))
+            if any(storage.etag(marker) != listed.get(marker) for marker in markers):  # a re-run committed since
                 return Pruned(area.name, layout.run_id, freed, busy=True)
             storage.delete(layout.marker_key(step))
             storage.delete_keys([o["Key"] for o in found], f"of step {step} of run {layout.run_id}")

@@ -71,6 +71,7 @@ def test_a_prune_deletes_only_what_it_listed_and_stops_when_a_rerun_rewrites_the
     quiet = ListedBucket(listed, written_since)
     assert prune_run(quiet, run, training).bytes == 10 and not prune_run(ListedBucket(listed, {}), run, training).busy
     assert quiet.deleted == [run.marker_key("featurize"), run.key(FEATURES["train"]) + "/part-0"]  # not part-1
-    rerun = ListedBucket(listed, {last: '"e2"'})  # evaluate re-committed by a re-run meanwhile
-    pruned = prune_run(rerun, run, training)
-    assert pruned.busy and pruned.bytes == 0 and rerun.deleted == []
+    for recommitted in (last, run.marker_key("featurize")):  # by a re-run, meanwhile
+        rerun = ListedBucket(listed, {recommitted: '"again"'})
+        pruned = prune_run(rerun, run, training)
+        assert pruned.busy and pruned.bytes == 0 and rerun.deleted == [], recommitted
