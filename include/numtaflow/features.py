@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +29,10 @@ class WeightsNotFound(FileNotFoundError):
     """The backbone's ImageNet weights are not available offline."""
 
 
+class WeightsMismatch(ValueError):
+    """The weights file found is not the one the pipeline was trained with."""
+
+
 @dataclass(frozen=True)
 class FeaturizerSpec:
     """Everything a Python worker needs to build the same feature extractor as the driver."""
@@ -40,6 +45,7 @@ class FeaturizerSpec:
     intra_op_threads: int
     crop: bool = True
     test_views: int = 0  # distorted views averaged with the original (test-time augmentation)
+    weights_sha256: str | None = None  # what ``weights`` must hash to where the network is built
 
     @property
     def model_key(self) -> tuple:
@@ -172,6 +178,11 @@ def load_featurizer(spec: FeaturizerSpec):
     returns it with the backbone's ``preprocess_input``."""
     if spec.model_key in _MODEL_CACHE:
         return _MODEL_CACHE[spec.model_key]
+    found = weights_sha256(spec.weights) if spec.weights_sha256 else None
+    if spec.weights_sha256 and found != spec.weights_sha256:  # each worker reads its own copy of the file
+        state = "is missing" if found is None else f"has sha256 {found}"
+        raise WeightsMismatch(f"weights file {spec.weights} on {platform.node()} {state}, not the "
+                              f"{spec.weights_sha256} the driver checked: give every worker the same file")
     import tensorflow as tf
 
     try:  # thread pools can be sized only before TensorFlow's first op in this process

@@ -21,16 +21,12 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from .config import Settings
-from .features import (FeaturizerSpec, WeightsNotFound, feature_layer_names, featurize_batches, find_weights_file,
-                       intra_op_threads, keras_cache, weights_sha256)
+from .features import (FeaturizerSpec, WeightsMismatch, WeightsNotFound, feature_layer_names, featurize_batches,
+                       find_weights_file, intra_op_threads, keras_cache, weights_sha256)
 from .spark import task_count
 from .vocabulary import BACKBONES
 
 RANDOM = "random"
-
-
-class WeightsMismatch(ValueError):
-    """The weights file found is not the one the pipeline was trained with."""
 
 
 class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
@@ -86,6 +82,7 @@ class ImageFeaturizer(Transformer, HasInputCol, HasOutputCol, DefaultParamsReada
             intra_op_threads=intra_op_threads,
             crop=self.getOrDefault(self.cropToInk),
             test_views=self.getOrDefault(self.testViews),
+            weights_sha256=self.getOrDefault(self.weightsSha256) or None,
         )
 
     def _transform(self, dataset):

@@ -65,6 +65,24 @@ def test_feature_layers_setting():
     assert named.layers == ("a", "b")
 
 
+def test_a_worker_whose_weights_file_differs_from_the_drivers_refuses_to_build_the_network(tmp_path):
+    from dataclasses import replace
+
+    from numtaflow.features import WeightsMismatch, load_featurizer, weights_sha256
+
+    weights = tmp_path / "mobilenet_v2_no_top.h5"
+    weights.write_bytes(b"the driver's file")
+    spec = replace(FeaturizerSpec.from_settings(Settings(weights="random", image_size=32)), weights=str(weights),
+                   weights_sha256=weights_sha256(str(weights)))
+    weights.write_bytes(b"this worker's file")
+    with pytest.raises(WeightsMismatch, match=rf"{weights} on .* has sha256 [0-9a-f]{{64}}, not the "
+                                              rf"{spec.weights_sha256} the driver checked"):
+        load_featurizer(spec)
+    weights.unlink()
+    with pytest.raises(WeightsMismatch, match="is missing"):
+        load_featurizer(spec)
+
+
 def test_a_layer_the_backbone_lacks_is_refused_before_any_task_starts():
     from numtaflow.features import check_layers
 
