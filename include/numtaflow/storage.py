@@ -175,14 +175,14 @@ class Storage:
         try:
             return scan(parts) if parts else None
         except Exception as error:  # noqa: BLE001 - whatever a part's files hold, the cache is only a cache
-            log.warning("cannot read the cache %s (%s): reading its parts one by one", folder, first_line(error))
+            log.warning("cannot read the cache %s (%s): reading its parts one by one", folder, error_line(error))
         readable = []
         for part in parts:
             try:
                 scan([part]).unpersist()
                 readable.append(part)
             except Exception as error:  # noqa: BLE001
-                log.warning("left out the unreadable cache part %s: %s", part, first_line(error))
+                log.warning("left out the unreadable cache part %s: %s", part, error_line(error))
         return scan(readable) if readable else None
 
     def put_if_absent(self, key: str, value: Any) -> bool:
@@ -407,9 +407,11 @@ def parse_timestamp(value: str) -> datetime:
         return botocore_parse(value)
 
 
-def first_line(error: Exception) -> str:
-    """An error's first line: Spark's carry the JVM's stack trace after it."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+def error_line(error: BaseException) -> str:
+    """An error in one line: its type and its message's first line, at most 500 characters (Spark's
+    errors carry the JVM's stack trace after it)."""
+    first = next(iter(str(error).strip().splitlines()), "")  # a KeyError() has none
+    return type(error).__name__ + (f": {first[:500]}" if first else "")
 
 
 def _loads(body: bytes, where: str) -> Any:

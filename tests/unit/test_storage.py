@@ -132,3 +132,11 @@ def test_an_object_the_server_would_not_delete_stops_the_step_that_clears_its_pr
     expected = f"could not delete 1 of the objects under s3://landing/{prefix} ({parts[1]}: AccessDenied Access Denied)"
     with stub, pytest.raises(StorageError, match=re.escape(expected)):
         storage.delete_prefix(prefix)
+
+
+def test_an_error_in_one_line_names_its_type_and_the_first_line_only():
+    from numtaflow.storage import error_line
+
+    assert error_line(KeyError()) == "KeyError"
+    assert error_line(ValueError("Path does not exist\n\tat org.apache.spark...")) == "ValueError: Path does not exist"
+    assert error_line(ValueError("x" * 900)) == "ValueError: " + "x" * 500

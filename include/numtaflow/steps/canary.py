@@ -15,6 +15,7 @@ from ..contracts import CanarySummary
 from ..jobs import StepContext
 from ..ml import scoring_partitions
 from ..sampling import stratified_sample
+from ..storage import error_line
 from ..vocabulary import DIGITS
 
 
@@ -37,8 +38,7 @@ def run(context: StepContext) -> CanarySummary:
         rows = scored.select("image_id", "digit", vector_to_array("probability").alias("p")).collect()
         scores = {row["image_id"]: {"digit": int(row["digit"]), "probability": list(row["p"])} for row in rows}
     except Exception as failure:  # whatever stops the artifact from serving is the gate's evidence
-        first_line = next(iter(str(failure).strip().splitlines()), "")  # a KeyError() has none
-        error = type(failure).__name__ + (f": {first_line[:500]}" if first_line else "")
+        error = error_line(failure)
     seconds = round(time.time() - started, 2)
     context.storage.put_json(context.layout.key(CANARY), {"pipeline": context.uri(PIPELINE), "error": error,
                                                           "seconds": seconds, "scores": scores})
