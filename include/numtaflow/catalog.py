@@ -90,6 +90,8 @@ MISCLASSIFIED = Artifact("evaluate", "misclassified.png", PNG, "real evaluation 
 METRICS = Artifact("evaluate", "metrics.json", JSON, "metrics on both sets, the gate decision, step timings",
                    served_as="metrics.json", in_report=True)
 GATE = Artifact("evaluate", "gate.json", JSON, "the gate's decision and reasons", in_report=True)
+TRAINED_ON = Artifact("evaluate", "trained_on.json", JSON, "the sha256 of every image in the training sample: "
+                      "registered with the model, so that no later candidate's gate judges it on images it saw")
 CONFUSION = {
     "eval": Artifact("evaluate", "confusion_eval.png", PNG, "confusion matrix on the independent set",
                      served_as="confusion_eval.png", in_report=True),
@@ -113,7 +115,7 @@ RUN_OWNER = Artifact("", "run_id.json", JSON, "the Airflow run id whose artifact
 ARTIFACTS: tuple[Artifact, ...] = (
     VALIDATION_REPORT, VALIDATION_HTML, *VALIDATED_IMAGES.values(), *SAMPLED_IMAGES.values(), *FEATURES.values(),
     FEATURIZER, MODEL, PIPELINE, HOLDOUT, TRAIN_PARAMS, CANARY, EVAL_PREDICTIONS, MISCLASSIFIED, METRICS, GATE,
-    *CONFUSION.values(), *PER_CLASS.values(), LINEAGE, BATCH_SELECTION,
+    TRAINED_ON, *CONFUSION.values(), *PER_CLASS.values(), LINEAGE, BATCH_SELECTION,
 )
 SERVED = {artifact.served_as: artifact for artifact in ARTIFACTS if artifact.served_as}
 REPORTED = tuple(artifact for artifact in ARTIFACTS if artifact.in_report)

@@ -2,7 +2,7 @@
 
 ``decide`` and ``check_canary`` are pure. The comparison uses the champion's metrics on the candidate's own
 evaluation set whenever the champion can be re-scored on it (same feature extractor), so
-both models are judged on identical images.
+both models are judged on identical images: those of the set the champion was not trained on.
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ def check_canary(canary: dict, evaluated: dict[str, tuple[int, list[float]]], to
     return CanaryCheck(len(scores), tuple(problems), tolerance)
 
 
-def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds, canary: CanaryCheck) -> GateDecision:
+def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds, canary: CanaryCheck,
+           compared: dict | None = None) -> GateDecision:
     """Promote only if every check passes; the reasons list each check's outcome either way.
 
-    ``candidate`` and ``champion`` are metric dicts (``accuracy``, ``f1``) on the same images;
-    ``champion`` is None when no model is serving yet.
+    ``candidate`` holds the metrics (``accuracy``, ``f1``) the minimums apply to; ``champion`` the
+    champion's on the same images, or on ``compared``'s: the candidate's metrics on the part of its
+    evaluation set the champion was not trained on. ``champion`` is None when no model is serving yet.
     """
     reasons, passed = [canary.reason()], not canary.problems
     for metric, minimum in (("accuracy", thresholds.min_accuracy), ("f1", thresholds.min_f1)):
@@ -89,6 +91,7 @@ def decide(candidate: dict, champion: dict | None, thresholds: GateThresholds, c
     if champion is None:
         reasons.append("no champion yet")
     else:
+        candidate = compared or candidate
         for metric in ("accuracy", "f1"):
             drop = round(champion[metric] - candidate[metric], 9)  # 0.95 - 0.94 is 0.010000000000000009
             if drop > thresholds.max_regression:

@@ -22,8 +22,8 @@ from typing import Any, Callable
 from pydantic import AliasChoices, Field, ValidationError
 
 from .catalog import (CHAMPION_KEY, HISTORY_PREFIX, INDEX_KEY, LINEAGE, METRICS, MISCLASSIFIED, MODEL,
-                      MODEL_CARD_EXAMPLES, MODEL_CARD_FACTS, MODEL_CARD_TEXT, PIPELINE, VERSION_FILES, VERSION_RECORD,
-                      VERSIONS_PREFIX, RunLayout)
+                      MODEL_CARD_EXAMPLES, MODEL_CARD_FACTS, MODEL_CARD_TEXT, PIPELINE, TRAINED_ON, VERSION_FILES,
+                      VERSION_RECORD, VERSIONS_PREFIX, RunLayout)
 from .contracts import Contract, Featurizer
 from .model_card import card_facts
 from .storage import PreconditionFailed, Storage, StorageError, safe_run_id, split_uri
@@ -114,6 +114,22 @@ def read_version(storage: Storage, version: str) -> ModelVersion:
         return ModelVersion.model_validate(storage.get_json(version_key(version)))
     except FileNotFoundError:
         raise RegistryError(f"model version {version} does not exist ({VERSIONS_PREFIX})") from None
+
+
+def training_images(storage: Storage, version: str | None) -> frozenset[str] | None:
+    """The sha256 of every image the version's training sample held; None for a version registered
+    before they were recorded."""
+    if version is None:
+        return None
+    key = version_prefix(version) + TRAINED_ON.name
+    try:
+        record = storage.get_json(key)
+    except FileNotFoundError:
+        return None
+    hashes = record.get("content_sha256") if isinstance(record, dict) else None
+    if not isinstance(hashes, list):
+        raise RegistryError(f"{key} does not hold the version's training images as {{\"content_sha256\": [...]}}")
+    return frozenset(hashes)
 
 
 def find_model(storage: Storage, requested: str) -> ModelVersion:
@@ -209,10 +225,13 @@ def register(storage: Storage, candidate: ModelVersion, evidence: tuple[dict, di
     registered = candidate.model_copy(update={**moved, "registered_at": now_iso()})
     if model_digest(storage, registered.model_uri, registered.pipeline_uri) != candidate.model_sha256:
         raise RegistryError(f"the model under {candidate.model_uri} changed while it was being registered")
+    run = RunLayout(storage.bucket, candidate.run_id)
+    if storage.exists(run.key(TRAINED_ON)):
+        storage.copy(storage.bucket, run.key(TRAINED_ON), version_prefix(candidate.version) + TRAINED_ON.name)
     if evidence:
         card = card_facts(registered.model_dump(mode="json"), *evidence)
         storage.put_json(version_prefix(candidate.version) + MODEL_CARD_FACTS, card)
-        examples = RunLayout(storage.bucket, candidate.run_id).key(MISCLASSIFIED)
+        examples = run.key(MISCLASSIFIED)
         if storage.exists(examples):
             storage.copy(storage.bucket, examples, version_prefix(candidate.version) + MODEL_CARD_EXAMPLES)
         storage.put_bytes(version_prefix(candidate.version) + MODEL_CARD_TEXT,

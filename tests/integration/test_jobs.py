@@ -18,7 +18,7 @@ import pytest
 from numtaflow import catalog
 from numtaflow.catalog import (CANARY, CHAMPION_KEY, CONFUSION, EVAL_PREDICTIONS, FEATURES, FEATURIZER, LINEAGE,
                                METRICS, MISCLASSIFIED, MODEL, MODEL_CARD_EXAMPLES, MODEL_CARD_TEXT, PIPELINE,
-                               PREDICTIONS, SAMPLED_IMAGES, SCORING_REPORT, STEPS, TRAIN_PARAMS)
+                               PREDICTIONS, SAMPLED_IMAGES, SCORING_REPORT, STEPS, TRAIN_PARAMS, TRAINED_ON)
 from numtaflow.contracts import JobExit
 from numtaflow.registry import version_prefix
 from tests.conftest import commit, layout, make_numtadb, read_parquet, run_job, upload_folder
@@ -398,7 +398,11 @@ def test_retraining_the_champions_run_goes_through_the_gate(pipeline, storage, f
     gate = storage.get_json(layout(RUN_ID).key(METRICS))["gate"]
     assert gate["candidate_version"] != served["version"]
     assert not any("already the champion" in reason for reason in gate["reasons"])
-    assert gate["champion_version_before"] == served["version"] and gate["compared_with"]
+    assert gate["champion_version_before"] == served["version"]
+    # the served version keeps its training sample's images, none of which the evaluation set holds
+    trained_on = storage.get_json(version_prefix(served["version"]) + TRAINED_ON.name)["content_sha256"]
+    assert len(trained_on) == 10 * PER_CLASS
+    assert gate["compared_with"] == "champion re-scored on this run's evaluation set, none of which it was trained on"
     after = storage.get_json(CHAMPION_KEY)
     assert after["version"] == (gate["candidate_version"] if gate["promoted"] else served["version"])
     # whatever the verdict, the version that served is still there, byte for byte

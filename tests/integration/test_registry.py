@@ -9,10 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from numtaflow.catalog import CHAMPION_KEY, LINEAGE, METRICS, MODEL, PIPELINE, REGISTRY_PREFIX, RUNS_PREFIX, RunLayout
+from numtaflow.catalog import (CHAMPION_KEY, LINEAGE, METRICS, MODEL, PIPELINE, REGISTRY_PREFIX, RUNS_PREFIX, TRAINED_ON,
+                               RunLayout)
 from numtaflow.contracts import Featurizer
 from numtaflow.registry import (RegistryError, candidate_version, history, promote_run, read_champion, read_index,
-                                read_version, register, rollback, switch_champion, update_index, version_prefix)
+                                read_version, register, rollback, switch_champion, training_images, update_index,
+                                version_prefix)
 from numtaflow.storage import PreconditionFailed
 
 pytestmark = pytest.mark.integration
@@ -93,6 +95,19 @@ def test_a_rerun_of_the_champions_run_does_not_change_what_serves(storage):
     assert read_champion(storage)[0].version == served.version
     assert register(storage, candidate).version == served.version  # registering again rewrites nothing
     assert {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served.version))} == before
+
+
+def test_a_version_keeps_the_images_it_was_trained_on(storage):
+    """A later candidate's gate leaves them out when it re-scores the version; a version registered
+    without them says so (None), and an unreadable record is an error naming it, never "none"."""
+    storage.put_json(RunLayout(storage.bucket, "recorded").key(TRAINED_ON), {"content_sha256": ["h1", "h2"]})
+    recorded, unrecorded = (register(storage, trained(storage, run, 0.9)) for run in ("recorded", "unrecorded"))
+    storage.delete_prefix(RunLayout(storage.bucket, "recorded").prefix("evaluate"))  # the run may be re-run
+    assert training_images(storage, recorded.version) == frozenset({"h1", "h2"})
+    assert training_images(storage, unrecorded.version) is None
+    storage.put_json(version_prefix(unrecorded.version) + TRAINED_ON.name, ["h1"])
+    with pytest.raises(RegistryError, match=re.escape(f"{version_prefix(unrecorded.version)}{TRAINED_ON.name} does not")):
+        training_images(storage, unrecorded.version)
 
 
 def test_rollback_points_at_the_earlier_version_which_is_still_there(storage):

@@ -161,3 +161,51 @@ def test_a_champion_is_re_scored_only_on_features_of_the_same_resolved_featurize
     assert feature_signature(dict(settings), made.model_copy()) == same
     for change in ({"image_size": 224}, {"weights_sha256": "bbb"}, {"code": "c2"}, {"layers": ["block_16_project"]}):
         assert feature_signature(settings, made.model_copy(update=change)) != same, change
+
+
+def test_the_minimums_apply_to_the_whole_set_and_the_comparison_to_the_images_both_are_judged_on():
+    champion = {"accuracy": 0.95, "f1": 0.95}
+    whole, compared = {"accuracy": 0.90, "f1": 0.90}, {"accuracy": 0.95, "f1": 0.95}
+    assert not decide(whole, champion, THRESHOLDS, SERVABLE).promoted
+    decision = decide(whole, champion, THRESHOLDS, SERVABLE, compared)
+    assert decision.promoted and "accuracy 0.9000 meets the minimum 0.8500" in decision.reasons
+    assert "accuracy 0.9500 vs champion 0.9500: within tolerance 0.0100" in decision.reasons
+
+
+def predictions(digits: dict[str, int]):
+    """Evaluation rows as evaluate reads them: every image's label is the digit of its name."""
+    import pandas as pd
+
+    return pd.DataFrame({"image_id": list(digits), "label": [int(name[1]) for name in digits],
+                         "digit": list(digits.values()), "p": [one_hot([d])[0] for d in digits.values()]})
+
+
+CONTENT = {"d0.png": "h0", "d1.png": "h1", "d2.png": "h2", "d3.png": "h3"}
+CHAMPION_ROWS = predictions({"d0.png": 0, "d1.png": 1, "d2.png": 2, "d3.png": 3})  # right on all four
+CANDIDATE_ROWS = predictions({"d0.png": 0, "d1.png": 7, "d2.png": 2, "d3.png": 3})  # wrong on d1
+
+
+def test_the_champion_is_never_judged_on_images_it_was_trained_on():
+    from numtaflow.steps.evaluate import on_unseen_images
+
+    champion, candidate, how = on_unseen_images(CANDIDATE_ROWS, CHAMPION_ROWS, CONTENT, frozenset({"h1", "other"}))
+    assert (champion["n"], champion["accuracy"]) == (3, 1.0)
+    assert (candidate["n"], candidate["accuracy"]) == (3, 1.0)  # d1 left out of both
+    assert "the 3 of this run's 4 evaluation images it was not trained on (the other 1 were" in how
+
+
+@pytest.mark.parametrize("trained_on, said", [
+    (frozenset({"other"}), "none of which it was trained on"),
+    (None, "its training images are not on record"),
+])
+def test_without_shared_images_the_champion_is_judged_on_the_whole_set(trained_on, said):
+    from numtaflow.steps.evaluate import on_unseen_images
+
+    champion, candidate, how = on_unseen_images(CANDIDATE_ROWS, CHAMPION_ROWS, CONTENT, trained_on)
+    assert (champion["n"], champion["accuracy"], candidate) == (4, 1.0, None) and said in how
+
+
+def test_a_champion_trained_on_every_evaluation_image_has_nothing_to_compare():
+    from numtaflow.steps.evaluate import on_unseen_images
+
+    assert on_unseen_images(CANDIDATE_ROWS, CHAMPION_ROWS, CONTENT, frozenset(CONTENT.values()))[:2] == (None, None)

@@ -10,11 +10,13 @@ registry: this step supplies the judge.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..catalog import (CANARY, CONFUSION, EVAL_PREDICTIONS, FEATURES, GATE, HOLDOUT, LINEAGE, METRICS, MISCLASSIFIED,
-                       MODEL, PER_CLASS, SAMPLED_IMAGES, STEPS)
+                       MODEL, PER_CLASS, SAMPLED_IMAGES, STEPS, TRAINED_ON)
 from ..contracts import EvaluateSummary
 from ..evaluation import (compute_metrics, confused_pairs, confusion_png, misclassified_ids, misclassified_png,
                           per_class_csv)
@@ -22,7 +24,9 @@ from ..gating import CanaryCheck, GateThresholds, check_canary, decide, feature_
 from ..jobs import StepContext
 from ..lineage import run_record
 from ..model import with_vector
-from ..registry import HEADLINE_METRICS, Champion, ModelVersion, candidate_version, register, switch_champion, update_index
+from ..registry import (HEADLINE_METRICS, Champion, ModelVersion, candidate_version, register, switch_champion,
+                        training_images, update_index)
+from ..storage import error_line
 from ..vocabulary import DIGITS
 
 REPORTED_METRICS = (*HEADLINE_METRICS, "per_class", "confusion_matrix")
@@ -48,24 +52,68 @@ def label_and_probabilities(rows) -> tuple[np.ndarray, np.ndarray]:
     return rows["label"].to_numpy(dtype=int), np.stack(rows["p"].to_numpy())
 
 
-def champion_metrics(champion: Champion, candidate: ModelVersion, eval_frame) -> tuple[dict, str]:
-    """The champion's metrics on the candidate's evaluation images, and how they were obtained."""
+@dataclass(frozen=True)
+class EvaluationSet:
+    """The candidate's evaluation set as the gate needs it to re-score the champion."""
+
+    features: Any  # the Spark frame of the images' features
+    predictions: Any  # the candidate's (pandas): image_id, label, digit, p
+    content: dict[str, str]  # image_id: the sha256 of its bytes
+
+
+def content_hashes(images) -> dict[str, str]:
+    """image_id: sha256 of the bytes, for a sampled set (small: it is collected)."""
+    from pyspark.sql import functions as F
+
+    return {row["image_id"]: row["sha256"]
+            for row in images.select("image_id", F.sha2("content", 256).alias("sha256")).collect()}
+
+
+def on_unseen_images(candidate_rows, champion_rows, content: dict[str, str],
+                     trained_on: frozenset[str] | None) -> tuple[dict | None, dict | None, str]:
+    """The champion's metrics on the evaluation images it was not trained on, the candidate's on the same
+    images where these are fewer than all, and a sentence saying which. A champion trained on every
+    one of them has none (None)."""
+    if trained_on is None:
+        return (compute_metrics(*label_and_probabilities(champion_rows)), None,
+                "champion re-scored on this run's evaluation set (its training images are not on record)")
+    unseen = {image_id for image_id, sha256 in content.items() if sha256 not in trained_on}
+    if len(unseen) == len(content):
+        return compute_metrics(*label_and_probabilities(champion_rows)), None, \
+            "champion re-scored on this run's evaluation set, none of which it was trained on"
+    if not unseen:
+        return None, None, "the champion was trained on every one of this run's evaluation images"
+    metrics = [compute_metrics(*label_and_probabilities(rows[rows["image_id"].isin(unseen)]))
+               for rows in (champion_rows, candidate_rows)]
+    return (*metrics, f"champion re-scored on the {len(unseen)} of this run's {len(content)} evaluation images it "
+                      f"was not trained on (the other {len(content) - len(unseen)} were in its training sample), "
+                      "and the candidate compared on the same images")
+
+
+def champion_metrics(storage, champion: Champion, candidate: ModelVersion,
+                     evaluation: EvaluationSet) -> tuple[dict, str, dict | None]:
+    """The champion's metrics to compare the candidate with, how they were obtained, and the candidate's
+    own on the same images where these are not its whole evaluation set."""
     from pyspark.ml.classification import LogisticRegressionModel
 
+    recorded = champion.metrics.model_dump()
     if feature_signature(candidate.settings, candidate.featurizer) == feature_signature(champion.settings,
                                                                                          champion.featurizer):
         try:
             model = LogisticRegressionModel.load(champion.model_uri.replace("s3://", "s3a://", 1))
-            return compute_metrics(*predict(model, eval_frame)), "champion re-scored on this run's evaluation set"
+            rows = scored(model, evaluation.features).toPandas()
+            trained_on = training_images(storage, champion.version)
         except Exception as error:  # an unreadable champion must not block every future run
-            return champion.metrics.model_dump(), f"champion could not be re-scored ({error}); recorded metrics used"
+            return recorded, f"champion could not be re-scored ({error_line(error)}); recorded metrics used", None
+        baseline, compared, how = on_unseen_images(evaluation.predictions, rows, evaluation.content, trained_on)
+        return (recorded, f"{how}: recorded metrics used", None) if baseline is None else (baseline, how, compared)
     if champion.eval_ids_sha256 == candidate.eval_ids_sha256:
-        return champion.metrics.model_dump(), "champion's recorded metrics on the same evaluation images"
-    return champion.metrics.model_dump(), "champion uses other features and other evaluation images; recorded metrics used"
+        return recorded, "champion's recorded metrics on the same evaluation images", None
+    return recorded, "champion uses other features and other evaluation images; recorded metrics used", None
 
 
-def judge(context: StepContext, candidate: ModelVersion, metrics: dict, eval_frame, current: Champion | None,
-          canary: CanaryCheck) -> dict:
+def judge(context: StepContext, candidate: ModelVersion, metrics: dict, evaluation: EvaluationSet,
+          current: Champion | None, canary: CanaryCheck) -> dict:
     """The gate's verdict on the candidate against ``current``, as written to ``gate.json``."""
     before = {"champion_before": current.run_id if current else None,
               "champion_version_before": current.version if current else None,
@@ -74,12 +122,15 @@ def judge(context: StepContext, candidate: ModelVersion, metrics: dict, eval_fra
         return {"promoted": True, "reasons": [f"this model is already the champion: the same bytes as version "
                                               f"{current.version} (a retried task, or a run that reused train)"],
                 **before, "champion_after": current.run_id,
-                "compared_with": None, "champion_metrics": None}
-    baseline, how = (None, "no champion yet") if current is None else champion_metrics(current, candidate, eval_frame)
-    decision = decide(metrics, baseline, GateThresholds.from_settings(context.settings), canary)
+                "compared_with": None, "champion_metrics": None, "candidate_metrics_compared": None}
+    baseline, how, compared = ((None, "no champion yet", None) if current is None
+                               else champion_metrics(context.storage, current, candidate, evaluation))
+    decision = decide(metrics, baseline, GateThresholds.from_settings(context.settings), canary, compared)
     return {**decision.to_json(), **before,
             "champion_after": context.run_id if decision.promoted else before["champion_before"],
-            "compared_with": how, "champion_metrics": {k: baseline.get(k) for k in ("accuracy", "f1")} if baseline else None}
+            "compared_with": how,
+            "champion_metrics": {k: baseline.get(k) for k in ("accuracy", "f1")} if baseline else None,
+            "candidate_metrics_compared": {k: compared[k] for k in ("accuracy", "f1", "n")} if compared else None}
 
 
 def write_plots(context: StepContext, results: dict[str, dict], predictions) -> None:
@@ -120,8 +171,8 @@ def metrics_record(context: StepContext, results: dict[str, dict], commits: dict
                         "evaluate": round(time.time() - started, 2)}}
 
 
-def gate_and_promote(context: StepContext, candidate: ModelVersion, results: dict, commits: dict, eval_frame,
-                     canary: CanaryCheck, started: float) -> dict:
+def gate_and_promote(context: StepContext, candidate: ModelVersion, results: dict, commits: dict,
+                     evaluation: EvaluationSet, canary: CanaryCheck, started: float) -> dict:
     """Judge the candidate against the champion as it is, write the evidence, and only then let the
     registry move the pointer (re-judged on a lost race). Returns the final verdict."""
     storage, layout = context.storage, context.layout
@@ -130,7 +181,7 @@ def gate_and_promote(context: StepContext, candidate: ModelVersion, results: dic
     verdicts = []
 
     def choose(current: Champion | None):
-        gate = judge(context, candidate, results["eval"], eval_frame, current, canary)
+        gate = judge(context, candidate, results["eval"], evaluation, current, canary)
         verdicts.append(gate)
         metrics = metrics_record(context, results, commits, gate, started)
         storage.put_json(layout.key(METRICS), metrics)
@@ -161,7 +212,12 @@ def run(context: StepContext) -> EvaluateSummary:
     canary = check_canary(context.storage.get_json(context.layout.key(CANARY)), evaluated, settings.canary_tolerance)
     candidate = candidate_version(context.storage, context.layout, results["eval"], settings.run_settings(),
                                   commits["featurize"].summary.featurizer(), commits["sample"].summary.eval.ids_sha256)
-    gate = gate_and_promote(context, candidate, results, commits, eval_frame, canary, started)
+    sampled = {name: content_hashes(spark.read.parquet(context.s3a(SAMPLED_IMAGES[name])))
+               for name in ("train", "eval")}
+    context.storage.put_json(context.layout.key(TRAINED_ON),
+                             {"content_sha256": sorted(set(sampled["train"].values()))})
+    evaluation = EvaluationSet(eval_frame, predictions, sampled["eval"])
+    gate = gate_and_promote(context, candidate, results, commits, evaluation, canary, started)
     update_index(context.storage, context.run_id, {
         "run_id": context.run_id, "logical_date": context.logical_date, "run_type": context.run_type,
         "finished_at": commits["train"].finished_at, "backbone": settings.backbone,
