@@ -90,8 +90,9 @@ def version_key(version: str) -> str:
 def read_champion(storage: Storage) -> tuple[Champion | None, str | None]:
     """The champion and the pointer's ETag; ``(None, None)`` only when no model was ever promoted.
 
-    A pointer that does not parse, or lacks what the gate needs, is an error naming the object:
-    taking it for "no champion yet" would let any candidate through without the regression check.
+    A pointer that does not parse, lacks what the gate needs, or is gone while the history records
+    promotions, is an error naming the object: taking it for "no champion yet" would let any candidate
+    through without the regression check.
     """
     try:
         value, etag = storage.read_with_etag(CHAMPION_KEY)
@@ -99,6 +100,12 @@ def read_champion(storage: Storage) -> tuple[Champion | None, str | None]:
         raise RegistryError(f"{error}; nothing is promoted until it is repaired: "
                             "`python -m numtaflow models promote RUN`") from None
     if value is None:
+        if last := last_change(storage):  # the pointer is written before its history entry: never a transient
+            served = last.get("version") or "VERSION"
+            raise RegistryError(f"s3://{storage.bucket}/{CHAMPION_KEY} is missing, yet {HISTORY_PREFIX} records "
+                                f"{last.get('sequence', 'some')} change(s), the last serving version {served}; nothing "
+                                f"is promoted until it is repaired: `python -m numtaflow models rollback {served}` "
+                                f"(or delete {HISTORY_PREFIX} too, to start with no champion)")
         return None, None
     try:
         return Champion.model_validate(value), etag

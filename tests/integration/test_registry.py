@@ -155,15 +155,24 @@ def test_promote_serves_only_the_model_its_run_evaluation_judged(storage):
     assert read_champion(storage) == (None, None)  # (promoting the judged bytes: test_jobs, on a real run)
 
 
-@pytest.mark.parametrize("content", [b"{not json", b'{"run_id": "x", "model_uri": "s3://b/k"}'])
+@pytest.mark.parametrize("content", [b"{not json", b'{"run_id": "x", "model_uri": "s3://b/k"}', None])
 def test_a_broken_champion_record_stops_promotion_and_can_be_repaired(storage, content):
+    """Unparsable, incomplete, or deleted (None) while the history records promotions."""
     good = promote_if_better(storage, trained(storage, "good", 0.8))
-    storage.put_bytes(CHAMPION_KEY, content)
+    if content is None:
+        storage.delete_keys([CHAMPION_KEY], "the test")
+    else:
+        storage.put_bytes(CHAMPION_KEY, content)
     with pytest.raises(RegistryError, match=re.escape(CHAMPION_KEY)):
         read_champion(storage)
     with pytest.raises(RegistryError, match="nothing is promoted until it is repaired"):
         promote_if_better(storage, trained(storage, "candidate", 0.99))
-    assert storage.get_bytes(CHAMPION_KEY) == content  # untouched
+    if content is None:
+        with pytest.raises(RegistryError, match=f"models rollback {good.version}"):
+            read_champion(storage)
+        assert not storage.exists(CHAMPION_KEY)  # still none: the candidate was not taken for a first champion
+    else:
+        assert storage.get_bytes(CHAMPION_KEY) == content  # untouched
     repaired = rollback(storage, "repair", version=good.version)
     assert read_champion(storage)[0].version == repaired.version == good.version
     assert (repaired.sequence, repaired.previous_version) == (2, good.version)  # from the history, not from 1
