@@ -5,11 +5,12 @@ FROM apache/airflow:3.3.2-python3.11
 USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -s "/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture)" /usr/lib/jvm/java-17  # amd64 or arm64
 # owned by the user tasks run as: KERAS_HOME's named volume takes its owner from this folder, so a
 # downloaded weights file can be saved there for the workers
 RUN install -d -o airflow -g root /opt/numtaflow /opt/numtaflow/jars /opt/numtaflow/keras
-ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
+ENV JAVA_HOME=/usr/lib/jvm/java-17
 
 USER airflow
 COPY --chown=airflow:root requirements.txt constraints.txt /opt/numtaflow/

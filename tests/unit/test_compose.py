@@ -85,6 +85,14 @@ def test_the_image_holds_no_secret_and_finds_its_jobs(compose):
     assert "pip install --no-cache-dir --no-deps -e /opt/numtaflow/src" in (ROOT / "Dockerfile").read_text()
 
 
+def test_the_airflow_containers_share_their_keys_from_env(compose):
+    """Unset, each container writes its own random key into its own airflow.cfg: the triggerer could not
+    decrypt the watchers the DAG processor stored, nor the API server read the scheduler's task logs."""
+    airflow_env = compose["x-airflow-common"]["environment"]
+    for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY"):
+        assert airflow_env.get(key, "").startswith("${") and ":?" in airflow_env[key], f"{key} must come from .env"
+
+
 def test_no_literal_secrets_and_ports_on_loopback(compose):
     env = compose["x-numtaflow-env"]
     assert env["AWS_SECRET_ACCESS_KEY"].startswith("${") and env["AWS_ACCESS_KEY_ID"].startswith("${")
