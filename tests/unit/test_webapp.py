@@ -37,6 +37,9 @@ class FakeStorage:
         value = self.get_json(key)
         return value if isinstance(value, bytes) else json.dumps(value).encode()
 
+    def list_objects(self, prefix: str) -> list[dict]:
+        return [{"Key": key} for key in sorted(self.objects) if key.startswith(prefix)]
+
 
 def metrics(reason: str) -> dict:
     per_class = {str(d): {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 20} for d in range(10)}
