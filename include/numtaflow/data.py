@@ -394,7 +394,7 @@ def exists(uri: str, storage: Storage | None) -> bool:
 def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "staging/") -> DatasetInput:
     """Find the files and labels of ``uri``; zips are extracted into the bucket first."""
     if is_zip(uri):
-        uri = stage_zip(uri, _require(storage), staging_prefix)
+        uri = stage_zip(uri, _require(storage), staging_prefix).uri
     files = list_files(uri, storage)
     csv_uri = _find_csv(uri, files, storage)
     if csv_uri is None:
@@ -420,22 +420,43 @@ def build_manifest(dataset: DatasetInput) -> pd.DataFrame:
     return manifest_from_class_folders(dataset.files, dataset.root_uri)
 
 
-def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: int = MAX_ZIP_BYTES) -> str:
-    """Extract a zip (local or S3) under ``s3://<bucket>/<staging>/<sha256>/`` and return the URI of the
-    extracted folder.
+@dataclass(frozen=True)
+class StagedZip:
+    """A zip extracted into the bucket: the folder its files are read from (below the one top folder all
+    members share, ``top``, "" when none), and the members that could not be extracted, named below
+    that folder, each with why."""
+
+    uri: str
+    top: str
+    unreadable: tuple[tuple[str, str], ...] = ()
+
+    def refusal(self, source: str) -> str | None:
+        """Why a step that needs every member cannot use this extraction, or None."""
+        if not self.unreadable:
+            return None
+        name, reason = self.unreadable[0]
+        more = f" (and {len(self.unreadable) - 1} more)" if len(self.unreadable) > 1 else ""
+        return f"zip {source}: {self.top}{name} cannot be extracted: {reason}{more}"
+
+
+def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: int = MAX_ZIP_BYTES,
+              skip_unreadable: bool = False) -> StagedZip:
+    """Extract a zip (local or S3) under ``s3://<bucket>/<staging>/<sha256>/``.
 
     The archive's content hash names the place, so re-runs reuse an extraction: the one its pointer
     (``_EXTRACTED``) names, only while that folder still lists exactly the members the pointer records.
     Each extraction writes a folder of its own and publishes it by compare-and-set, so two runs
     unpacking the same zip at once never delete or mix each other's files, and a staged copy that lost
-    files (a lifecycle rule, an interrupted delete) is extracted again, never trusted.
+    files (a lifecycle rule, an interrupted delete) is extracted again, never trusted. A member the
+    archive cannot give (damaged, encrypted) refuses the zip, naming it; with ``skip_unreadable`` (scoring,
+    where one bad scan must not block a batch) it is left out and listed in ``StagedZip.unreadable``.
     """
     with tempfile.TemporaryFile() as copy:
         digest = download(uri, storage, copy)[:32]
         pointer = f"{staging_prefix}{digest}/_EXTRACTED"
         staged, etag = _intact_extraction(storage, pointer)
         if staged:
-            return staged
+            return _usable(staged, uri, skip_unreadable)
         try:
             archive = zip_archive(copy)
         except InputError as error:
@@ -445,31 +466,40 @@ def stage_zip(uri: str, storage: Storage, staging_prefix: str, max_total_bytes: 
             members = safe_zip_members(archive, max_total_bytes)
             if not members:
                 raise InputError(f"zip {uri} holds no files")
-            listed = {}
+            listed, unreadable = {}, {}
             for info in members:
                 try:
                     body = read_member(archive, info)
                 except OSError as error:
-                    storage.delete_prefix(folder)
-                    raise InputError(f"zip {uri}: {member_name(info)} cannot be extracted: {error}") from None
+                    if not skip_unreadable:
+                        storage.delete_prefix(folder)
+                        raise InputError(f"zip {uri}: {member_name(info)} cannot be extracted: {error}") from None
+                    unreadable[member_name(info)] = str(error)
+                    continue
                 storage.put_bytes(folder + member_name(info), body)
                 listed[member_name(info)] = len(body)
-        record = {"source": uri, "folder": folder, "top": strip_common_folder(list(listed)),
-                  "members": len(listed), "listing_sha256": _listing_sha256(listed)}
+        record = {"source": uri, "folder": folder, "top": strip_common_folder([*listed, *unreadable]),
+                  "members": len(listed), "listing_sha256": _listing_sha256(listed), "unreadable": unreadable}
         try:
             storage.compare_and_set(pointer, record, etag)
         except PreconditionFailed:  # another run published its extraction first: use that one
             storage.delete_prefix(folder)
             staged, _ = _intact_extraction(storage, pointer)
             if staged:
-                return staged
+                return _usable(staged, uri, skip_unreadable)
             raise
-    return _folder_uri(storage, record)
+    return _usable(_staged(storage, record), uri, skip_unreadable)
 
 
-def _intact_extraction(storage: Storage, pointer: str) -> tuple[str | None, str | None]:
-    """The URI of the extraction ``pointer`` names while its folder lists exactly the recorded members
-    (else None), and the pointer's ETag (None: there is none)."""
+def _usable(staged: StagedZip, uri: str, skip_unreadable: bool) -> StagedZip:
+    if not skip_unreadable and (refusal := staged.refusal(uri)):
+        raise InputError(refusal)
+    return staged
+
+
+def _intact_extraction(storage: Storage, pointer: str) -> tuple[StagedZip | None, str | None]:
+    """The extraction ``pointer`` names while its folder lists exactly the recorded members (else None),
+    and the pointer's ETag (None: there is none)."""
     record, etag = storage.read_with_etag(pointer)
     if not (isinstance(record, dict) and isinstance(record.get("folder"), str)):
         return None, etag
@@ -478,15 +508,17 @@ def _intact_extraction(storage: Storage, pointer: str) -> tuple[str | None, str 
         log.warning("the staged extraction %s lost or changed files since it was made: extracting again",
                     record["folder"])
         return None, etag
-    return _folder_uri(storage, record), etag
+    return _staged(storage, record), etag
+
+
+def _staged(storage: Storage, record: dict) -> StagedZip:
+    top = record["top"]
+    return StagedZip(f"s3://{storage.bucket}/{record['folder']}{top}".rstrip("/"), top,
+                     tuple((name[len(top):], why) for name, why in sorted(record.get("unreadable", {}).items())))
 
 
 def _listing_sha256(sizes: dict[str, int]) -> str:
     return hashlib.sha256("".join(f"{name}\0{size}\n" for name, size in sorted(sizes.items())).encode()).hexdigest()
-
-
-def _folder_uri(storage: Storage, record: dict) -> str:
-    return f"s3://{storage.bucket}/{record['folder']}{record['top']}".rstrip("/")
 
 
 def _find_csv(uri: str, files: list[ListedFile], storage: Storage | None) -> str | None:

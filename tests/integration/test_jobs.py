@@ -283,9 +283,9 @@ def test_scoring_the_evaluation_images_gives_evaluates_digits(pipeline, storage,
 def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeline, storage, featurizer_env,
                                                                          tmp_path):
     """A zip holding a truncated file, a text file named .png, a decompression bomb, a scan whose name
-    Spark takes for hidden and a 16-bit grey PNG among good images; a new champion promoted between check
-    and score: those four are in rejected.csv with their reasons, the rest scored, all by the version the
-    run pinned."""
+    Spark takes for hidden, a member the archive cannot give (encrypted) and a 16-bit grey PNG among good
+    images; a new champion promoted between check and score: those five are in rejected.csv with their
+    reasons, the rest scored, all by the version the run pinned."""
     import zipfile
 
     from PIL import Image, ImageDraw
@@ -304,9 +304,13 @@ def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeli
     ImageDraw.Draw(grey16).line((8, 8, 30, 32), fill=2000, width=4)
     grey16.save(folder / "grey16.png")
     batch = tmp_path / "scans.zip"
-    with zipfile.ZipFile(batch, "w") as archive:
+    with zipfile.ZipFile(batch, "w") as archive:  # every member in one folder, as most zip tools make them
         for path in sorted(folder.iterdir()):
-            archive.write(path, path.name)
+            archive.write(path, f"scans/{path.name}")
+        archive.writestr("scans/locked.png", (folder / good[1]).read_bytes())
+    content = bytearray(batch.read_bytes())
+    content[content.rindex(b"PK\x01\x02") + 8] |= 0x1  # locked.png, the last member, flagged as encrypted
+    batch.write_bytes(bytes(content))
     run_id, env = "manual__score-batch", {**featurizer_env, **BUCKET}
     score(run_id, env, {"scoring_input": str(batch)}, steps=("check_batch",))
     champion, _ = read_champion(storage)
@@ -323,12 +327,16 @@ def test_a_scoring_run_keeps_its_pinned_model_and_scores_around_bad_files(pipeli
     assert set(table["model_version"]) == {pinned.version}
     rejected = pd.read_csv(io.BytesIO(storage.get_bytes(scoring_layout(run_id).key(catalog.REJECTED))))
     reasons = dict(zip(rejected["image_id"], rejected["reason"]))
-    assert set(reasons) == {"truncated.png", "notes.png", "bomb.png", "_scan.png"}
+    assert set(reasons) == {"truncated.png", "notes.png", "bomb.png", "_scan.png", "locked.png"}
+    assert reasons["locked.png"] == "encrypted in its archive: it needs a password"  # the rest still scored
+    # the files as the user named them, not the bucket's staged copy of the archive
+    assert set(rejected["path"]) | set(table["path"]) == {f"{batch}/scans/{name}"
+                                                          for name in [*reasons, *table["image_id"]]}
     assert reasons["_scan.png"] == HIDDEN_REASON
     assert reasons["notes.png"] == "not an image (unrecognised format)" and "truncated" in reasons["truncated.png"]
     assert reasons["bomb.png"].startswith("image too large: 5000x5000")
     report = storage.get_json(scoring_layout(run_id).key(SCORING_REPORT))
-    assert report["images_rejected"] == 4 and report["model"]["version"] == pinned.version
+    assert report["images_rejected"] == 5 and report["model"]["version"] == pinned.version
 
 
 def test_a_batch_with_nothing_scorable_fails_naming_each_file(pipeline, storage, featurizer_env, tmp_path):

@@ -104,13 +104,36 @@ def test_a_staged_zip_is_reused_only_while_complete_and_concurrent_stagings_neve
 
     expected = sorted(name.removeprefix("scans/") for name in names)
     with ThreadPoolExecutor(2) as pool:
-        first, second = pool.map(lambda _: stage_zip(str(archive), storage, prefix), range(2))
+        first, second = (staged.uri for staged in pool.map(lambda _: stage_zip(str(archive), storage, prefix),
+                                                           range(2)))
     assert first == second and staged_files(first) == expected
     assert len({o["Key"].split("/")[2] for o in storage.list_objects(prefix) if o["Key"].count("/") > 2}) == 1
-    assert stage_zip(str(archive), storage, prefix) == first  # reused
+    assert stage_zip(str(archive), storage, prefix).uri == first  # reused
     storage.client.delete_object(Bucket=storage.bucket, Key=f"{first.split('/', 3)[3]}/1/5.png")
-    repaired = stage_zip(str(archive), storage, prefix)
+    repaired = stage_zip(str(archive), storage, prefix).uri
     assert repaired != first and staged_files(repaired) == expected
+
+
+def test_a_zip_member_that_cannot_be_extracted_is_listed_for_scoring_and_refuses_the_zip_for_training(
+        tmp_path, storage):
+    """Scoring leaves the member out, naming it and why; an input that needs every member (training)
+    is refused naming it, also when it reuses the extraction a scoring run made."""
+    from numtaflow.data import InputError, stage_zip
+
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for n in range(3):
+            handle.writestr(f"scans/{n}.png", digit_png(n))
+    content = bytearray(archive.read_bytes())
+    content[content.rindex(b"PK\x01\x02") + 8] |= 0x1  # 2.png flagged as encrypted
+    archive.write_bytes(bytes(content))
+    prefix = f"staging-{tmp_path.name}/"
+    staged = stage_zip(str(archive), storage, prefix, skip_unreadable=True)
+    assert (staged.top, staged.unreadable) == ("scans/", (("2.png", "encrypted in its archive: it needs a password"),))
+    folder = staged.uri.split("/", 3)[3] + "/"
+    assert sorted(o["Key"][len(folder):] for o in storage.list_objects(folder)) == ["0.png", "1.png"]
+    with pytest.raises(InputError, match=f"zip {archive}: scans/2.png cannot be extracted: encrypted"):
+        stage_zip(str(archive), storage, prefix)  # the same extraction, reused
 
 
 def test_refused_credentials_never_appear_in_the_error(storage, s3_env, monkeypatch):

@@ -56,20 +56,26 @@ class NoFiles(Exception):
 
 
 def inspected(context: StepContext, id_prefix: str, uri: str):
-    """Every file under ``uri`` with its bytes if it can be scored, else the reason."""
+    """Every file under ``uri`` with its bytes if it can be scored, else the reason; each file's ``path``
+    as the user named it (a zip's members as ``<archive>.zip/<member>``, as ``predict`` names them)."""
     from pyspark.sql import functions as F
 
-    if is_zip(uri):
-        uri = stage_zip(uri, context.storage, STAGING_PREFIX)
+    shown, unreadable = uri.rstrip("/"), ()
+    if is_zip(uri):  # a member the archive cannot give is refused like a file that does not decode
+        staged = stage_zip(uri, context.storage, STAGING_PREFIX, skip_unreadable=True)
+        uri, shown, unreadable = staged.uri, f"{shown}/{staged.top}".rstrip("/"), staged.unreadable
     try:
         listed, hidden = list_input(uri, context.storage)
     except InputError as error:
-        raise NoFiles(str(error)) from None
-    if not listed and not hidden:
-        raise NoFiles(f"{uri} holds no files")
-    folder = uri.rstrip("/") + "/"
+        if not unreadable:
+            raise NoFiles(str(error)) from None
+        listed, hidden = [], []  # not one member could be extracted
+    if not listed and not hidden and not unreadable:
+        raise NoFiles(f"{shown} holds no files")
+    folder = shown + "/"
+    refused = [(name, HIDDEN_REASON) for name in hidden] + list(unreadable)
     frame = context.spark.createDataFrame(  # what Spark will not read, each with its reason
-        [(id_prefix + name, folder + name, None, None, HIDDEN_REASON) for name in hidden], INSPECTED_SCHEMA)
+        [(id_prefix + name, folder + name, None, None, reason) for name, reason in refused], INSPECTED_SCHEMA)
     if not listed:
         return frame
     files = decode_images(context.spark, uri, context.settings.max_image_pixels)
