@@ -167,9 +167,12 @@ def claim_batches(storage: Storage, record_key: str, inbox_uri: str, run_id: str
     """A scoring run's inbox batches, chosen once (retries and re-runs read the record at ``record_key``):
     the committed batches no scoring run has claimed yet, claimed for this run by compare-and-set in
     ``predictions/_SCORED.json``, so that however many runs start, each batch is scored by exactly one.
+    A run that found none records nothing: its re-run, once a batch has landed, claims that one.
     """
     try:
-        return BatchSelection.model_validate(storage.get_json(record_key))
+        recorded = BatchSelection.model_validate(storage.get_json(record_key))
+        if recorded.batches:
+            return recorded
     except FileNotFoundError:
         pass
     batches, refused = landed_batches(storage, inbox_uri)
@@ -184,9 +187,13 @@ def claim_batches(storage: Storage, record_key: str, inbox_uri: str, run_id: str
     now = _iso(datetime.now(timezone.utc))
     selection = BatchSelection(run_id=run_id, data_until=now, chosen_at=now,
                                batches=[LandedBatch(**asdict(batch)) for batch in chosen], refused=refused)
-    if storage.put_if_absent(record_key, selection.model_dump()):
+    if not chosen or storage.put_if_absent(record_key, selection.model_dump()):
         return selection
-    return BatchSelection.model_validate(storage.get_json(record_key))
+    recorded = BatchSelection.model_validate(storage.get_json(record_key))
+    if not recorded.batches:  # an empty choice recorded before empty ones were left unrecorded
+        storage.put_json(record_key, selection.model_dump())
+        return selection
+    return recorded
 
 
 def new_batch(storage: Storage, landing_uri: str, day: str, name: str) -> Batch:
@@ -238,8 +245,7 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
     from .data import build_manifest, resolve_input
 
     batch = new_batch(storage, incoming_uri, day, name)
-    bucket, prefix = _landing(incoming_uri)
-    landed = {obj["Key"][len(prefix):].split("/", 2)[-1] for obj in storage.list_objects(prefix, bucket=bucket)}
+    landed = landed_paths(storage, incoming_uri)
     manifest = build_manifest(resolve_input(source, storage))
     digits = manifest["label_raw"].isin(DIGIT_LABELS)
     usable = manifest[manifest["has_file"] & manifest["in_csv"] & digits & ~manifest["image_id"].isin(landed)]
@@ -252,22 +258,29 @@ def drop_batch(storage: Storage, source: str, incoming_uri: str, day: str, name:
     return batch, len(files)
 
 
+def landed_paths(storage: Storage, landing_uri: str) -> set[str]:
+    """The source paths of the images landed under a landing prefix (``dt=<day>/<batch>/<path>``)."""
+    bucket, prefix = _landing(landing_uri)
+    return {obj["Key"][len(prefix):].split("/", 2)[-1] for obj in storage.list_objects(prefix, bucket=bucket)}
+
+
 def unlabelled_batch(storage: Storage, source: str, inbox_uri: str, day: str, name: str, count: int,
                      exclude: set[str]) -> tuple[Batch, list[tuple[str, int]]]:
     """Land ``count`` images of a labelled dataset in the inbox without their labels (an equal number
-    per digit, skipping the paths in ``exclude``, e.g. a model's evaluation images), each under its path
-    in the source, and return the withheld labels by that path, so that scoring's accuracy can be checked
-    by someone who has them."""
+    per digit, skipping the paths in ``exclude``, e.g. a model's evaluation images, and those landed in
+    the inbox already, so each batch brings new images), each under its path in the source, and return
+    the withheld labels by that path, so that scoring's accuracy can be checked by someone who has them."""
     from .data import build_manifest, resolve_input
 
     batch = new_batch(storage, inbox_uri, day, name)
     manifest = build_manifest(resolve_input(source, storage))
     usable = manifest[manifest["has_file"] & manifest["in_csv"] & manifest["label_raw"].isin(DIGIT_LABELS)
-                      & ~manifest["image_id"].isin(exclude)]
+                      & ~manifest["image_id"].isin(exclude | landed_paths(storage, inbox_uri))]
     per_digit = -(-count // len(DIGIT_LABELS))
     chosen = usable.sort_values("image_id").groupby("label_raw", group_keys=False).head(per_digit).head(count)
     if len(chosen) < count:
-        raise ValueError(f"{source} has only {len(chosen)} labelled images outside those excluded, not {count}")
+        raise ValueError(f"{source} has only {len(chosen)} labelled images outside those excluded and those in "
+                         f"the inbox already, not {count}")
     files = list(chosen[["image_id", "uri"]].itertuples(index=False, name=None))
     land(storage, batch, files, {"source": str(source)})
     return batch, [(path, int(label)) for (path, _), label in zip(files, chosen["label_raw"])]

@@ -157,14 +157,15 @@ def test_a_run_chooses_its_batches_once_and_a_re_run_trains_on_the_same(landed, 
 
 def test_each_inbox_batch_is_claimed_by_one_scoring_run(storage, tmp_path):
     """Unlabelled batches land without labels; 8 scoring runs race for them and each batch goes to exactly
-    one; a re-run reads its choice back."""
+    one; a re-run reads its choice back, and a run that found none looks again when it is re-run."""
     from numtaflow.catalog import SCORING_BATCHES
     from numtaflow.incoming import claim_batches, unlabelled_batch
 
     inbox = f"s3://{storage.bucket}/inbox-jobs"
     source = make_numtadb(tmp_path / "scans", 1, source="training-c", offset=50)
     first, labels = unlabelled_batch(storage, str(source), inbox, "2026-11-02", "a", 4, set())
-    second, _ = unlabelled_batch(storage, str(source), inbox, "2026-11-03", "b", 3, {name for name, _ in labels})
+    second, landed = unlabelled_batch(storage, str(source), inbox, "2026-11-03", "b", 3, set())
+    assert not {name for name, _ in landed} & {name for name, _ in labels}  # new images, though none excluded
     assert len(labels) == 4 and len({label for _, label in labels}) == 4  # as many per digit as fit
     names = {o["Key"].rsplit("/", 1)[-1] for o in storage.list_objects("inbox-jobs/dt=2026-11-02/a/")}
     assert names == {name for name, _ in labels} | {"_BATCH.json"}  # no labels.csv
@@ -182,6 +183,9 @@ def test_each_inbox_batch_is_claimed_by_one_scoring_run(storage, tmp_path):
     winner = next(i for i, selection in enumerate(selections) if selection.batches)
     assert claim_batches(storage, key(f"race-{winner}"), inbox, f"race-{winner}") == selections[winner]
     assert claim_batches(storage, key("late"), inbox, "late").batches == []
+    # a run that found nothing recorded nothing: cleared after a batch landed, it claims that batch
+    third, _ = unlabelled_batch(storage, str(source), inbox, "2026-11-04", "c", 1, set())
+    assert [batch.uri for batch in claim_batches(storage, key("late"), inbox, "late").batches] == [third.uri]
 
 
 def test_drops_from_a_folder_per_class_keep_every_image_under_its_path(storage, tmp_path):
