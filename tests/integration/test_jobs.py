@@ -352,7 +352,8 @@ def test_a_batch_with_nothing_scorable_fails_naming_each_file(pipeline, storage,
 def test_an_empty_inbox_batch_is_refused_without_blocking_those_claimed_with_it(pipeline, storage, featurizer_env,
                                                                                tmp_path):
     """An inbox batch committed with nothing but its marker, claimed by one run together with a batch of
-    scans: the empty one is a row of rejected.csv, and the scans are checked and scorable."""
+    scans: the empty one is a row of rejected.csv, and the scans are checked and scorable; a marker in the
+    wrong place is named in the task's log."""
     from numtaflow.incoming import land, new_batch
 
     assert_step_ok(pipeline, "evaluate")
@@ -362,8 +363,10 @@ def test_an_empty_inbox_batch_is_refused_without_blocking_those_claimed_with_it(
     full, empty = (new_batch(storage, inbox, "2026-11-04", name) for name in ("scans", "empty"))
     land(storage, full, [(path.name, str(path)) for path in sorted(scans.glob("*.png"))], {"source": "a test"})
     land(storage, empty, [], {"source": "a test"})
+    storage.put_json("inbox-with-an-empty-batch/dt=2026-11-4/late/_BATCH.json", {})  # the day not zero-padded
     result = run_job("check_batch", "manual__empty-batch", {**featurizer_env, **BUCKET, "NUMTAFLOW_INBOX_INPUT": inbox})
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert f"inbox batch refused, not scored: {inbox}/dt=2026-11-4/late/_BATCH.json" in result.stdout + result.stderr
     rejected = pd.read_csv(io.BytesIO(storage.get_bytes(scoring_layout("manual__empty-batch").key(catalog.REJECTED))))
     assert rejected.values.tolist() == [["dt=2026-11-04/empty/", empty.uri, f"{empty.uri} holds no files"]]
     marker = storage.get_json(scoring_layout("manual__empty-batch").marker_key("check_batch"))

@@ -19,7 +19,7 @@ from ..catalog import MODEL_PIN, REJECTED, SCORABLE, SCORED_BATCHES_KEY, SCORING
 from ..contracts import CheckBatchSummary
 from ..data import HIDDEN_REASON, InputError, decode_images, is_zip, list_input, stage_zip
 from ..incoming import claim_batches, list_batches
-from ..jobs import NothingToDo, StepContext, StepRefused
+from ..jobs import NothingToDo, StepContext, StepRefused, log
 from ..registry import RegistryError
 from ..scoring import pin_model
 
@@ -36,7 +36,10 @@ def scoring_inputs(context: StepContext) -> list[tuple[str, str]]:
         raise StepRefused("nothing to score: the form names no input and NUMTAFLOW_INBOX_INPUT is empty")
     selection = claim_batches(context.storage, context.layout.key(SCORING_BATCHES), settings.inbox_input,
                               context.run_id)
+    for refused in selection.refused:
+        log.warning("inbox batch refused, not scored: %s: %s", refused.marker, refused.reason)
     if not selection.batches:
+        refusals = "".join(f"; refused: {refused.marker}: {refused.reason}" for refused in selection.refused)
         claims = f"s3://{context.storage.bucket}/{SCORED_BATCHES_KEY}"
         landed = list_batches(context.storage, settings.inbox_input)
         if context.run_type == "asset_triggered" and landed:  # two batches a poll apart: the first run took both
@@ -45,9 +48,9 @@ def scoring_inputs(context: StepContext) -> list[tuple[str, str]]:
                               f"(which run scores which batch: {claims})")
         if not landed:  # a run its arrival started sees none: the triggerer watches another prefix?
             raise StepRefused(f"nothing to score: no committed batch under {settings.inbox_input} (the triggerer "
-                              "that started an inbox run must watch the NUMTAFLOW_INBOX_INPUT its tasks see)")
+                              f"that started an inbox run must watch the NUMTAFLOW_INBOX_INPUT its tasks see){refusals}")
         raise StepRefused(f"nothing to score: no committed batch that no scoring run has claimed under "
-                          f"{settings.inbox_input} (which run scores which batch: {claims})")
+                          f"{settings.inbox_input} (which run scores which batch: {claims}){refusals}")
     return [(f"dt={batch.day}/{batch.name}/", batch.uri) for batch in selection.batches]
 
 
