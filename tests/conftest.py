@@ -169,10 +169,11 @@ def upload_folder(storage, local: Path, prefix: str) -> str:
 
 
 def run_job(step: str, run_id: str, env: dict, settings: dict | None = None, timeout: int = 600,
-            data_until: str | None = None):
+            data_until: str | None = None, retries_left: int = 0):
     """Run ``spark_jobs/<step>.py`` with spark-submit exactly as the CLI/DAG does."""
     command = [sys.executable, "-m", "numtaflow", "submit", step, "--run-id", run_id,
-               "--settings-json", json.dumps(settings or {}), *(["--data-until", data_until] if data_until else [])]
+               "--settings-json", json.dumps(settings or {}), *(["--data-until", data_until] if data_until else []),
+               "--retries-left", str(retries_left)]
     return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
                           cwd=ROOT)
 

@@ -139,9 +139,10 @@ def cmd_submit(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     if args.step in STEPS:  # a scoring step validates its own settings
         settings = settings.with_overrides(json.loads(args.settings_json))
-    optional = [(option, value) for option, value in (("--data-until", args.data_until),
-                                                      ("--logical-date", args.logical_date),
-                                                      ("--run-type", args.run_type)) if value]
+    optional = [(option, str(value)) for option, value in (("--data-until", args.data_until),
+                                                           ("--logical-date", args.logical_date),
+                                                           ("--run-type", args.run_type),
+                                                           ("--retries-left", args.retries_left)) if value]
     command = submit_command(settings, str(PROJECT_ROOT / "spark_jobs" / f"{args.step}.py"),
                              ["--run-id", args.run_id, "--settings-json", args.settings_json,
                               *[item for pair in optional for item in pair]])
@@ -518,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--logical-date", help="ISO time of the run, as the DAG passes it (recorded; the default of "
                         "--data-until)")
     submit.add_argument("--run-type", help="manual, scheduled, backfill or asset_triggered")
+    submit.add_argument("--retries-left", type=int, default=0,
+                        help="tries left after this one, as Airflow passes it (a failing canary is then retried)")
     submit.add_argument("--print-only", action="store_true")
     submit.set_defaults(func=cmd_submit)
     archive = commands.add_parser("class-archive", help="make the Spark driver's JVM class archive (make setup)")

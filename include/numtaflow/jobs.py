@@ -60,6 +60,7 @@ class StepContext:
     spark: object = None
     scoring: ScoringSettings | None = None  # a scoring run's settings (its steps are SCORING_STEPS)
     listings: dict[str, list] = field(default_factory=dict)  # what the step listed, by URI (``versioned_files``)
+    retries_left: int = 0  # tries Airflow still gives the task if this one fails (0 outside Airflow)
 
     def recorded_settings(self) -> dict:
         """What defines this run's result, as recorded in each commit marker."""
@@ -96,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-type", default="manual", help="manual, scheduled, backfill or asset_triggered")
     parser.add_argument("--data-until", default=None,
                         help="ISO time: train on batches landed up to this day (default: logical date, else today)")
+    parser.add_argument("--retries-left", type=int, default=0,
+                        help="how many more tries Airflow gives this task if it fails (0: this is the last)")
     return parser.parse_args(argv)
 
 
@@ -122,6 +125,7 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
         run_type=args.run_type.rsplit(".", 1)[-1].lower(),  # "DagRunType.MANUAL" -> "manual"
         data_until=args.data_until or args.logical_date or None,
         spark=spark,
+        retries_left=max(0, args.retries_left),
     )
 
 

@@ -105,6 +105,7 @@ def spark_step(step: str, settings: Settings, doc: str, timeout_minutes: int,
             "--logical-date", "{{ dag_run.logical_date.isoformat() if dag_run.logical_date else '' }}",
             "--run-type", "{{ dag_run.run_type }}",
             "--data-until", "{{ (dag_run.logical_date or dag_run.run_after).isoformat() }}",
+            "--retries-left", "{{ ti.max_tries - ti.try_number + 1 }}",  # Airflow retries while try_number <= max_tries
         ],
         execution_timeout=timedelta(minutes=timeout_minutes),
         outlets=outlets or [],

@@ -437,13 +437,15 @@ def claim_other_weights(storage, run_id: str) -> None:
     storage.put_bytes(key, text.replace(sha256, "ab" * 32).encode())
 
 
-@pytest.mark.parametrize("corrupt, cause", [
-    (break_a_stage, "Path does not exist"),
-    (claim_other_weights, "WeightsMismatch: weights file"),
+@pytest.mark.parametrize("corrupt, cause, retried", [
+    (break_a_stage, "Path does not exist", True),
+    (claim_other_weights, "WeightsMismatch: weights file", False),
 ])
-def test_a_saved_pipeline_that_cannot_serve_is_never_promoted(pipeline, storage, featurizer_env, corrupt, cause):
+def test_a_saved_pipeline_that_cannot_serve_is_never_promoted(pipeline, storage, featurizer_env, corrupt, cause,
+                                                              retried):
     """A candidate good enough by its metrics, whose saved pipeline is broken after train: canary records
-    why, the gate refuses it, and the champion and its files stay as they were."""
+    why (on its last try; an earlier one fails, to be retried, as a passing S3 outage would), the gate
+    refuses it, and the champion and its files stay as they were."""
     assert_step_ok(pipeline, "evaluate")
     served = storage.get_json(CHAMPION_KEY)
     files = {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served["version"]))}
@@ -451,6 +453,11 @@ def test_a_saved_pipeline_that_cannot_serve_is_never_promoted(pipeline, storage,
     settings = {"split_seed": 7, "max_regression": 1.0}  # another model, which the metrics alone would promote
     assert run_job("train", RUN_ID, env, settings=settings).returncode == 0
     corrupt(storage, RUN_ID)
+    if retried:
+        result = run_job("canary", RUN_ID, env, settings=settings, retries_left=1)
+        assert result.returncode == JobExit.FAILED, (result.stdout + result.stderr)[-3000:]
+        assert "the task's next try scores the canary again" in result.stdout + result.stderr
+        assert not storage.exists(layout(RUN_ID).marker_key("canary"))
     for step in ("canary", "evaluate"):
         result = run_job(step, RUN_ID, env, settings=settings)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
