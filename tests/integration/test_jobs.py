@@ -398,22 +398,35 @@ def test_a_step_refuses_to_start_without_its_input_committed(storage, featurizer
 
 def test_retraining_the_champions_run_goes_through_the_gate(pipeline, storage, featurizer_env):
     """Re-running train and evaluate on the champion's own run id with other settings must not swap the
-    served model behind the gate's back (it used to answer 'already the champion')."""
+    served model behind the gate's back (it used to answer 'already the champion'); nor is the served
+    model judged on images it was trained on."""
     assert_step_ok(pipeline, "evaluate")
     served = storage.get_json(CHAMPION_KEY)
     files = {o["Key"]: o["ETag"] for o in storage.list_objects(version_prefix(served["version"]))}
     env = {**featurizer_env, **BUCKET, "NUMTAFLOW_MIN_ACCURACY": "0", "NUMTAFLOW_MIN_F1": "0"}
-    for step in ("train", "canary", "evaluate"):
-        result = run_job(step, RUN_ID, env, settings={"lr_preset": "study"})
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    # the served version keeps its training sample's images; as if it had been trained on a quarter of
+    # this run's evaluation images too (an evaluation input overlapping its training input)
+    record = version_prefix(served["version"]) + TRAINED_ON.name
+    recorded = storage.get_bytes(record)
+    trained_on = json.loads(recorded)["content_sha256"]
+    assert len(trained_on) == 10 * PER_CLASS
+    evaluation = read_parquet(storage, RUN_ID, SAMPLED_IMAGES["eval"])
+    shared = [hashlib.sha256(bytes(content)).hexdigest() for content in evaluation["content"]][: len(evaluation) // 4]
+    storage.put_json(record, {"content_sha256": trained_on + shared})
+    try:
+        for step in ("train", "canary", "evaluate"):
+            result = run_job(step, RUN_ID, env, settings={"lr_preset": "study"})
+            assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    finally:
+        storage.put_bytes(record, recorded)
     gate = storage.get_json(layout(RUN_ID).key(METRICS))["gate"]
     assert gate["candidate_version"] != served["version"]
     assert not any("already the champion" in reason for reason in gate["reasons"])
     assert gate["champion_version_before"] == served["version"]
-    # the served version keeps its training sample's images, none of which the evaluation set holds
-    trained_on = storage.get_json(version_prefix(served["version"]) + TRAINED_ON.name)["content_sha256"]
-    assert len(trained_on) == 10 * PER_CLASS
-    assert gate["compared_with"] == "champion re-scored on this run's evaluation set, none of which it was trained on"
+    unseen = len(evaluation) - len(shared)
+    assert gate["compared_with"].startswith(f"champion re-scored on the {unseen} of this run's {len(evaluation)} "
+                                            "evaluation images it was not trained on")
+    assert gate["candidate_metrics_compared"]["n"] == unseen
     after = storage.get_json(CHAMPION_KEY)
     assert after["version"] == (gate["candidate_version"] if gate["promoted"] else served["version"])
     # whatever the verdict, the version that served is still there, byte for byte

@@ -205,7 +205,10 @@ def test_without_shared_images_the_champion_is_judged_on_the_whole_set(trained_o
     assert (champion["n"], champion["accuracy"], candidate) == (4, 1.0, None) and said in how
 
 
-def test_a_champion_trained_on_every_evaluation_image_has_nothing_to_compare():
+@pytest.mark.parametrize("trained_on", [frozenset({"h0", "h1", "h2"}), frozenset(CONTENT.values())])
+def test_too_few_unseen_images_leave_nothing_to_compare_on(trained_on):
+    """One of four evaluation images (below MIN_UNSEEN_SHARE) would let a single image decide."""
     from numtaflow.steps.evaluate import on_unseen_images
 
-    assert on_unseen_images(CANDIDATE_ROWS, CHAMPION_ROWS, CONTENT, frozenset(CONTENT.values()))[:2] == (None, None)
+    champion, candidate, how = on_unseen_images(CANDIDATE_ROWS, CHAMPION_ROWS, CONTENT, trained_on)
+    assert (champion, candidate) == (None, None) and f"only {4 - len(trained_on)} of this run's 4" in how

@@ -1,8 +1,9 @@
 """evaluate: metrics on the 20% hold-out and the independent set, the evidence, then the gate.
 
 Outputs ``predictions.parquet`` (each evaluation image's digit and probabilities), ``metrics.json``,
-``gate.json``, ``confusion_*.png``, ``per_class_*.csv``, ``misclassified.png`` and the run's lineage
-record ``run.json``, all before the champion pointer may move (evidence first, pointer last). The
+``gate.json``, ``trained_on.json`` (the training sample's image hashes, registered with the model),
+``confusion_*.png``, ``per_class_*.csv``, ``misclassified.png`` and the run's lineage record
+``run.json``, all before the champion pointer may move (evidence first, pointer last). The
 gate also holds the canary step's scores against these predictions. Promotion itself belongs to the
 registry: this step supplies the judge.
 """
@@ -24,12 +25,15 @@ from ..gating import CanaryCheck, GateThresholds, check_canary, decide, feature_
 from ..jobs import StepContext
 from ..lineage import run_record
 from ..model import with_vector
-from ..registry import (HEADLINE_METRICS, Champion, ModelVersion, candidate_version, register, switch_champion,
-                        training_images, update_index)
+from ..registry import (HEADLINE_METRICS, Champion, ModelVersion, RegistryError, candidate_version, register,
+                        switch_champion, training_images, update_index)
 from ..storage import error_line
 from ..vocabulary import DIGITS
 
 REPORTED_METRICS = (*HEADLINE_METRICS, "per_class", "confusion_matrix")
+# the least share of the candidate's evaluation images outside the champion's training sample for the
+# two to be compared on those: fewer, and a few images would decide (recorded metrics are used instead)
+MIN_UNSEEN_SHARE = 0.5
 
 
 def scored(model, frame):
@@ -72,8 +76,8 @@ def content_hashes(images) -> dict[str, str]:
 def on_unseen_images(candidate_rows, champion_rows, content: dict[str, str],
                      trained_on: frozenset[str] | None) -> tuple[dict | None, dict | None, str]:
     """The champion's metrics on the evaluation images it was not trained on, the candidate's on the same
-    images where these are fewer than all, and a sentence saying which. A champion trained on every
-    one of them has none (None)."""
+    images where these are fewer than all, and a sentence saying which. A champion trained on more than
+    ``1 - MIN_UNSEEN_SHARE`` of them has none (None): too few would be left to compare on."""
     if trained_on is None:
         return (compute_metrics(*label_and_probabilities(champion_rows)), None,
                 "champion re-scored on this run's evaluation set (its training images are not on record)")
@@ -81,8 +85,9 @@ def on_unseen_images(candidate_rows, champion_rows, content: dict[str, str],
     if len(unseen) == len(content):
         return compute_metrics(*label_and_probabilities(champion_rows)), None, \
             "champion re-scored on this run's evaluation set, none of which it was trained on"
-    if not unseen:
-        return None, None, "the champion was trained on every one of this run's evaluation images"
+    if len(unseen) < MIN_UNSEEN_SHARE * len(content):
+        return None, None, (f"only {len(unseen)} of this run's {len(content)} evaluation images are outside the "
+                            "champion's training sample, too few to compare the two on")
     metrics = [compute_metrics(*label_and_probabilities(rows[rows["image_id"].isin(unseen)]))
                for rows in (champion_rows, candidate_rows)]
     return (*metrics, f"champion re-scored on the {len(unseen)} of this run's {len(content)} evaluation images it "
@@ -99,10 +104,13 @@ def champion_metrics(storage, champion: Champion, candidate: ModelVersion,
     recorded = champion.metrics.model_dump()
     if feature_signature(candidate.settings, candidate.featurizer) == feature_signature(champion.settings,
                                                                                          champion.featurizer):
+        try:  # an unreadable record must not block every future run; S3 failing fails the task (retried)
+            trained_on = training_images(storage, champion.version)
+        except RegistryError as error:
+            return recorded, f"{error}; recorded metrics used", None
         try:
             model = LogisticRegressionModel.load(champion.model_uri.replace("s3://", "s3a://", 1))
             rows = scored(model, evaluation.features).toPandas()
-            trained_on = training_images(storage, champion.version)
         except Exception as error:  # an unreadable champion must not block every future run
             return recorded, f"champion could not be re-scored ({error_line(error)}); recorded metrics used", None
         baseline, compared, how = on_unseen_images(evaluation.predictions, rows, evaluation.content, trained_on)
