@@ -267,11 +267,6 @@ def decode_images(spark, root_uri: str, max_pixels: int, only: list[str] | None 
 
 
 # --- I/O: listing inputs ---------------------------------------------------------------------
-def list_files(uri: str, storage: Storage | None) -> list[ListedFile]:
-    """Every file below ``uri`` (recursively), with sizes; hidden files are skipped."""
-    return list_input(uri, storage)[0]
-
-
 def list_input(uri: str, storage: Storage | None) -> tuple[list[ListedFile], list[str]]:
     """Every file below ``uri`` that Spark reads (recursively, with sizes), and the images it skips as
     hidden (``hidden_from_spark``), to be reported rather than lost; one listing."""
@@ -291,7 +286,8 @@ def list_input(uri: str, storage: Storage | None) -> tuple[list[ListedFile], lis
     return sorted(listed, key=lambda f: f.relative_path), sorted(hidden)
 
 
-HIDDEN_REASON = "hidden from Spark: a name in its path starts with '_'; rename it to score it"
+HIDDEN_RULE = "hidden from Spark: a name in its path starts with '_'"
+HIDDEN_REASON = f"{HIDDEN_RULE}; rename it to score it"
 
 
 def hidden_from_spark(relative: str) -> bool:
@@ -392,12 +388,14 @@ def exists(uri: str, storage: Storage | None) -> bool:
 
 
 def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "staging/") -> DatasetInput:
-    """Find the files and labels of ``uri``; zips are extracted into the bucket first."""
+    """Find the files and labels of ``uri``; zips are extracted into the bucket first. An image that Spark's
+    reader would skip (``hidden_from_spark``) refuses the input by name."""
     if is_zip(uri):
         uri = stage_zip(uri, _require(storage), staging_prefix).uri
-    files = list_files(uri, storage)
+    files, hidden = list_input(uri, storage)
     csv_uri = _find_csv(uri, files, storage)
     if csv_uri is None:
+        _refuse_hidden(hidden)
         files = [f for f in files if not is_csv(f.relative_path)]
         if not files:
             raise InputError(f"input {uri} holds no files")
@@ -411,7 +409,17 @@ def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "stag
         uri = f"{uri.rstrip('/')}/{folder}"
         files = [ListedFile(f.relative_path[len(folder) + 1:], f.size) for f in files
                  if f.relative_path.startswith(folder + "/")]
+        hidden = [name for name in hidden if name.startswith(folder + "/")]
+    _refuse_hidden(hidden)
     return DatasetInput(uri, "numtadb", tuple(files), csv_uri, frame)
+
+
+def _refuse_hidden(hidden: list[str]) -> None:
+    """A training input's image that Spark's reader would skip: refused by name, never left out without a word."""
+    if hidden:
+        more = f" (and {len(hidden) - 1} more)" if len(hidden) > 1 else ""
+        raise InputError(f"{hidden[0]}{more}: {HIDDEN_RULE}, so Spark would leave it out without a word; "
+                         "rename it or move it out of the input")
 
 
 def build_manifest(dataset: DatasetInput) -> pd.DataFrame:

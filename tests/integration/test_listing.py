@@ -30,7 +30,7 @@ def numtadb_tree(root: Path) -> str:
 def class_folder_tree(root: Path) -> str:
     """Images in a folder per class, one nested deeper, plus hidden files and folders."""
     for relative in ("digits/0/a.png", "digits/0/more/b.png", "digits/1/c.png", "digits/1/.cache/d.png",
-                     "digits/_tmp/e.png", "digits/.git/f.png"):
+                     "digits/.git/f.png", "digits/_notes.txt"):
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(digit_png(len(relative)))
     return "digits"
@@ -38,14 +38,15 @@ def class_folder_tree(root: Path) -> str:
 
 @pytest.mark.parametrize("make_tree", [numtadb_tree, class_folder_tree])
 def test_a_local_folder_and_its_upload_list_and_resolve_alike(tmp_path, storage, make_tree):
-    from numtaflow.data import build_manifest, list_files, manifest_hash, resolve_input
+    from numtaflow.data import build_manifest, list_input, manifest_hash, resolve_input
 
     name = make_tree(tmp_path)
     s3_root = upload_tree(storage, tmp_path, f"listing/{make_tree.__name__}")
     local_uri, s3_uri = str(tmp_path / name), f"{s3_root}/{name}"
 
-    listed = list_files(local_uri, None)
-    assert listed and list_files(s3_uri, storage) == listed
+    listed = list_input(local_uri, None)
+    assert listed[0] and list_input(s3_uri, storage) == listed == (listed[0], [])
+    listed = listed[0]
     assert all(not part.startswith((".", "_")) for f in listed for part in f.relative_path.split("/"))
     local, remote = resolve_input(local_uri, None), resolve_input(s3_uri, storage)
     assert (remote.layout, remote.files) == (local.layout, local.files)
@@ -55,8 +56,23 @@ def test_a_local_folder_and_its_upload_list_and_resolve_alike(tmp_path, storage,
     assert manifest_hash(build_manifest(remote)) == manifest_hash(build_manifest(local))
 
 
+@pytest.mark.parametrize("make_tree", [numtadb_tree, class_folder_tree])
+def test_an_image_spark_would_skip_refuses_the_training_input_by_name(tmp_path, storage, make_tree):
+    """Spark's file reader skips names starting with '_': such an image is named, not left out of training."""
+    from numtaflow.data import InputError, resolve_input
+
+    name = make_tree(tmp_path)
+    hidden = "_drafts/7.png" if make_tree is numtadb_tree else "1/_c2.png"
+    (tmp_path / name / hidden).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name / hidden).write_bytes(digit_png(7))
+    s3_root = upload_tree(storage, tmp_path, f"listing/hidden-{make_tree.__name__}")
+    for uri, store in ((str(tmp_path / name), None), (f"{s3_root}/{name}", storage)):
+        with pytest.raises(InputError, match=rf"^{hidden}: hidden from Spark: a name in its path starts with '_'"):
+            resolve_input(uri, store)
+
+
 def test_reads_existence_and_missing_folders_agree(tmp_path, storage):
-    from numtaflow.data import InputError, exists, list_files, read_bytes
+    from numtaflow.data import InputError, exists, list_input, read_bytes
 
     name = numtadb_tree(tmp_path)
     s3_root = upload_tree(storage, tmp_path, "listing/reads")
@@ -68,7 +84,7 @@ def test_reads_existence_and_missing_folders_agree(tmp_path, storage):
             read_bytes(f"{root}/nope.csv", store)
         for missing in (f"{root}/nope", f"{root}/{name}.csv"):
             with pytest.raises(InputError, match="does not exist or is not a folder"):
-                list_files(missing, store)
+                list_input(missing, store)
 
 
 def test_a_zip_resolves_to_the_same_extraction_from_disk_or_s3(tmp_path, storage):
@@ -137,14 +153,14 @@ def test_a_zip_member_that_cannot_be_extracted_is_listed_for_scoring_and_refuses
 
 
 def test_refused_credentials_never_appear_in_the_error(storage, s3_env, monkeypatch):
-    from numtaflow.data import list_files
+    from numtaflow.data import list_input
     from numtaflow.storage import Storage
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
     refused = Storage(storage.settings)  # a Storage reads the keys in the environment once: its client when made,
     # its file system on first use
     with pytest.raises(OSError) as error:
-        list_files(f"s3://{storage.bucket}/listing", refused)
+        list_input(f"s3://{storage.bucket}/listing", refused)
     for secret in ("wrong-secret-value", s3_env["AWS_SECRET_ACCESS_KEY"]):
         assert secret not in str(error.value)
 

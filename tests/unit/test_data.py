@@ -150,26 +150,52 @@ def test_resolve_reports_missing_folder(tmp_path):
         resolve_input(str(tmp_path / "nope"), None)
 
 
-def test_list_files_walks_subfolders_with_sizes_and_skips_hidden_files(tmp_path, monkeypatch):
-    from numtaflow.data import list_files
+def test_list_input_walks_subfolders_with_sizes_and_names_the_images_spark_skips(tmp_path, monkeypatch):
+    from numtaflow.data import list_input
 
     for relative, size in (("3/a.png", 3), ("3/deep/b.png", 5), ("7/c.jpg", 1), ("3/.DS_Store", 2),
                            (".git/x.png", 4), ("_tmp/y.png", 4), ("7/_part.png", 4)):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(b"x" * size)
-    expected = [ListedFile("3/a.png", 3), ListedFile("3/deep/b.png", 5), ListedFile("7/c.jpg", 1)]
-    assert list_files(str(tmp_path), None) == expected
-    assert list_files(f"file://{tmp_path}/", None) == expected
+    expected = ([ListedFile("3/a.png", 3), ListedFile("3/deep/b.png", 5), ListedFile("7/c.jpg", 1)],
+                ["7/_part.png", "_tmp/y.png"])
+    assert list_input(str(tmp_path), None) == expected
+    assert list_input(f"file://{tmp_path}/", None) == expected
     monkeypatch.chdir(tmp_path.parent)
-    assert list_files(tmp_path.name, None) == expected
+    assert list_input(tmp_path.name, None) == expected
 
 
-def test_list_files_refuses_a_file_as_the_input_folder(tmp_path):
-    from numtaflow.data import list_files
+def test_list_input_refuses_a_file_as_the_input_folder(tmp_path):
+    from numtaflow.data import list_input
 
     (tmp_path / "a.png").write_bytes(b"1")
     with pytest.raises(InputError, match="does not exist or is not a folder"):
-        list_files(str(tmp_path / "a.png"), None)
+        list_input(str(tmp_path / "a.png"), None)
+
+
+def test_a_training_input_with_images_spark_would_skip_is_refused_by_name(tmp_path):
+    for relative in ("3/a.png", "3/_b.png", "_old/7/c.png", "3/._a.png", "__MACOSX/3/._a.png"):
+        (tmp_path / "digits" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "digits" / relative).write_bytes(b"1")
+    with pytest.raises(InputError, match=r"^3/_b.png \(and 1 more\): hidden from Spark: a name in its path starts "
+                                         r"with '_', so Spark would leave it out without a word; rename it"):
+        resolve_input(str(tmp_path / "digits"), None)
+    (tmp_path / "digits" / "3" / "_b.png").rename(tmp_path / "digits" / "3" / "b.png")
+    (tmp_path / "digits" / "_old").rename(tmp_path / "digits" / ".old")  # a system-hidden name: not reported
+    assert [f.relative_path for f in resolve_input(str(tmp_path / "digits"), None).files] == ["3/a.png", "3/b.png"]
+
+
+def test_a_csv_row_naming_an_image_spark_would_skip_is_refused_and_other_folders_are_not_read(tmp_path):
+    (tmp_path / "training-x").mkdir()
+    (tmp_path / "training-x" / "x1.png").write_bytes(b"1")
+    (tmp_path / "other" / "_y.png").parent.mkdir()
+    (tmp_path / "other" / "_y.png").write_bytes(b"1")  # beside the NumtaDB folder, not part of it
+    (tmp_path / "training-x.csv").write_text("filename,digit\nx1.png,4\n")
+    assert [f.relative_path for f in resolve_input(str(tmp_path), None).files] == ["x1.png"]
+    (tmp_path / "training-x" / "_x2.png").write_bytes(b"1")
+    (tmp_path / "training-x.csv").write_text("filename,digit\nx1.png,4\n_x2.png,5\n")
+    with pytest.raises(InputError, match=r"^training-x/_x2.png: hidden from Spark"):
+        resolve_input(str(tmp_path), None)
 
 
 def test_read_bytes_and_exists_on_local_files(tmp_path):
@@ -186,10 +212,10 @@ def test_read_bytes_and_exists_on_local_files(tmp_path):
 
 
 def test_s3_inputs_need_storage_settings():
-    from numtaflow.data import list_files
+    from numtaflow.data import list_input
 
     with pytest.raises(InputError, match="needs S3 settings"):
-        list_files("s3://bucket/training-a", None)
+        list_input("s3://bucket/training-a", None)
 
 
 def test_a_zip_with_a_member_it_cannot_give_is_refused_before_anything_is_staged(tmp_path):
