@@ -34,7 +34,7 @@ from typing import Callable
 
 from .catalog import (DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, REPORTED, SCORING_DAG_ID, SCORING_STEPS, STEPS,
                       RunLayout)
-from .config import PROJECT_ROOT, SHARED_DIR, Settings
+from .config import PROJECT_ROOT, SHARED_DIR, Settings, SettingsError
 from .storage import Storage, StorageError, safe_run_id
 
 STATE_DIR = Path(os.environ.get("NUMTAFLOW_STATE_DIR", PROJECT_ROOT / ".local"))
@@ -223,6 +223,7 @@ def cmd_scoring_report(args: argparse.Namespace) -> None:
 
     from .catalog import PREDICTIONS, SCORING_INDEX_KEY, SCORING_REPORT
     from .registry import read_index
+    from .scoring import withheld_label_accuracy
 
     settings = Settings.from_env()
     storage = Storage(settings)
@@ -231,6 +232,10 @@ def cmd_scoring_report(args: argparse.Namespace) -> None:
         raise SystemExit("scoring-report: no scoring run has finished yet")
     run_id = safe_run_id(args.run_id) if args.run_id else max(runs, key=lambda r: r.get("created_at") or "")["run_id"]
     layout = RunLayout.scoring(settings.bucket, run_id)
+    if not storage.exists(layout.key(SCORING_REPORT)):
+        raise SystemExit(f"scoring-report: scoring run {run_id} has no report (s3://{settings.bucket}/"
+                         f"{layout.key(SCORING_REPORT)}): it has not finished, or never ran; without --run-id the "
+                         "newest finished run is shown")
     report = storage.get_json(layout.key(SCORING_REPORT))
     table = pd.read_parquet(io.BytesIO(storage.get_bytes(layout.key(PREDICTIONS["parquet"]))))
     print(f"\nscoring run: {run_id} ({report['run_type']})")
@@ -244,12 +249,12 @@ def cmd_scoring_report(args: argparse.Namespace) -> None:
     print(f"confidence:  {100 * report['low_confidence_share']:.1f}% below {report['confidence_threshold']}"
           + (f" (on the model's evaluation images: {100 * evaluation:.1f}%)" if evaluation is not None else ""))
     if args.labels:
-        labels = pd.read_csv(args.labels)
-        # an inbox image's path in its batch (also when a day's folder was scored again), else its id
-        in_batch = table["path"].str.extract(r"/dt=[^/]+/[^/]+/(.+)$")[0].fillna(table["image_id"])
-        named = table.assign(filename=in_batch).merge(labels, on="filename")
-        print(f"accuracy:    {(named['digit_x'] == named['digit_y']).mean():.4f} on {len(named)} images, against "
-              f"the withheld labels in {args.labels}")
+        try:
+            accuracy, compared = withheld_label_accuracy(table, pd.read_csv(args.labels, dtype={"filename": str}),
+                                                         args.labels)
+        except (OSError, ValueError) as error:  # no such file, not a CSV, the wrong columns, another batch's labels
+            raise SystemExit(f"scoring-report: {error}") from None
+        print(f"accuracy:    {accuracy:.4f} on {compared} images, against the withheld labels in {args.labels}")
     print(f"predictions: s3://{settings.bucket}/{layout.key(PREDICTIONS['parquet'])} and .csv")
     from .webapp import MOUNT, page_url
 
@@ -589,4 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except SettingsError as error:  # a wrong NUMTAFLOW_* value: one line naming it, not a traceback
+        raise SystemExit(f"numtaflow {args.command}: {error}") from None

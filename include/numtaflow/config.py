@@ -294,6 +294,10 @@ def scoring_settings(values: Mapping[str, Any]) -> ScoringSettings:
     return _validated(lambda: ScoringSettings(**values))
 
 
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names each such setting and value."""
+
+
 def _validated(build):
     """Build settings, turning pydantic's error into one line that names each setting and value."""
     try:
@@ -301,4 +305,4 @@ def _validated(build):
     except ValidationError as error:
         problems = [f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg'].removeprefix('Value error, ')}"
                     for e in error.errors()]
-        raise ValueError("invalid settings: " + "; ".join(problems)) from None
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

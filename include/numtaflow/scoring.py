@@ -194,6 +194,26 @@ def prediction_table(image_ids: Sequence[str], paths: Sequence[str], digits: Seq
     return table.sort_values("image_id", kind="stable").reset_index(drop=True)
 
 
+def withheld_label_accuracy(predictions: pd.DataFrame, labels: pd.DataFrame, source: str) -> tuple[float, int]:
+    """(accuracy, images compared) of a scoring run's digits against labels kept aside from it (columns
+    ``filename`` and ``digit``, as ``inbox-batch --labels-out`` writes them): an inbox image is named by its path
+    within its batch (also when a day's folder was scored again), any other by its image id. Raises
+    ``ValueError`` naming ``source`` when the columns are missing or not one name matches."""
+    missing = [column for column in ("filename", "digit") if column not in labels.columns]
+    if missing:
+        raise ValueError(f"{source}: no column {', '.join(missing)} (found: {', '.join(map(str, labels.columns))}); "
+                         "the withheld labels need filename,digit, as `inbox-batch --labels-out` writes them")
+    names = predictions["path"].str.extract(r"/dt=[^/]+/[^/]+/(.+)$")[0].fillna(predictions["image_id"])
+    withheld = pd.DataFrame({"filename": labels["filename"].astype(str),
+                             "withheld": pd.to_numeric(labels["digit"], errors="coerce")})
+    named = pd.DataFrame({"filename": names, "digit": predictions["digit"]}).merge(withheld, on="filename")
+    if named.empty:
+        example = f" (such as {names.iloc[0]!r})" if len(names) else ""
+        raise ValueError(f"{source}: not one of its {len(withheld)} file names is among the run's {len(names)} "
+                         f"scored images{example}: the labels belong to another batch")
+    return float((named["digit"] == named["withheld"]).mean()), len(named)
+
+
 def digit_counts(digits: Iterable[int]) -> list[int]:
     counts = np.bincount(np.asarray(list(digits), dtype=int), minlength=len(DIGITS))
     return counts[: len(DIGITS)].tolist()

@@ -267,6 +267,23 @@ def test_scoring_the_evaluation_images_gives_evaluates_digits(pipeline, storage,
     assert report["evaluation_low_confidence_share"] is not None and 0 <= report["psi"]
     assert [entry["n"] for entry in report["gallery"]] == list(range(24))
     assert storage.get_bytes(f"{scoring_layout(run_id).key(catalog.GALLERY)}/23.png").startswith(b"\x89PNG")
+    labels = tmp_path / "withheld.csv"
+    withheld = pd.DataFrame({"filename": images["image_id"].str.rsplit("/", n=1).str[-1], "digit": images["label"]})
+    withheld.to_csv(labels, index=False)
+    right = (table.merge(withheld, left_on="image_id", right_on="filename").eval("digit_x == digit_y")).mean()
+    command = [sys.executable, "-m", "numtaflow", "scoring-report", "--run-id", run_id, "--labels"]
+    printed = subprocess.run([*command, str(labels)], env={**os.environ, **env}, capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr
+    assert f"accuracy:    {right:.4f} on {10 * EVAL_PER_CLASS} images, against the withheld labels" in printed.stdout
+    (tmp_path / "other.csv").write_text("filename,digit\nnot-scored.png,3\n")
+    for arguments, message in (
+            ([str(tmp_path / "other.csv")], "not one of its 1 file names is among the run's 40 scored images"),
+            ([str(tmp_path / "nope.csv")], "No such file or directory")):
+        refused = subprocess.run([*command, *arguments], env={**os.environ, **env}, capture_output=True, text=True)
+        assert refused.returncode == 1 and message in refused.stderr and "Traceback" not in refused.stderr
+    unfinished = subprocess.run([*command[:5], "manual__never-finished"], env={**os.environ, **env},
+                                capture_output=True, text=True)
+    assert unfinished.returncode == 1 and "scoring run manual__never-finished has no report" in unfinished.stderr
     csv = storage.get_bytes(scoring_layout(run_id).key(PREDICTIONS["csv"]))
     score(run_id, env, {"scoring_input": str(folder)}, steps=("score_batch",))
     assert storage.get_bytes(scoring_layout(run_id).key(PREDICTIONS["csv"])) == csv

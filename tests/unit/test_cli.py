@@ -39,3 +39,11 @@ def test_each_models_action_reaches_its_own_command():
         cli.cmd_models_change, "rollback", None, None)
     assert parse("models", "show", "r1").func is cli.cmd_models_show
     assert parse("models", "list").func is cli.cmd_models_list
+
+
+def test_a_setting_with_a_wrong_value_is_one_line_naming_it(monkeypatch, capsys):
+    monkeypatch.setenv("NUMTAFLOW_PER_CLASS", "1")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["submit", "validate", "--run-id", "manual__x", "--print-only"])
+    assert exit_.value.code == ("numtaflow submit: invalid settings: per_class='1': Input should be greater than or "
+                                "equal to 2")

@@ -1,9 +1,10 @@
 import io
 import zipfile
 
+import pytest
 from PIL import Image
 
-from numtaflow.scoring import describe, image_files, prediction_lines, scorable, top_digits
+from numtaflow.scoring import describe, image_files, prediction_lines, scorable, top_digits, withheld_label_accuracy
 from tests.conftest import digit_png
 
 
@@ -227,3 +228,21 @@ def test_an_image_spark_would_skip_as_hidden_is_refused_with_why_in_a_folder_and
         assert [f.name for f in files] == [f"{source}/a.png"]
         assert [(item.path, item.reason) for item in refused] == [
             (f"{source}/_0001.png", HIDDEN_REASON), (f"{source}/_drafts/b.png", HIDDEN_REASON)]
+
+
+def test_withheld_labels_match_an_inbox_image_by_its_path_in_the_batch_and_any_other_by_its_id():
+    import pandas as pd
+
+    predictions = pd.DataFrame({
+        "image_id": ["0:a1.png", "0:sub/a2.png", "1:a3.png", "scan.png"],
+        "path": ["s3://b/inbox/dt=2026-12-07/scans-1/a1.png", "s3://b/inbox/dt=2026-12-07/scans-1/sub/a2.png",
+                 "s3://b/inbox/dt=2026-12-08/scans-2/a3.png", "/home/me/scans/scan.png"],
+        "digit": [3, 4, 5, 6]})
+    labels = pd.DataFrame({"filename": ["a1.png", "sub/a2.png", "a3.png", "scan.png", "elsewhere.png"],
+                           "digit": [3, 4, 9, 6, 1]})
+    assert withheld_label_accuracy(predictions, labels, "labels.csv") == (0.75, 4)
+    with pytest.raises(ValueError, match=r"^labels.csv: not one of its 1 file names is among the run's 4 scored "
+                                         r"images \(such as 'a1.png'\): the labels belong to another batch"):
+        withheld_label_accuracy(predictions, labels.iloc[4:], "labels.csv")
+    with pytest.raises(ValueError, match=r"^labels.csv: no column digit \(found: filename, label\)"):
+        withheld_label_accuracy(predictions, labels.rename(columns={"digit": "label"}), "labels.csv")
