@@ -3,11 +3,12 @@
 An entry's key is the image's sha256, the view's seed key and number, inside a folder named by a hash
 of everything that defines the features: the featurizer stage's Params (backbone, size, layers, crop,
 test views, the weights' sha256), the source of the code that prepares and featurizes an image, and
-the versions of TensorFlow, Keras and Pillow.
+the versions of TensorFlow, Keras, Pillow and NumPy (which draws the distorted views).
 Changing any of them misses the cache by construction; random weights are never cached (they are
 drawn anew per process). Each run adds the entries it computed as one part,
-``cache/features/<featurizer>/<run>-<pass>-<attempt>/``, committed by a marker written after it: a part
-without its marker (a crashed write) is never read, and a missing or unreadable part only means computing.
+``cache/features/<featurizer>/<run>-<pass>-<attempt>/``, committed by a marker written after its step has
+committed: a part without its marker (a crashed write, a failed step) is never read, and a missing or
+unreadable part only means computing.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from importlib import metadata, resources
 
 from .catalog import FEATURE_CACHE_PREFIX
 from .ml import RANDOM, ImageFeaturizer
-from .storage import Storage
+from .storage import Storage, WrittenPart
 
 KEY_COLUMNS = ["content_sha256", "view_key", "view"]
 DEFINING_PARAMS = ("backbone", "imageSize", "layers", "cropToInk", "testViews", "weightsFile", "weightsSha256")
 CODE = ("images.py", "features.py", "ml.py", "vocabulary.py")  # what turns bytes into features (views' seeds too)
-# their numerics and resampling are in the features as well (each as any of its distributions' names)
-LIBRARIES = (("tensorflow", "tensorflow-cpu"), ("keras",), ("pillow",))
+# their numerics, resampling and the views' random draws are in the features as well (each as any of its
+# distributions' names)
+LIBRARIES = (("tensorflow", "tensorflow-cpu"), ("keras",), ("pillow",), ("numpy",))
 
 
 def code_version() -> str:
@@ -92,7 +94,7 @@ def part_entries(spark, storage: Storage, key: str, part: str):
     return spark.read.parquet(storage.s3a(part_prefix(key, part))).select(*KEY_COLUMNS, "features")
 
 
-def add(storage: Storage, key: str | None, part: str, entries) -> int:
+def add(storage: Storage, key: str, part: str, entries) -> WrittenPart:
     """Write ``entries`` (rows a run featurized: the key columns, the features, and whatever else they
-    carry) as a committed part; returns its rows."""
-    return storage.write_part(part_prefix(key, part), entries, code_version()) if key else 0
+    carry) as a part, to be committed with its step."""
+    return storage.write_part(part_prefix(key, part), entries, code_version())

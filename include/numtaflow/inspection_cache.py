@@ -7,10 +7,10 @@ inspected again. It holds the inspection (size, mode, frames, decode error or ex
 the bytes, so the images table a run writes still holds the very bytes that passed. The entries live in
 a folder named by a hash of everything that decides an inspection: the decoding and preparation code,
 Pillow's version and ``max_image_pixels``. Each run adds the files it inspected as one part,
-``cache/inspections/<key>/<run>-<input>-<attempt>/``, committed by a marker written after it, and only
-once its input passed validation. A part without its marker is never read, an entry whose bytes no
-longer hash to its sha256 is inspected again, and a part that cannot be read is left out (its files
-are inspected again).
+``cache/inspections/<key>/<run>-<input>-<attempt>/``, committed by a marker written after its step has
+committed (so only once both inputs passed validation). A part without its marker is never read, an
+entry whose bytes no longer hash to its sha256 is inspected again, and a part that cannot be read is
+left out (its files are inspected again).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from importlib import resources
 
 from .catalog import INSPECTION_CACHE_PREFIX
 from .data import DatasetInput, decode_images, is_csv
-from .storage import Storage
+from .storage import Storage, WrittenPart
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ def inspect_files(spark, dataset: DatasetInput, versions, known, max_pixels: int
     return images.cache(), len(seen), len(unseen)
 
 
-def add(storage: Storage, key: str, part: str, images) -> int:
+def add(storage: Storage, key: str, part: str, images) -> WrittenPart:
     """Keep the inspections of the files a run read and decoded (``inspect_files``' ``inspected`` rows
-    with a version) as a committed part; returns its rows."""
+    with a version) as a part, to be committed with its step."""
     from pyspark.sql import functions as F
 
     entries = images.where(F.col("inspected") & F.col("version").isNotNull()).select(*KEY_COLUMNS, *INSPECTION)

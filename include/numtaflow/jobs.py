@@ -29,7 +29,7 @@ from .catalog import COMMIT_MARKER, RUN_OWNER, SCORING_STEPS, Artifact, RunLayou
 from .config import ScoringSettings, Settings, form_overrides, scoring_settings
 from .contracts import Contract, JobExit, StepCommit, parse_commit
 from .lineage import versions
-from .storage import MissingCommit, Storage, StorageError, StorageRefused, safe_run_id
+from .storage import MissingCommit, Storage, StorageError, StorageRefused, WrittenPart, safe_run_id
 
 log = logging.getLogger("numtaflow")
 
@@ -61,6 +61,7 @@ class StepContext:
     scoring: ScoringSettings | None = None  # a scoring run's settings (its steps are SCORING_STEPS)
     listings: dict[str, list] = field(default_factory=dict)  # what the step listed, by URI (``versioned_files``)
     retries_left: int = 0  # tries Airflow still gives the task if this one fails (0 outside Airflow)
+    cache_parts: list[WrittenPart] = field(default_factory=list)  # committed once the step has (``commit_with_step``)
 
     def recorded_settings(self) -> dict:
         """What defines this run's result, as recorded in each commit marker."""
@@ -80,6 +81,11 @@ class StepContext:
 
     def s3a(self, artifact: Artifact) -> str:
         return self.layout.s3a(artifact)
+
+    def commit_with_step(self, part: WrittenPart) -> None:
+        """Commit a cache part this step wrote right after the step's own commit: a step that fails or is
+        refused leaves its parts uncommitted, never read (``numtaflow cache --prune`` deletes them)."""
+        self.cache_parts.append(part)
 
     def require(self, step: str) -> StepCommit:
         """The typed commit record of an earlier step of this run, or a clear error."""
@@ -308,6 +314,8 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
         summary = body(context)
         finished = time.time()
         commit(context, started, finished, summary.model_dump(), fingerprint)
+        for part in context.cache_parts:
+            context.storage.commit_part(part)
         if fingerprint:
             context.storage.put_json(step_record_key(step, fingerprint), {"run_id": context.run_id,
                                                                            "committed_at": _iso(finished)})

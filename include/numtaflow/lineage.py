@@ -12,8 +12,8 @@ from .config import PROJECT_ROOT
 from .contracts import StepCommit
 from .storage import Storage
 
-PACKAGES = ("pyspark", "tensorflow-cpu", "tensorflow", "keras", "pillow", "apache-airflow", "great-expectations",
-            "scikit-learn", "numtaflow")
+PACKAGES = ("pyspark", "tensorflow-cpu", "tensorflow", "keras", "pillow", "numpy", "pandas", "pyarrow",
+            "apache-airflow", "great-expectations", "scikit-learn", "numtaflow")
 
 
 def versions() -> dict:

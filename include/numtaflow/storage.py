@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
@@ -19,6 +20,15 @@ from .config import Settings
 log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class WrittenPart:
+    """A cache part written and not yet committed (``Storage.write_part``)."""
+
+    prefix: str
+    rows: int
+    code: str  # the version of the code that made its entries (``caches.prunable`` reads it from the marker)
 
 
 class StorageError(RuntimeError):
@@ -157,14 +167,15 @@ class Storage:
         markers = sorted(o["Key"] for o in self.list_objects(folder) if o["Key"].endswith("/" + COMMIT_MARKER))
         return [self.s3a(marker[: -len(COMMIT_MARKER)]) for marker in markers]
 
-    def write_part(self, prefix: str, frame, code: str) -> int:
-        """Write a Spark DataFrame as the new part ``prefix`` (``catalog.cache_part``), then its marker,
-        which names the ``code`` version that wrote it (``caches.prunable`` reads it); returns its rows."""
+    def write_part(self, prefix: str, frame, code: str) -> WrittenPart:
+        """Write a Spark DataFrame as the new part ``prefix`` (``catalog.cache_part``), uncommitted: no
+        scan reads it until ``commit_part``, which its step calls once the step itself has committed."""
         path = self.s3a(prefix)
         frame.write.mode("errorifexists").parquet(path)
-        rows = frame.sparkSession.read.parquet(path).count()
-        self.put_json(prefix + COMMIT_MARKER, {"rows": rows, "code": code})
-        return rows
+        return WrittenPart(prefix, frame.sparkSession.read.parquet(path).count(), code)
+
+    def commit_part(self, part: WrittenPart) -> None:
+        self.put_json(part.prefix + COMMIT_MARKER, {"rows": part.rows, "code": part.code})
 
     def readable_parts(self, folder: str, scan: Callable[[list[str]], Any]) -> Any:
         """``scan(paths)`` over the committed parts under ``folder``: a persisted frame that ``scan`` has

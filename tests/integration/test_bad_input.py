@@ -142,6 +142,21 @@ def test_missing_columns_and_escaping_zip_are_reported(tmp_path, storage, s3_env
     assert not storage.exists(layout("manual__structure").marker_key("validate"))
 
 
+def test_a_refused_validate_commits_no_inspections(tmp_path, empty_input, storage, s3_env, featurizer_env):
+    """The training input passes and its inspections are written, but the evaluation input fails: the step
+    is refused, so the part stays uncommitted and no later run reads it."""
+    from numtaflow.catalog import COMMIT_MARKER, INSPECTION_CACHE_PREFIX
+
+    env = {**featurizer_env, "NUMTAFLOW_TRAIN_INPUT": str(make_numtadb(tmp_path / "training-a", 2)),
+           "NUMTAFLOW_EVAL_INPUT": str(empty_input), "NUMTAFLOW_PER_CLASS": "2", "NUMTAFLOW_VALIDATION_CACHE": "true"}
+    result = run_job("validate", "manual__half-valid", env)
+    assert result.returncode == JobExit.REFUSED, (result.stdout + result.stderr)[-3000:]
+    assert "kept the inspections of 20 newly read files" in result.stdout + result.stderr
+    written = [o["Key"] for o in storage.list_objects(INSPECTION_CACHE_PREFIX) if "/manual__half-valid-train-" in o["Key"]]
+    assert any(key.endswith(".parquet") for key in written)
+    assert not any(key.endswith("/" + COMMIT_MARKER) for key in written)
+
+
 def test_zip_of_class_folders_in_every_colour_mode_validates(tmp_path, storage, s3_env, featurizer_env):
     archive = tmp_path / "digits.zip"
     with zipfile.ZipFile(archive, "w") as handle:

@@ -83,9 +83,12 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
         in_canonical_order(computed).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
     else:
         part = cache_part(context.run_id, name)
-        added = feature_cache.add(storage, key, part, computed) if to_compute else 0
-        if added != to_compute:
+        written = feature_cache.add(storage, key, part, computed) if to_compute else None
+        added = written.rows if written else 0
+        if added != to_compute:  # a short or doubled part is never committed
             raise StepIncomplete(f"featurize computed {added} {name} features, expected {to_compute}")
+        if written:
+            context.commit_with_step(written)
         found = known
         if added:
             new = feature_cache.part_entries(spark, storage, key, part)

@@ -133,7 +133,8 @@ def validate_input(context: StepContext, name: str, sources: list[Source], per_c
         if context.settings.validation_cache and any(record["files_decoded"] for record in records):
             key = inspection_cache.cache_key(context.settings.max_image_pixels)
             kept = inspection_cache.add(context.storage, key, cache_part(context.run_id, name), decoded)
-            log.info("%s: kept the inspections of %d newly read files", name, kept)
+            context.commit_with_step(kept)
+            log.info("%s: kept the inspections of %d newly read files", name, kept.rows)
     for frame in inspected:  # the inspected files, held in memory while this input was validated
         frame.unpersist()
     return suite, lineage
