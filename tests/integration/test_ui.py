@@ -438,7 +438,9 @@ def test_backfill_runs_each_date_on_the_data_landed_by_then(airflow_ui, storage)
 
 
 def test_rerunning_a_date_reproduces_it_and_touches_nothing_else(airflow_ui, storage):
-    """The same date, data and settings give the same sample and metrics; other runs stay as they were."""
+    """The same date, data and settings: the steps up to train are reused (what they read did not change), the
+    canary and evaluate run again to the same metrics, and other runs stay as they were. That a run computed
+    again gives the same model is test_jobs' (reuse off)."""
     first, second = sorted(wait_for_runs(airflow_ui, lambda r: r["run_type"] == "backfill", 2),
                            key=lambda r: r["logical_date"])
     first_run, second_run = layout(first["dag_run_id"]), layout(second["dag_run_id"])
@@ -454,7 +456,6 @@ def test_rerunning_a_date_reproduces_it_and_touches_nothing_else(airflow_ui, sto
         time.sleep(5)
     rerun_sample = storage.get_json(first_sample)
     assert rerun_sample["started_at"] >= before[first_sample]["finished_at"]
-    assert rerun_sample["summary"] == before[first_sample]["summary"]
     # nothing it reads changed: the steps up to train kept their committed output, canary and evaluate ran
     reused = {step: storage.get_json(first_run.marker_key(step))["reused_from"] for step in STEPS}
     assert reused == {**dict.fromkeys(("validate", "sample", "featurize", "train"), first_run.run_id),

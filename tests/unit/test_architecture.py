@@ -30,6 +30,15 @@ def module_name(path: Path) -> str:
     return ".".join(part for part in parts if part != "__init__")
 
 
+def imported_from(target: str, names: list[ast.alias]) -> set[str]:
+    """What ``from <target> import <names>`` imports: each name that is a module of the package
+    (``from numtaflow.steps import sample`` imports ``steps.sample``), else ``target`` itself."""
+    folder = PACKAGE.joinpath(*target.split(".")) if target else PACKAGE
+    modules = {f"{target}.{a.name}".strip(".") for a in names
+               if (folder / f"{a.name}.py").is_file() or (folder / a.name / "__init__.py").is_file()}
+    return modules or {target}
+
+
 def package_imports(path: Path, module: str) -> set[str]:
     """The package modules ``path`` imports, as dotted names below ``numtaflow`` (``steps.train``)."""
     found = set()
@@ -38,14 +47,9 @@ def package_imports(path: Path, module: str) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level:
             base = module.split(".") if module else []
             base = base[: len(base) - node.level + (1 if is_package else 0)]
-            target = ".".join(base + ([node.module] if node.module else []))
-            if node.module:
-                found.add(target)
-            else:
-                found.update(f"{target}.{alias.name}".strip(".") for alias in node.names)
+            found.update(imported_from(".".join(base + ([node.module] if node.module else [])), node.names))
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("numtaflow"):
-            name = node.module.removeprefix("numtaflow").strip(".")
-            found.update([name] if name else [alias.name for alias in node.names])
+            found.update(imported_from(node.module.removeprefix("numtaflow").strip("."), node.names))
         elif isinstance(node, ast.Import):
             found.update(a.name.removeprefix("numtaflow.") for a in node.names if a.name.startswith("numtaflow."))
     return {name for name in found if name}
@@ -78,6 +82,14 @@ def test_steps_import_no_other_step_and_nothing_imports_a_step_but_the_jobs():
             assert not steps, f"{module} imports {steps}: only spark_jobs/ run steps"
     for module in ("webapp", "triggers", "cli"):
         assert not any(t.startswith(("steps", "jobs")) for t in GRAPH[module]), module
+
+
+def test_every_form_of_importing_a_step_is_seen(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("from numtaflow.steps import sample\nfrom ..steps import train\nfrom . import featurize\n"
+                      "from .evaluate import run\nimport numtaflow.steps.canary\n")
+    assert package_imports(source, "steps.x") == {"steps.sample", "steps.train", "steps.featurize", "steps.evaluate",
+                                                  "steps.canary"}
 
 
 def test_no_import_cycles():

@@ -1,6 +1,10 @@
 """The feature cache's key: whatever defines the features names the cache folder, nothing else does."""
 
-from numtaflow.feature_cache import LIBRARIES, code_version, featurizer_key
+from pathlib import Path
+
+import pytest
+
+from numtaflow.feature_cache import CODE, LIBRARIES, code_version, featurizer_key
 
 PARAMS = {"backbone": "MobileNetV2", "imageSize": 128, "layers": ["out_relu"], "cropToInk": True, "testViews": 4,
           "weightsFile": "mobilenet.h5", "weightsSha256": "ab" * 32, "batchSize": 16, "inputCol": "content"}
@@ -21,6 +25,23 @@ def test_what_does_not_change_the_features_keeps_the_key():
 
 def test_random_weights_are_never_cached():
     assert featurizer_key({**PARAMS, "weightsFile": "random", "weightsSha256": ""}, "code") is None
+
+
+@pytest.mark.parametrize("changed", CODE)
+def test_a_change_to_any_preparation_or_featurizer_source_changes_the_code_version(changed, tmp_path, monkeypatch):
+    import shutil
+
+    from numtaflow import feature_cache
+
+    package = Path(feature_cache.__file__).parent
+    original = code_version()
+    for name in CODE:
+        shutil.copy(package / name, tmp_path / name)
+    monkeypatch.setattr(feature_cache.resources, "files", lambda _: tmp_path)
+    assert code_version() == original
+    with open(tmp_path / changed, "a") as source:
+        source.write("\n")
+    assert code_version() != original
 
 
 def test_the_code_version_is_the_source_of_the_preparation_and_featurizer(monkeypatch):

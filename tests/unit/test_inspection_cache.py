@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 from numtaflow.data import file_versions, literal_path, resolve_input, versioned_files
 from numtaflow.inspection_cache import cache_key
@@ -43,6 +44,20 @@ def test_file_names_with_glob_characters_are_read_literally():
     assert literal_path("scan [1]/b{2}*?.png") == r"scan \[1\]/b\{2\}\*\?.png"
 
 
-def test_the_pixel_limit_and_nothing_else_of_the_settings_changes_the_cache_key():
-    assert cache_key(4096 * 4096) == cache_key(4096 * 4096) and len(cache_key(100)) == 24
-    assert cache_key(100) != cache_key(4096 * 4096)
+def test_the_pixel_limit_and_the_code_that_inspects_change_the_cache_key(tmp_path, monkeypatch):
+    import shutil
+
+    from numtaflow import inspection_cache
+
+    original = cache_key(4096 * 4096)
+    assert len(original) == 24 and cache_key(100) != original
+    package = Path(inspection_cache.__file__).parent
+    for changed in inspection_cache.CODE:
+        for name in inspection_cache.CODE:
+            shutil.copy(package / name, tmp_path / name)
+        with monkeypatch.context() as patch:
+            patch.setattr(inspection_cache.resources, "files", lambda _: tmp_path)
+            assert cache_key(4096 * 4096) == original
+            with open(tmp_path / changed, "a") as source:
+                source.write("\n")
+            assert cache_key(4096 * 4096) != original, changed

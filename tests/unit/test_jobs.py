@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -90,10 +91,24 @@ def test_a_step_computes_again_under_other_library_versions(monkeypatch):
     assert jobs.step_fingerprint(context, reuse) != before
 
 
-def test_the_package_fingerprint_is_its_source():
-    from numtaflow.jobs import package_sha256
+def test_the_package_fingerprint_is_its_source(tmp_path, monkeypatch):
+    """Any byte of the package's source changes it; compiled files do not."""
+    import shutil
 
-    assert package_sha256() == package_sha256() and len(package_sha256()) == 64
+    from numtaflow import jobs
+
+    installed = jobs.package_sha256()
+    assert len(installed) == 64
+    copy = tmp_path / "numtaflow"
+    shutil.copytree(Path(jobs.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(jobs.resources, "files", lambda package: copy)
+    assert jobs.package_sha256() == installed
+    (copy / "__pycache__").mkdir()
+    (copy / "__pycache__" / "jobs.cpython-312.pyc").write_bytes(b"compiled")
+    assert jobs.package_sha256() == installed
+    with open(copy / "steps" / "train.py", "a") as source:
+        source.write("\n")
+    assert jobs.package_sha256() != installed
 
 
 def test_an_input_identity_changes_with_any_file_and_the_csv_beside_the_folder(tmp_path):
@@ -189,9 +204,9 @@ def test_the_first_run_id_claims_its_prefix_and_its_retries_pass():
     (OwnerStore(["exp:1"]), "exp:1", f"s3://b/{RUN.key(RUN_OWNER)} is not a run owner record"),
 ])
 def test_a_run_id_meeting_another_runs_prefix_is_refused_with_the_owner_named(store, run_id, refusal):
-    with pytest.raises(StepRefused, match=re.escape(refusal)):
+    with pytest.raises(StepRefused, match=re.escape(refusal)) as refused:
         claim_prefix(store, RUN, run_id)
-    assert exit_status(StepRefused(refusal)) is JobExit.REFUSED
+    assert exit_status(refused.value) is JobExit.REFUSED
 
 
 def test_a_claim_lost_to_a_write_that_left_no_owner_is_retried():
