@@ -216,6 +216,8 @@ def test_a_run_whose_inputs_did_not_change_reuses_each_step_and_gets_the_same_mo
         assert set(marker.outputs) == set(source.outputs), step
         assert record["steps"][step]["reused_from"] == marker.reused_from
     assert [commit(storage, run_id, step).reused_from for step in ("canary", "evaluate")] == [None, None]
+    page = storage.get_bytes(layout(run_id).key(catalog.VALIDATION_HTML)).decode()
+    assert f"Input validation, run {run_id}" in page and commit(storage, run_id, "validate").reused_from not in page
     first, again = (storage.get_json(layout(run).key(METRICS)) for run in (RUN_ID, run_id))
     for key in ("accuracy", "f1", "roc_auc", "per_class", "confusion_matrix", "split"):
         assert first[key] == again[key], key

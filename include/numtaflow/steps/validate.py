@@ -140,6 +140,11 @@ def validate_input(context: StepContext, name: str, sources: list[Source], per_c
     return suite, lineage
 
 
+def write_html(context: StepContext, report: ValidationReport) -> None:
+    page = render_html(report, f"Input validation, run {context.run_id}")
+    context.storage.put_bytes(context.layout.key(VALIDATION_HTML), page.encode(), VALIDATION_HTML.media_type)
+
+
 def training_sources(context: StepContext) -> tuple[list[tuple[str, str]], BatchSelection]:
     """The base training input, then the run's landed batches: chosen by its first validate and recorded,
     so a retry or a re-run of the run id trains on the same batches whatever landed since."""
@@ -159,10 +164,12 @@ def inputs_identity(context: StepContext) -> dict:
 
 def with_this_runs_selection(context: StepContext, summary: dict) -> dict:
     """A reused validate's summary and report, holding this run's batch selection: the same batches (the
-    identity holds their URIs), but this run's data cut-off, arrival times and refused markers."""
+    identity holds their URIs), but this run's data cut-off, arrival times and refused markers; its page
+    names this run."""
     _, chosen = training_sources(context)
     report = context.storage.get_json(context.layout.key(VALIDATION_REPORT))
     context.storage.put_json(context.layout.key(VALIDATION_REPORT), {**report, "incoming": chosen.model_dump()})
+    write_html(context, ValidationReport(report["success"], report["suites"]))
     return {**summary, "data_until": chosen.data_until[:10], "incoming": chosen.model_dump()}
 
 
@@ -196,8 +203,7 @@ def run(context: StepContext) -> ValidateSummary:
     report = ValidationReport(all(s["success"] for s in suites), suites)
     storage, layout = context.storage, context.layout
     storage.put_json(layout.key(VALIDATION_REPORT), {**report.to_json(), "incoming": chosen.model_dump()})
-    storage.put_bytes(layout.key(VALIDATION_HTML), render_html(report, f"Input validation, run {context.run_id}").encode(),
-                      VALIDATION_HTML.media_type)
+    write_html(context, report)
     if not report.success:
         raise StepRefused(f"{report.summary()}\nfull report: {context.uri(VALIDATION_HTML)}")
     if report.warnings():
