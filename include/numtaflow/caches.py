@@ -67,8 +67,9 @@ def current_codes() -> dict[str, str]:
 
 def group(cache: str, prefix: str, objects: Iterable[dict], markers: dict[str, dict]) -> list[Folder]:
     """The folders and parts under ``prefix`` from its listing (``Key``, ``Size``, ``LastModified``),
-    with each committed part's marker from ``markers`` (by marker key). Objects outside a part's folder
-    (``<prefix><key>/<part>/...``) are left out."""
+    with each committed part's marker from ``markers`` (by marker key; one that is not a JSON object, None
+    where it did not parse, counts as no marker). Objects outside a part's folder (``<prefix><key>/<part>/...``)
+    are left out."""
     parts: dict[tuple[str, str], list[dict]] = {}
     for obj in objects:
         names = obj["Key"][len(prefix):].split("/")
@@ -81,7 +82,7 @@ def group(cache: str, prefix: str, objects: Iterable[dict], markers: dict[str, d
             prefix=part_prefix,
             bytes=sum(obj["Size"] for obj in listed),
             last_modified=max(obj["LastModified"] for obj in listed),
-            marker=markers.get(part_prefix + COMMIT_MARKER),
+            marker=marker if isinstance(marker := markers.get(part_prefix + COMMIT_MARKER), dict) else None,
         ))
     return [Folder(cache, f"{prefix}{key}/", tuple(found)) for key, found in folders.items()]
 
@@ -91,10 +92,17 @@ def read_folders(storage: Storage) -> list[Folder]:
     found = []
     for cache, (prefix, _) in CACHES.items():
         objects = list(storage.list_objects(prefix))
-        markers = {obj["Key"]: storage.get_json(obj["Key"]) for obj in objects
+        markers = {obj["Key"]: _parsed(storage, obj["Key"]) for obj in objects
                    if obj["Key"].endswith("/" + COMMIT_MARKER)}
         found += group(cache, prefix, objects, markers)
     return found
+
+
+def _parsed(storage: Storage, key: str):
+    try:
+        return storage.get_json(key)
+    except ValueError:  # a damaged marker: its part counts as never committed
+        return None
 
 
 def prunable(folders: Iterable[Folder], codes: dict[str, str], now: datetime) -> list[str]:

@@ -30,6 +30,14 @@ def test_parts_are_grouped_by_folder_with_their_markers_rows_and_bytes():
     assert found[0].written_by("a") and not found[0].written_by("b") and found[1].written_by("b")
 
 
+def test_a_marker_that_is_not_a_json_object_counts_as_none():
+    found = folders([("k1/run1-train/part-0.parquet", 1, OLD), ("k1/run1-train/_COMMITTED.json", 1, OLD),
+                     ("k1/run2-train/part-0.parquet", 1, OLD), ("k1/run2-train/_COMMITTED.json", 1, OLD)],
+                    {"k1/run1-train/_COMMITTED.json": ["rows", 4], "k1/run2-train/_COMMITTED.json": None})
+    assert [part.marker for part in found[0].parts] == [None, None] and not found[0].written_by("a")
+    assert prunable(found, {"features": "a"}, NOW) == [PREFIX + "k1/"]
+
+
 def test_folders_this_code_never_wrote_go_and_its_own_keep_all_but_old_crashed_parts():
     found = folders([("mine/run1-train/part-0.parquet", 1, OLD), ("mine/run1-train/_COMMITTED.json", 1, OLD),
                      ("mine/crashed-train/part-0.parquet", 1, OLD), ("mine/writing-train/part-0.parquet", 1, NOW),
