@@ -74,7 +74,8 @@ def spark():
     import logging
 
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown messages hit closed streams
-    pyspark_sql = pytest.importorskip("pyspark.sql")
+    import pyspark.sql as pyspark_sql
+
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = (
         pyspark_sql.SparkSession.builder.master("local[1]")

@@ -12,7 +12,8 @@ from numtaflow.vocabulary import BACKBONES
 
 
 def test_every_backbone_has_a_keras_constructor_and_preprocess():
-    keras = pytest.importorskip("keras")
+    import keras
+
     for spec in BACKBONES.values():
         assert callable(getattr(keras.applications, spec.name))
         assert callable(getattr(keras.applications, spec.module).preprocess_input)
@@ -28,7 +29,8 @@ def test_missing_weights_name_the_file_and_folder(tmp_path, monkeypatch):
 def test_an_allowed_download_is_keras_own_of_the_file_the_backbone_names(tmp_path, monkeypatch):
     """Keras's download (replaced here by a constructor that writes what Keras would write, as nothing is
     downloaded in the tests) at the backbone's native size; the file is then the one resolved and hashed."""
-    keras = pytest.importorskip("keras")
+    import keras
+
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     backbone, built = BACKBONES["MobileNetV2"], []
 
@@ -94,7 +96,6 @@ def test_a_layer_the_backbone_lacks_is_refused_before_any_task_starts():
 
 
 def test_grid_pooling_keeps_where_the_ink_is_and_averages_to_the_global_pool():
-    pytest.importorskip("tensorflow")
     from numtaflow.features import layer_grid
 
     assert layer_grid("block_13_expand_relu:2") == ("block_13_expand_relu", 2) and layer_grid("out_relu") == ("out_relu", 1)
@@ -123,7 +124,6 @@ def png(value):
 
 
 def test_featurize_batches_images_with_a_random_model():
-    pytest.importorskip("tensorflow")
     spec = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, udf_batch_size=2))
     features = featurize_contents([png(0), png(128), png(255)], spec)
     assert features.shape[0] == 3 and features.shape[1] > 0
@@ -131,7 +131,6 @@ def test_featurize_batches_images_with_a_random_model():
 
 
 def test_a_batch_too_large_for_one_list_arrays_offsets_is_refused_not_wrapped():
-    pytest.importorskip("pyarrow")
     small = feature_lists(np.arange(6, dtype=np.float32).reshape(2, 3))
     assert small.to_pylist() == [[0, 1, 2], [3, 4, 5]]
     too_many = np.broadcast_to(np.float32(0), (277_310, 7_744))  # 2,147,488,640 values, no memory of its own
@@ -140,7 +139,6 @@ def test_a_batch_too_large_for_one_list_arrays_offsets_is_refused_not_wrapped():
 
 
 def test_featurize_batches_returns_each_rows_features_as_a_float_list():
-    pytest.importorskip("tensorflow")
     import pyarrow as pa
 
     spec = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, udf_batch_size=2))
@@ -154,7 +152,6 @@ def test_featurize_batches_returns_each_rows_features_as_a_float_list():
 
 
 def test_distorted_views_are_reproducible_and_differ_from_the_original():
-    pytest.importorskip("tensorflow")
     spec = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, feature_layers="last"))
     from numtaflow.images import prepare_image, view_rng
 

@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 from pyspark.ml import PipelineModel
 
-pytest.importorskip("tensorflow")
-
-from numtaflow import features as features_module  # noqa: E402
-from numtaflow.config import Settings  # noqa: E402
-from numtaflow.features import FeaturizerSpec, featurize_contents  # noqa: E402
-from numtaflow.ml import ImageFeaturizer, WeightsMismatch, scoring_partitions  # noqa: E402
-from numtaflow.vocabulary import BACKBONES  # noqa: E402
-from tests.conftest import digit_png  # noqa: E402
+from numtaflow import features as features_module
+from numtaflow.config import Settings
+from numtaflow.features import FeaturizerSpec, featurize_contents
+from numtaflow.ml import ImageFeaturizer, WeightsMismatch, scoring_partitions
+from numtaflow.vocabulary import BACKBONES
+from tests.conftest import digit_png
 
 SPEC = FeaturizerSpec.from_settings(Settings(weights="random", image_size=32, feature_layers="block_13_expand_relu:2",
                                              udf_batch_size=3, test_views=1))
