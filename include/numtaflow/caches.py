@@ -5,7 +5,9 @@ everything that decides its entries, the code among it: once that code changes, 
 folder and never read the old one again, which then only takes space (the default featurizer's
 features are about 30 KB per image and view). Each part's marker names the code that wrote it, so
 ``prunable`` can pick the folders no part of which this code wrote, and the parts whose marker never
-came (a write that crashed). Anything modified within ``GRACE`` is kept, as a write may be under way.
+came (a write that crashed, a step that failed or was refused; one whose marker is damaged counts as
+such here, though scans, which read no marker, still read it until it is deleted). Anything modified
+within ``GRACE`` is kept, as a step may still be on its way to commit.
 Deleting an entry only ever means computing it again.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Any, Iterable
 
 from . import feature_cache, inspection_cache
 from .catalog import COMMIT_MARKER, FEATURE_CACHE_PREFIX, INSPECTION_CACHE_PREFIX
@@ -23,7 +25,7 @@ CACHES = {  # name: (its folders' prefix, the code version its entries are made 
     "inspections": (INSPECTION_CACHE_PREFIX, inspection_cache.code_version),
     "features": (FEATURE_CACHE_PREFIX, feature_cache.code_version),
 }
-GRACE = timedelta(days=1)  # longer than any step takes to write a part
+GRACE = timedelta(days=1)  # longer than any step takes from writing a part to its commit
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def current_codes() -> dict[str, str]:
     return {cache: code_version() for cache, (_, code_version) in CACHES.items()}
 
 
-def group(cache: str, prefix: str, objects: Iterable[dict], markers: dict[str, dict]) -> list[Folder]:
+def group(cache: str, prefix: str, objects: Iterable[dict], markers: dict[str, Any]) -> list[Folder]:
     """The folders and parts under ``prefix`` from its listing (``Key``, ``Size``, ``LastModified``),
     with each committed part's marker from ``markers`` (by marker key; one that is not a JSON object, None
     where it did not parse, counts as no marker). Objects outside a part's folder (``<prefix><key>/<part>/...``)
@@ -82,7 +84,7 @@ def group(cache: str, prefix: str, objects: Iterable[dict], markers: dict[str, d
             prefix=part_prefix,
             bytes=sum(obj["Size"] for obj in listed),
             last_modified=max(obj["LastModified"] for obj in listed),
-            marker=marker if isinstance(marker := markers.get(part_prefix + COMMIT_MARKER), dict) else None,
+            marker=_object_or_none(markers.get(part_prefix + COMMIT_MARKER)),
         ))
     return [Folder(cache, f"{prefix}{key}/", tuple(found)) for key, found in folders.items()]
 
@@ -96,6 +98,10 @@ def read_folders(storage: Storage) -> list[Folder]:
                    if obj["Key"].endswith("/" + COMMIT_MARKER)}
         found += group(cache, prefix, objects, markers)
     return found
+
+
+def _object_or_none(marker: Any) -> dict | None:
+    return marker if isinstance(marker, dict) else None
 
 
 def _parsed(storage: Storage, key: str):

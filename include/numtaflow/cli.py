@@ -137,8 +137,14 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from .spark import submit_command
 
     settings = Settings.from_env()
+    try:
+        overrides = json.loads(args.settings_json)
+    except ValueError as error:
+        raise SettingsError(f"--settings-json is not JSON: {error}") from None
+    if not isinstance(overrides, dict):
+        raise SettingsError(f"--settings-json must be a JSON object of settings, not {args.settings_json}")
     if args.step in STEPS:  # a scoring step validates its own settings
-        settings = settings.with_overrides(json.loads(args.settings_json))
+        settings = settings.with_overrides(overrides)
     optional = [(option, str(value)) for option, value in (("--data-until", args.data_until),
                                                            ("--logical-date", args.logical_date),
                                                            ("--run-type", args.run_type),
@@ -234,8 +240,8 @@ def cmd_scoring_report(args: argparse.Namespace) -> None:
     layout = RunLayout.scoring(settings.bucket, run_id)
     if not storage.exists(layout.key(SCORING_REPORT)):
         raise SystemExit(f"scoring-report: scoring run {run_id} has no report (s3://{settings.bucket}/"
-                         f"{layout.key(SCORING_REPORT)}): it has not finished, or never ran; without --run-id the "
-                         "newest finished run is shown")
+                         f"{layout.key(SCORING_REPORT)}): it has not finished, or never ran"
+                         + ("; without --run-id the newest finished run is shown" if args.run_id else ""))
     report = storage.get_json(layout.key(SCORING_REPORT))
     table = pd.read_parquet(io.BytesIO(storage.get_bytes(layout.key(PREDICTIONS["parquet"]))))
     print(f"\nscoring run: {run_id} ({report['run_type']})")

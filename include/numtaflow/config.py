@@ -29,6 +29,10 @@ from .vocabulary import BACKBONES, LR_PRESET_NAMES, MAX_POOL_GRID
 ENV_PREFIX = "NUMTAFLOW_"
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be taken (a value out of range, an unknown name); the message names each."""
+
+
 def _project_root() -> Path:
     """The checkout holding this package, also when a Spark driver imports the package from the
     archive shipped with ``--py-files`` (``<root>/.cache/py-files/<name>.zip``, see ``spark.py``)."""
@@ -249,7 +253,7 @@ class Settings(RunSettings, PlatformSettings):
         unknown = sorted(set(overrides) - set(RUN_FIELDS))
         if unknown:
             platform = [name for name in unknown if name in PlatformSettings.model_fields]
-            raise ValueError(f"unknown run setting(s): {', '.join(unknown)}"
+            raise SettingsError(f"unknown run setting(s): {', '.join(unknown)}"
                              + (f" ({', '.join(platform)}: platform settings come from NUMTAFLOW_* environment "
                                 "variables)" if platform else ""))
         return _validated(lambda: type(self)(**{**self.model_dump(), **overrides}))
@@ -292,10 +296,6 @@ def form_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
 def scoring_settings(values: Mapping[str, Any]) -> ScoringSettings:
     """A scoring run's settings from its form (form > default; unknown names are refused)."""
     return _validated(lambda: ScoringSettings(**values))
-
-
-class SettingsError(ValueError):
-    """A setting has a value it cannot take; the message names each such setting and value."""
 
 
 def _validated(build):

@@ -415,7 +415,7 @@ def resolve_input(uri: str, storage: Storage | None, staging_prefix: str = "stag
 
 
 def _refuse_hidden(hidden: list[str]) -> None:
-    """A training input's image that Spark's reader would skip: refused by name, never left out without a word."""
+    """An input's image that Spark's reader would skip: refused by name, never left out without a word."""
     if hidden:
         more = f" (and {len(hidden) - 1} more)" if len(hidden) > 1 else ""
         raise InputError(f"{hidden[0]}{more}: {HIDDEN_RULE}, so Spark would leave it out without a word; "

@@ -90,7 +90,7 @@ def part_prefix(key: str, part: str) -> str:
 
 
 def part_entries(spark, storage: Storage, key: str, part: str):
-    """The entries of one committed part (what ``add`` wrote)."""
+    """The entries of one part (what ``add`` wrote), read by its path: also before it is committed."""
     return spark.read.parquet(storage.s3a(part_prefix(key, part))).select(*KEY_COLUMNS, "features")
 
 

@@ -314,11 +314,10 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
         summary = body(context)
         finished = time.time()
         commit(context, started, finished, summary.model_dump(), fingerprint)
-        for part in context.cache_parts:
-            context.storage.commit_part(part)
         if fingerprint:
             context.storage.put_json(step_record_key(step, fingerprint), {"run_id": context.run_id,
                                                                            "committed_at": _iso(finished)})
+        commit_cache_parts(context)
         log.info("step %s of run %s committed in %.1f s: %s", step, context.run_id, finished - started,
                  summary.model_dump_json()[:2000])
     except NothingToDo as reason:
@@ -329,6 +328,17 @@ def run_step(step: str, body: Callable[[StepContext], Contract], argv: list[str]
         log.error("step %s FAILED: %s", step, error)
         print(f"\nnumtaflow step '{step}' failed:\n{error}\n", file=sys.stderr, flush=True)
         sys.exit(exit_status(error))
+
+
+def commit_cache_parts(context: StepContext) -> None:
+    """Commit the cache parts the step wrote (``StepContext.commit_with_step``). The step has committed: a
+    part whose marker cannot be written is left out of the cache with a warning (its entries are computed
+    again when needed), never a reason to fail the step and compute everything again."""
+    for part in context.cache_parts:
+        try:
+            context.storage.commit_part(part)
+        except StorageError as error:
+            log.warning("left the cache part s3://%s/%s uncommitted: %s", context.storage.bucket, part.prefix, error)
 
 
 def _iso(timestamp: float) -> str:

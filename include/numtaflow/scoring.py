@@ -198,14 +198,22 @@ def withheld_label_accuracy(predictions: pd.DataFrame, labels: pd.DataFrame, sou
     """(accuracy, images compared) of a scoring run's digits against labels kept aside from it (columns
     ``filename`` and ``digit``, as ``inbox-batch --labels-out`` writes them): an inbox image is named by its path
     within its batch (also when a day's folder was scored again), any other by its image id. Raises
-    ``ValueError`` naming ``source`` when the columns are missing or not one name matches."""
+    ``ValueError`` naming ``source`` when the columns are missing, a label is not a digit or not one name
+    matches."""
     missing = [column for column in ("filename", "digit") if column not in labels.columns]
     if missing:
         raise ValueError(f"{source}: no column {', '.join(missing)} (found: {', '.join(map(str, labels.columns))}); "
                          "the withheld labels need filename,digit, as `inbox-batch --labels-out` writes them")
+    if labels.empty:
+        raise ValueError(f"{source} holds no labels")
+    digits = pd.to_numeric(labels["digit"], errors="coerce")
+    not_digits = labels.index[~digits.isin(DIGITS)]
+    if len(not_digits):
+        row = not_digits[0]
+        raise ValueError(f"{source}: row {row + 2} ({labels.loc[row, 'filename']}): {labels.loc[row, 'digit']!r} is "
+                         "not a digit 0-9")
     names = predictions["path"].str.extract(r"/dt=[^/]+/[^/]+/(.+)$")[0].fillna(predictions["image_id"])
-    withheld = pd.DataFrame({"filename": labels["filename"].astype(str),
-                             "withheld": pd.to_numeric(labels["digit"], errors="coerce")})
+    withheld = pd.DataFrame({"filename": labels["filename"].astype(str), "withheld": digits})
     named = pd.DataFrame({"filename": names, "digit": predictions["digit"]}).merge(withheld, on="filename")
     if named.empty:
         example = f" (such as {names.iloc[0]!r})" if len(names) else ""

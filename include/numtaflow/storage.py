@@ -169,12 +169,13 @@ class Storage:
 
     def write_part(self, prefix: str, frame, code: str) -> WrittenPart:
         """Write a Spark DataFrame as the new part ``prefix`` (``catalog.cache_part``), uncommitted: no
-        scan reads it until ``commit_part``, which its step calls once the step itself has committed."""
+        scan reads it until ``commit_part``, called once its step has committed (``jobs.run_step``)."""
         path = self.s3a(prefix)
         frame.write.mode("errorifexists").parquet(path)
         return WrittenPart(prefix, frame.sparkSession.read.parquet(path).count(), code)
 
     def commit_part(self, part: WrittenPart) -> None:
+        """Write the part's marker: scans read it from now on."""
         self.put_json(part.prefix + COMMIT_MARKER, {"rows": part.rows, "code": part.code})
 
     def readable_parts(self, folder: str, scan: Callable[[list[str]], Any]) -> Any:

@@ -47,3 +47,14 @@ def test_a_setting_with_a_wrong_value_is_one_line_naming_it(monkeypatch, capsys)
         cli.main(["submit", "validate", "--run-id", "manual__x", "--print-only"])
     assert exit_.value.code == ("numtaflow submit: invalid settings: per_class='1': Input should be greater than or "
                                 "equal to 2")
+
+
+@pytest.mark.parametrize("settings_json, refused", [
+    ('{"per_clas": 3}', "unknown run setting(s): per_clas"),
+    ("{per_class: 3}", "--settings-json is not JSON: Expecting property name enclosed in double quotes"),
+    ("[3]", "--settings-json must be a JSON object of settings, not [3]"),
+])
+def test_a_run_settings_document_that_cannot_be_taken_is_one_line(settings_json, refused):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["submit", "validate", "--run-id", "manual__x", "--settings-json", settings_json, "--print-only"])
+    assert str(exit_.value.code).startswith(f"numtaflow submit: {refused}")

@@ -56,6 +56,27 @@ def test_form_values_must_be_an_object_of_known_settings():
         context_from_args("sample", parse_args(["--run-id", "r", "--settings-json", '{"nope": 1}']))
 
 
+def test_a_cache_part_whose_marker_cannot_be_written_is_left_out_with_a_warning(caplog):
+    from types import SimpleNamespace
+
+    from numtaflow.jobs import commit_cache_parts
+    from numtaflow.storage import WrittenPart
+
+    committed = []
+
+    def commit_part(part):
+        if part.prefix.startswith("cache/features/"):
+            raise StorageError("s3://b/cache/features/k/p/_COMMITTED.json: 503 Slow Down")
+        committed.append(part.prefix)
+
+    parts = [WrittenPart("cache/features/k/p/", 3, "c"), WrittenPart("cache/inspections/k/p/", 2, "c")]
+    context = SimpleNamespace(cache_parts=parts, storage=SimpleNamespace(bucket="b", commit_part=commit_part))
+    commit_cache_parts(context)
+    assert committed == ["cache/inspections/k/p/"]
+    assert "left the cache part s3://b/cache/features/k/p/ uncommitted: s3://b/cache/features/k/p/_COMMITTED.json: " \
+           "503 Slow Down" in caplog.text
+
+
 def test_a_fingerprint_changes_with_what_defines_the_output_and_only_with_that():
     from numtaflow.config import Settings
     from numtaflow.jobs import fingerprint_of

@@ -246,3 +246,7 @@ def test_withheld_labels_match_an_inbox_image_by_its_path_in_the_batch_and_any_o
         withheld_label_accuracy(predictions, labels.iloc[4:], "labels.csv")
     with pytest.raises(ValueError, match=r"^labels.csv: no column digit \(found: filename, label\)"):
         withheld_label_accuracy(predictions, labels.rename(columns={"digit": "label"}), "labels.csv")
+    with pytest.raises(ValueError, match=r"^labels.csv holds no labels$"):
+        withheld_label_accuracy(predictions, labels.iloc[:0], "labels.csv")
+    with pytest.raises(ValueError, match=r"^labels.csv: row 3 \(sub/a2.png\): 'four' is not a digit 0-9$"):
+        withheld_label_accuracy(predictions, labels.assign(digit=["3", "four", "9", "6", "1"]), "labels.csv")

@@ -83,12 +83,12 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
         in_canonical_order(computed).write.mode("overwrite").parquet(context.s3a(FEATURES[name]))
     else:
         part = cache_part(context.run_id, name)
-        written = feature_cache.add(storage, key, part, computed) if to_compute else None
-        added = written.rows if written else 0
+        new_part = feature_cache.add(storage, key, part, computed) if to_compute else None
+        added = new_part.rows if new_part else 0
         if added != to_compute:  # a short or doubled part is never committed
             raise StepIncomplete(f"featurize computed {added} {name} features, expected {to_compute}")
-        if written:
-            context.commit_with_step(written)
+        if new_part:
+            context.commit_with_step(new_part)
         found = known
         if added:
             new = feature_cache.part_entries(spark, storage, key, part)
