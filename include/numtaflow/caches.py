@@ -80,11 +80,12 @@ def group(cache: str, prefix: str, objects: Iterable[dict], markers: dict[str, A
     folders: dict[str, list[Part]] = {}
     for (key, name), listed in sorted(parts.items()):
         part_prefix = f"{prefix}{key}/{name}/"
+        marker = markers.get(part_prefix + COMMIT_MARKER)
         folders.setdefault(key, []).append(Part(
             prefix=part_prefix,
             bytes=sum(obj["Size"] for obj in listed),
             last_modified=max(obj["LastModified"] for obj in listed),
-            marker=_object_or_none(markers.get(part_prefix + COMMIT_MARKER)),
+            marker=marker if isinstance(marker, dict) else None,
         ))
     return [Folder(cache, f"{prefix}{key}/", tuple(found)) for key, found in folders.items()]
 
@@ -98,10 +99,6 @@ def read_folders(storage: Storage) -> list[Folder]:
                    if obj["Key"].endswith("/" + COMMIT_MARKER)}
         found += group(cache, prefix, objects, markers)
     return found
-
-
-def _object_or_none(marker: Any) -> dict | None:
-    return marker if isinstance(marker, dict) else None
 
 
 def _parsed(storage: Storage, key: str):

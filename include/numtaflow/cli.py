@@ -34,7 +34,7 @@ from typing import Callable
 
 from .catalog import (DAG_ID, DATASETS_PREFIX, LINEAGE, METRICS, REPORTED, SCORING_DAG_ID, SCORING_STEPS, STEPS,
                       RunLayout)
-from .config import PROJECT_ROOT, SHARED_DIR, Settings, SettingsError
+from .config import PROJECT_ROOT, SHARED_DIR, Settings, SettingsError, settings_object
 from .storage import Storage, StorageError, safe_run_id
 
 STATE_DIR = Path(os.environ.get("NUMTAFLOW_STATE_DIR", PROJECT_ROOT / ".local"))
@@ -137,12 +137,7 @@ def cmd_submit(args: argparse.Namespace) -> None:
     from .spark import submit_command
 
     settings = Settings.from_env()
-    try:
-        overrides = json.loads(args.settings_json)
-    except ValueError as error:
-        raise SettingsError(f"--settings-json is not JSON: {error}") from None
-    if not isinstance(overrides, dict):
-        raise SettingsError(f"--settings-json must be a JSON object of settings, not {args.settings_json}")
+    overrides = settings_object("--settings-json", args.settings_json)
     if args.step in STEPS:  # a scoring step validates its own settings
         settings = settings.with_overrides(overrides)
     optional = [(option, str(value)) for option, value in (("--data-until", args.data_until),

@@ -33,6 +33,17 @@ class SettingsError(ValueError):
     """Settings that cannot be taken (a value out of range, an unknown name); the message names each."""
 
 
+def settings_object(option: str, text: str | None) -> dict[str, Any]:
+    """The JSON object of settings passed as ``option`` (none: empty), or a ``SettingsError`` saying why not."""
+    try:
+        values = json.loads(text or "{}")
+    except ValueError as error:
+        raise SettingsError(f"{option} is not JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise SettingsError(f"{option} must be a JSON object of settings, not {text}")
+    return values
+
+
 def _project_root() -> Path:
     """The checkout holding this package, also when a Spark driver imports the package from the
     archive shipped with ``--py-files`` (``<root>/.cache/py-files/<name>.zip``, see ``spark.py``)."""

@@ -26,7 +26,7 @@ from importlib import resources
 from typing import Any, Callable
 
 from .catalog import COMMIT_MARKER, RUN_OWNER, SCORING_STEPS, Artifact, RunLayout, step_record_key
-from .config import ScoringSettings, Settings, form_overrides, scoring_settings
+from .config import ScoringSettings, Settings, form_overrides, scoring_settings, settings_object
 from .contracts import Contract, JobExit, StepCommit, parse_commit
 from .lineage import versions
 from .storage import MissingCommit, Storage, StorageError, StorageRefused, WrittenPart, safe_run_id
@@ -114,9 +114,7 @@ def context_from_args(step: str, args: argparse.Namespace, spark: object = None)
     overrides = {}
     for option, text, pick in (("--form-json", args.form_json, dict if scoring else form_overrides),
                                ("--settings-json", args.settings_json, dict)):
-        values = json.loads(text or "{}")
-        if not isinstance(values, dict):
-            raise StepRefused(f"{option} must be a JSON object")
+        values = settings_object(option, text)
         overrides.update(pick({k: v for k, v in values.items() if v is not None}))
     settings = Settings.from_env() if scoring else Settings.from_env().with_overrides(overrides)
     run_id = safe_run_id(args.run_id)

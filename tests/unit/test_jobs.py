@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from numtaflow.catalog import RUN_OWNER, SAMPLED_IMAGES, RunLayout
+from numtaflow.config import SettingsError
 from numtaflow.contracts import ContractError, JobExit
 from numtaflow.data import InputError
 from numtaflow.features import WeightsNotFound
@@ -50,8 +51,9 @@ def test_only_failures_a_retry_can_fix_exit_as_failed(error, status):
 
 
 def test_form_values_must_be_an_object_of_known_settings():
-    with pytest.raises(StepRefused, match="must be a JSON object"):
+    with pytest.raises(SettingsError, match="must be a JSON object") as refused:
         context_from_args("sample", parse_args(["--run-id", "r", "--settings-json", "[1]"]))
+    assert exit_status(refused.value) is JobExit.REFUSED
     with pytest.raises(ValueError, match="unknown run setting"):
         context_from_args("sample", parse_args(["--run-id", "r", "--settings-json", '{"nope": 1}']))
 

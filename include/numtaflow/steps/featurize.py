@@ -87,10 +87,9 @@ def run_pass(context: StepContext, name: str, stage: ImageFeaturizer, rows, view
         added = new_part.rows if new_part else 0
         if added != to_compute:  # a short or doubled part is never committed
             raise StepIncomplete(f"featurize computed {added} {name} features, expected {to_compute}")
+        found = known
         if new_part:
             context.commit_with_step(new_part)
-        found = known
-        if added:
             new = feature_cache.part_entries(spark, storage, key, part)
             found = new if found is None else found.unionByName(new)
         # the rows without their bytes are small: broadcast them, so the join shuffles no feature arrays
