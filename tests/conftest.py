@@ -234,12 +234,10 @@ def commit(storage, run_id: str, step: str):
 
 def read_parquet(storage, run_id: str, artifact):
     """A run's Parquet artifact, read through boto3 (no Spark)."""
-    import io
-
     key_prefix = layout(run_id).key(artifact) + "/"
     parts = [o["Key"] for o in storage.list_objects(key_prefix) if o["Key"].endswith(".parquet")]
     assert parts, f"no Parquet parts under {key_prefix}"
-    return pd.concat([pd.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in parts], ignore_index=True)
+    return pd.concat([storage.get_frame(key) for key in parts], ignore_index=True)
 
 
 def run_for(storage, logical_date):

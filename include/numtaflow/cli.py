@@ -201,8 +201,6 @@ def cmd_inbox_batch(args: argparse.Namespace) -> None:
 
 def evaluation_names(storage: Storage, run_id: str) -> set[str]:
     """A training run's evaluation images, by their paths in its evaluation input."""
-    import io
-
     import pandas as pd
 
     from .catalog import EVAL_PREDICTIONS
@@ -212,14 +210,12 @@ def evaluation_names(storage: Storage, run_id: str) -> set[str]:
     if not parts:
         raise SystemExit(f"run {run_id} has no evaluation predictions (s3://{storage.bucket}/{prefix}): it never "
                          "finished evaluate")
-    ids = pd.concat([pd.read_parquet(io.BytesIO(storage.get_bytes(k)), columns=["image_id"]) for k in parts])
+    ids = pd.concat([storage.get_frame(key, columns=["image_id"]) for key in parts])
     return set(ids["image_id"])
 
 
 def cmd_scoring_report(args: argparse.Namespace) -> None:
     """Print a scoring run's results (the newest by default) and, given the withheld labels, its accuracy."""
-    import io
-
     import pandas as pd
 
     from .catalog import PREDICTIONS, SCORING_INDEX_KEY, SCORING_REPORT
@@ -238,7 +234,7 @@ def cmd_scoring_report(args: argparse.Namespace) -> None:
                          f"{layout.key(SCORING_REPORT)}): it has not finished, or never ran"
                          + ("; without --run-id the newest finished run is shown" if args.run_id else ""))
     report = storage.get_json(layout.key(SCORING_REPORT))
-    table = pd.read_parquet(io.BytesIO(storage.get_bytes(layout.key(PREDICTIONS["parquet"]))))
+    table = storage.get_frame(layout.key(PREDICTIONS["parquet"]))
     print(f"\nscoring run: {run_id} ({report['run_type']})")
     print(f"model:       version {report['model']['version']} of training run {report['model']['run_id']} "
           f"(asked for: {report['model']['requested']})")

@@ -110,6 +110,15 @@ class Storage:
     def get_json(self, key: str) -> Any:
         return _loads(self.get_bytes(key), f"s3://{self.bucket}/{key}")
 
+    def get_frame(self, key: str, columns: list[str] | None = None):
+        """A Parquet object as a pandas frame, read by ``ParquetFile`` in this thread. Not ``pd.read_parquet`` on a
+        file object: Arrow's dataset threads release that object late, and one released while the interpreter
+        exits aborts the process after its work is done ("terminate called without an active exception")."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(pa.BufferReader(self.get_bytes(key))).read(columns=columns).to_pandas()
+
     def exists(self, key: str, bucket: str | None = None) -> bool:
         return self.etag(key, bucket) is not None
 

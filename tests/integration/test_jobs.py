@@ -237,7 +237,7 @@ def score(run_id: str, env: dict, settings: dict, steps=catalog.SCORING_STEPS) -
 
 
 def predictions(storage, run_id: str) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(storage.get_bytes(scoring_layout(run_id).key(PREDICTIONS["parquet"]))))
+    return storage.get_frame(scoring_layout(run_id).key(PREDICTIONS["parquet"]))
 
 
 def test_scoring_the_evaluation_images_gives_evaluates_digits(pipeline, storage, featurizer_env, tmp_path):

@@ -10,8 +10,6 @@ run's line in ``predictions/index.json``.
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 
 from ..catalog import (EVAL_PREDICTIONS, GALLERY, GATE, MODEL_CARD_FACTS, MODEL_PIN, PREDICTIONS, SCORABLE,
@@ -68,7 +66,7 @@ def run(context: StepContext) -> ReportBatchSummary:
     check = context.require("check_batch").summary
     context.require("score_batch")
     pin = PinnedModel.model_validate(storage.get_json(layout.key(MODEL_PIN)))
-    table = pd.read_parquet(io.BytesIO(storage.get_bytes(layout.key(PREDICTIONS["parquet"]))))
+    table = storage.get_frame(layout.key(PREDICTIONS["parquet"]))
     card = storage.get_json(version_prefix(pin.version) + MODEL_CARD_FACTS)
     trained = [card["training_data"]["per_class"][str(d)] for d in DIGITS]
     predicted = digit_counts(table["digit"])
