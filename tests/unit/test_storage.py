@@ -1,7 +1,8 @@
 import pytest
 from botocore.utils import parse_timestamp as botocore_parse
 
-from numtaflow.catalog import ARTIFACTS, LINEAGE, METRICS, MODEL, RUNS_PREFIX, SERVED, STEPS, RunLayout
+from numtaflow.catalog import (ARTIFACTS, LINEAGE, METRICS, MODEL, PREDICTIONS, RUNS_PREFIX, SERVED, STEPS,
+                               RunLayout)
 from numtaflow.storage import parse_timestamp, safe_run_id, spark_path, split_uri
 
 
@@ -104,11 +105,12 @@ def test_a_parquet_object_reads_as_a_frame_with_the_columns_asked_for():
 
     written = io.BytesIO()
     pd.DataFrame({"image_id": ["0/a.png", "1/b.png"], "digit": [0, 1]}).to_parquet(written, index=False)
+    key = RunLayout.scoring("landing", "r").key(PREDICTIONS["parquet"])
     storage, stub = stubbed_storage()
     stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(written.getvalue()), len(written.getvalue()))},
-                      {"Bucket": "landing", "Key": "runs/r/score_batch/predictions.parquet"})
+                      {"Bucket": "landing", "Key": key})
     with stub:
-        frame = storage.get_frame("runs/r/score_batch/predictions.parquet", columns=["image_id"])
+        frame = storage.get_frame(key, columns=["image_id"])
     assert frame.to_dict("list") == {"image_id": ["0/a.png", "1/b.png"]}
 
 
