@@ -234,10 +234,7 @@ def commit(storage, run_id: str, step: str):
 
 def read_parquet(storage, run_id: str, artifact):
     """A run's Parquet artifact, read through boto3 (no Spark)."""
-    key_prefix = layout(run_id).key(artifact) + "/"
-    parts = [o["Key"] for o in storage.list_objects(key_prefix) if o["Key"].endswith(".parquet")]
-    assert parts, f"no Parquet parts under {key_prefix}"
-    return pd.concat([storage.get_frame(key) for key in parts], ignore_index=True)
+    return storage.get_folder_frame(layout(run_id).key(artifact))
 
 
 def run_for(storage, logical_date):

@@ -190,7 +190,10 @@ def cmd_inbox_batch(args: argparse.Namespace) -> None:
     exclude = evaluation_names(storage, excluded_run) if excluded_run else set()
     now = datetime.now(timezone.utc)
     day, name = args.date or now.date().isoformat(), args.name or f"scans-{now:%H%M%S}"
-    batch, labels = unlabelled_batch(storage, args.source, settings.inbox_input, day, name, args.count, exclude)
+    try:
+        batch, labels = unlabelled_batch(storage, args.source, settings.inbox_input, day, name, args.count, exclude)
+    except ValueError as error:  # too few images left, or a source that is not a dataset: one line, no traceback
+        raise SystemExit(f"inbox-batch: {error}") from None
     print(f"landed {len(labels)} unlabelled images in {batch.uri}/ (committed by {batch.uri}/_BATCH.json)"
           + (f", none of run {excluded_run}'s {len(exclude)} evaluation images" if exclude else ""))
     if args.labels_out:
@@ -201,17 +204,14 @@ def cmd_inbox_batch(args: argparse.Namespace) -> None:
 
 def evaluation_names(storage: Storage, run_id: str) -> set[str]:
     """A training run's evaluation images, by their paths in its evaluation input."""
-    import pandas as pd
-
     from .catalog import EVAL_PREDICTIONS
 
-    prefix = RunLayout(storage.bucket, run_id).key(EVAL_PREDICTIONS) + "/"  # kept by `models prune`
-    parts = [o["Key"] for o in storage.list_objects(prefix) if o["Key"].endswith(".parquet")]
-    if not parts:
-        raise SystemExit(f"run {run_id} has no evaluation predictions (s3://{storage.bucket}/{prefix}): it never "
-                         "finished evaluate")
-    ids = pd.concat([storage.get_frame(key, columns=["image_id"]) for key in parts])
-    return set(ids["image_id"])
+    folder = RunLayout(storage.bucket, run_id).key(EVAL_PREDICTIONS)  # kept by `models prune`
+    try:
+        return set(storage.get_folder_frame(folder, columns=["image_id"])["image_id"])
+    except FileNotFoundError as missing:
+        raise SystemExit(f"run {run_id} has no evaluation predictions ({missing}): it never finished "
+                         "evaluate") from None
 
 
 def cmd_scoring_report(args: argparse.Namespace) -> None:

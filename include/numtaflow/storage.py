@@ -119,6 +119,16 @@ class Storage:
 
         return pq.ParquetFile(pa.BufferReader(self.get_bytes(key))).read(columns=columns).to_pandas()
 
+    def get_folder_frame(self, folder: str, columns: list[str] | None = None):
+        """A Parquet folder that Spark wrote (``folder/part-*.parquet``) as one pandas frame, read part by part
+        through ``get_frame``; FileNotFoundError naming the folder when it holds no part."""
+        import pandas as pd
+
+        parts = sorted(o["Key"] for o in self.list_objects(folder + "/") if o["Key"].endswith(".parquet"))
+        if not parts:
+            raise FileNotFoundError(f"s3://{self.bucket}/{folder}/ holds no Parquet part")
+        return pd.concat([self.get_frame(key, columns) for key in parts], ignore_index=True)
+
     def exists(self, key: str, bucket: str | None = None) -> bool:
         return self.etag(key, bucket) is not None
 

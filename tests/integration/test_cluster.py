@@ -185,8 +185,6 @@ def test_the_dag_runs_on_the_cluster_with_the_package_shipped(cluster, dag_run, 
 
 
 def test_a_worker_lost_mid_featurize_is_replaced_and_the_step_commits_once(dag_run, storage):
-    import pandas as pd
-
     from numtaflow.services import master_status
 
     run_id, _, record = dag_run
@@ -201,7 +199,6 @@ def test_a_worker_lost_mid_featurize_is_replaced_and_the_step_commits_once(dag_r
     keys = [item["Key"] for item in storage.list_objects(run.prefix("featurize"))]
     assert not any("_temporary" in key for key in keys)
     for part, expected in (("train", 5 * 10 * 2), ("eval", 2 * 10)):  # train: each image and 1 distorted view
-        frame = pd.concat(storage.get_frame(key, columns=["image_id", "view"])
-                          for key in keys if key.startswith(run.key(FEATURES[part]) + "/") and key.endswith(".parquet"))
+        frame = storage.get_folder_frame(run.key(FEATURES[part]), columns=["image_id", "view"])
         assert len(frame) == expected == getattr(featurize.summary, part).rows
         assert not frame.duplicated(["image_id", "view"]).any()

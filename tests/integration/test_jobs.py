@@ -392,6 +392,29 @@ def test_an_empty_inbox_batch_is_refused_without_blocking_those_claimed_with_it(
     assert (marker["summary"]["scorable"], marker["summary"]["rejected"]) == (10, 1)
 
 
+def test_an_inbox_batch_leaves_out_a_runs_evaluation_images(pipeline, storage, inputs_env, tmp_path):
+    """``inbox-batch --exclude-run`` (``make demo``'s scans) lands none of that run's evaluation images, so
+    scoring's accuracy against the withheld labels is measured on images the model never saw."""
+    assert_step_ok(pipeline, "evaluate")
+    evaluation = set(read_parquet(storage, RUN_ID, EVAL_PREDICTIONS)["image_id"])
+    assert len(evaluation) == 10 * EVAL_PER_CLASS  # every image of the evaluation input
+    source = make_numtadb(tmp_path / "training-c", EVAL_PER_CLASS + 1, source="training-c")  # and one more each
+    env = {**os.environ, **inputs_env, "NUMTAFLOW_INBOX_INPUT": f"s3://{BUCKET['NUMTAFLOW_BUCKET']}/inbox-exclude"}
+    command = [sys.executable, "-m", "numtaflow", "inbox-batch", "--exclude-run", RUN_ID, "--date", "2026-11-05"]
+    refused = subprocess.run([*command, "--source", inputs_env["NUMTAFLOW_EVAL_INPUT"], "--count", "1"], env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert "inbox-batch: " in refused.stderr and "has only 0 labelled images outside those excluded" in refused.stderr
+    landed = subprocess.run([*command, "--source", str(source), "--count", "10", "--labels-out",
+                             str(tmp_path / "labels.csv")], env=env, capture_output=True, text=True)
+    assert landed.returncode == 0, landed.stderr[-2000:]
+    assert f"none of run {layout(RUN_ID).run_id}'s {len(evaluation)} evaluation images" in landed.stdout
+    labels = pd.read_csv(tmp_path / "labels.csv")
+    assert sorted(labels["digit"]) == list(range(10)) and not set(labels["filename"]) & evaluation
+    assert len({name.rsplit("/", 1)[-1] for name in evaluation} | set(labels["filename"].str.rsplit("/").str[-1])) \
+        == 10 * (EVAL_PER_CLASS + 1)  # the names differ, not only their folders
+
+
 def test_rerunning_a_step_is_idempotent(pipeline, storage, s3_env, featurizer_env):
     """Retried steps rewrite their prefix: same sample ids, no duplicates, the model replaced."""
     assert_step_ok(pipeline, "sample")

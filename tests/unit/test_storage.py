@@ -1,8 +1,8 @@
 import pytest
 from botocore.utils import parse_timestamp as botocore_parse
 
-from numtaflow.catalog import (ARTIFACTS, LINEAGE, METRICS, MODEL, PREDICTIONS, RUNS_PREFIX, SERVED, STEPS,
-                               RunLayout)
+from numtaflow.catalog import (ARTIFACTS, EVAL_PREDICTIONS, LINEAGE, METRICS, MODEL, PREDICTIONS, RUNS_PREFIX,
+                               SERVED, STEPS, RunLayout)
 from numtaflow.storage import parse_timestamp, safe_run_id, spark_path, split_uri
 
 
@@ -98,20 +98,51 @@ def test_copy_is_one_server_side_request():
 
 
 def test_a_parquet_object_reads_as_a_frame_with_the_columns_asked_for():
-    import io
-
     import pandas as pd
-    from botocore.response import StreamingBody
 
-    written = io.BytesIO()
-    pd.DataFrame({"image_id": ["0/a.png", "1/b.png"], "digit": [0, 1]}).to_parquet(written, index=False)
     key = RunLayout.scoring("landing", "r").key(PREDICTIONS["parquet"])
     storage, stub = stubbed_storage()
-    stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(written.getvalue()), len(written.getvalue()))},
+    stub.add_response("get_object", {"Body": parquet_body(pd.DataFrame({"image_id": ["0/a.png", "1/b.png"],
+                                                                        "digit": [0, 1]}))},
                       {"Bucket": "landing", "Key": key})
     with stub:
         frame = storage.get_frame(key, columns=["image_id"])
     assert frame.to_dict("list") == {"image_id": ["0/a.png", "1/b.png"]}
+
+
+def parquet_body(frame):
+    import io
+
+    from botocore.response import StreamingBody
+
+    written = io.BytesIO()
+    frame.to_parquet(written, index=False)
+    return StreamingBody(io.BytesIO(written.getvalue()), len(written.getvalue()))
+
+
+def test_a_spark_parquet_folder_reads_as_one_frame_of_its_parts():
+    import pandas as pd
+
+    folder = RunLayout("landing", "r").key(EVAL_PREDICTIONS)
+    parts = [f"{folder}/part-00001.snappy.parquet", f"{folder}/part-00000.snappy.parquet"]
+    storage, stub = stubbed_storage()
+    stub.add_response("list_objects_v2", {"Contents": [{"Key": key, "Size": 1}
+                                                       for key in [f"{folder}/_SUCCESS", *parts]]},
+                      {"Bucket": "landing", "Prefix": folder + "/"})
+    for key, ids in ((parts[1], ["0/a.png"]), (parts[0], ["1/b.png", "2/c.png"])):  # in the parts' order
+        stub.add_response("get_object", {"Body": parquet_body(pd.DataFrame({"image_id": ids, "digit": 0}))},
+                          {"Bucket": "landing", "Key": key})
+    with stub:
+        frame = storage.get_folder_frame(folder, columns=["image_id"])
+    stub.assert_no_pending_responses()
+    assert frame.to_dict("list") == {"image_id": ["0/a.png", "1/b.png", "2/c.png"]}
+    assert list(frame.index) == [0, 1, 2]
+
+    storage, stub = stubbed_storage()
+    stub.add_response("list_objects_v2", {"Contents": [{"Key": f"{folder}/_SUCCESS", "Size": 0}]},
+                      {"Bucket": "landing", "Prefix": folder + "/"})
+    with stub, pytest.raises(FileNotFoundError, match=f"s3://landing/{folder}/ holds no Parquet part"):
+        storage.get_folder_frame(folder)
 
 
 def test_parquet_in_memory_is_read_only_through_get_frame():
