@@ -19,7 +19,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -251,9 +251,8 @@ class Settings(RunSettings, PlatformSettings):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Defaults overlaid with ``NUMTAFLOW_*`` environment variables (run and platform settings)."""
         environ = os.environ if environ is None else environ
-        values = {name: environ[ENV_PREFIX + name.upper()] for name in cls.model_fields
-                  if ENV_PREFIX + name.upper() in environ}
-        return _validated(lambda: cls(**values))
+        values = {name: environ[env_name(name)] for name in cls.model_fields if env_name(name) in environ}
+        return _validated(lambda: cls(**values), lambda name: env_name(name) if name in values else name)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
         """A copy with a run's ``overrides`` applied and validated.
@@ -309,11 +308,17 @@ def scoring_settings(values: Mapping[str, Any]) -> ScoringSettings:
     return _validated(lambda: ScoringSettings(**values))
 
 
-def _validated(build):
-    """Build settings, turning pydantic's error into one line that names each setting and value."""
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field`` (``per_class``: ``NUMTAFLOW_PER_CLASS``)."""
+    return ENV_PREFIX + field.upper()
+
+
+def _validated(build, named_by: Callable[[str], str] = str):
+    """Build settings, turning pydantic's error into one line that names each setting (as ``named_by``
+    spells it: where its value came from) and value."""
     try:
         return build()
     except ValidationError as error:
-        problems = [f"{'.'.join(map(str, e['loc']))}={e['input']!r}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in error.errors()]
+        problems = [f"{'.'.join(named_by(str(part)) for part in e['loc'])}={e['input']!r}: "
+                    f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors()]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

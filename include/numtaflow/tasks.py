@@ -15,7 +15,7 @@ from airflow.sdk import Asset, AssetWatcher, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from pydantic import BaseModel
 
-from .config import PROJECT_ROOT, RunSettings, Settings, form_fields
+from .config import PROJECT_ROOT, RunSettings, Settings, env_name, form_fields
 from .contracts import JobExit
 from .spark import py_files, shipped_jars, spark_conf
 
@@ -60,7 +60,7 @@ def form_params(schema_model: type[BaseModel]) -> dict[str, Param]:
     schema's defaults; for run settings, an untouched field leaves the worker's environment in force."""
     fallback = schema_model is RunSettings
     return {name: Param(default, description=description + (
-                f" Unchanged: the worker's NUMTAFLOW_{name.upper()} if set, else this default." if fallback else ""),
+                f" Unchanged: the worker's {env_name(name)} if set, else this default." if fallback else ""),
                         **schema)
             for name, (default, description, schema) in form_fields(schema_model).items()}
 

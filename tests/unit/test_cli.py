@@ -45,8 +45,8 @@ def test_a_setting_with_a_wrong_value_is_one_line_naming_it(monkeypatch, capsys)
     monkeypatch.setenv("NUMTAFLOW_PER_CLASS", "1")
     with pytest.raises(SystemExit) as exit_:
         cli.main(["submit", "validate", "--run-id", "manual__x", "--print-only"])
-    assert exit_.value.code == ("numtaflow submit: invalid settings: per_class='1': Input should be greater than or "
-                                "equal to 2")
+    assert exit_.value.code == ("numtaflow submit: invalid settings: NUMTAFLOW_PER_CLASS='1': Input should be greater "
+                                "than or equal to 2")  # the variable to fix, not the field behind it
 
 
 @pytest.mark.parametrize("settings_json, refused", [

@@ -1,6 +1,6 @@
 import pytest
 
-from numtaflow.config import ScoringSettings, Settings, form_fields
+from numtaflow.config import ScoringSettings, Settings, SettingsError, form_fields
 
 
 def test_env_overrides_are_coerced_to_field_types():
@@ -21,7 +21,7 @@ def test_platform_settings_come_only_from_the_environment():
     with pytest.raises(ValueError, match="s3_endpoint: platform settings come from NUMTAFLOW_"):
         Settings().with_overrides({"s3_endpoint": "http://elsewhere:9000"})
     assert Settings.from_env({"NUMTAFLOW_S3_ENDPOINT": "http://elsewhere:9000"}).s3_endpoint == "http://elsewhere:9000"
-    with pytest.raises(ValueError, match="driver_memory='lots': must be a JVM memory size"):
+    with pytest.raises(ValueError, match="NUMTAFLOW_DRIVER_MEMORY='lots': must be a JVM memory size"):
         Settings.from_env({"NUMTAFLOW_DRIVER_MEMORY": "lots"})
 
 
@@ -69,6 +69,17 @@ def test_the_form_is_generated_from_the_schema_with_its_bounds():
 def test_invalid_values_name_the_setting(overrides, message):
     with pytest.raises(ValueError, match=message):
         Settings().with_overrides(overrides)
+
+
+def test_an_invalid_environment_value_names_its_variable():
+    """From the environment the message names the variable to fix; from a form or conf, the setting."""
+    with pytest.raises(SettingsError, match="invalid settings: NUMTAFLOW_PER_CLASS='ten': Input should be a valid "
+                                            "integer"):
+        Settings.from_env({"NUMTAFLOW_PER_CLASS": "ten", "PER_CLASS": "3"})
+    with pytest.raises(SettingsError, match="NUMTAFLOW_IMAGE_SIZE='64': must be 0 .* InceptionV3"):
+        Settings.from_env({"NUMTAFLOW_BACKBONE": "InceptionV3", "NUMTAFLOW_IMAGE_SIZE": "64"})
+    with pytest.raises(SettingsError, match="^invalid settings: image_size=64: must be 0 .* InceptionV3"):
+        Settings.from_env({"NUMTAFLOW_BACKBONE": "InceptionV3"}).with_overrides({"image_size": 64})
 
 
 def test_feature_layers_accept_names_with_an_optional_grid():
