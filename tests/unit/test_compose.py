@@ -99,3 +99,16 @@ def test_no_literal_secrets_and_ports_on_loopback(compose):
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_no_container_passes_a_secret_on_a_command_line(compose):
+    """A process's arguments are world-readable (``ps``, ``/proc/<pid>/cmdline``): a secret may reach a
+    command only through the shell's own ``printf`` feeding a pipe, never as another program's argument."""
+    secrets = re.compile(r"\$\$?\{?(AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|NUMTAFLOW_S3_\w+|POSTGRES_PASSWORD|"
+                         r"MINIO_ROOT_\w+|AIRFLOW_\w*(SECRET|FERNET)\w*)")
+    for name, service in compose["services"].items():
+        for part in ("entrypoint", "command"):
+            words = service.get(part) or []
+            for segment in re.split(r"&&|\|\||[;|]", " ".join([words] if isinstance(words, str) else words)):
+                if secrets.search(segment):
+                    assert segment.split()[0] == "printf", f"{name}'s {part} passes a secret to: {segment.strip()}"
