@@ -43,7 +43,7 @@ import pandas as pd
 from bench_support import PeakMemory, load_images, write_results
 from numtaflow.catalog import METRICS, RunLayout
 from numtaflow.cli import STATE_DIR
-from numtaflow.config import ENV_PREFIX, Settings
+from numtaflow.config import Settings, env_name
 from numtaflow.features import (
     BACKBONES,
     FeaturizerSpec,
@@ -54,7 +54,7 @@ from numtaflow.features import (
 from numtaflow.services import running_pid, start_spark_cluster, stop_spark_cluster
 from numtaflow.spark import interactive_session
 
-THREADS_VARIABLE = ENV_PREFIX + "TF_INTRA_OP_THREADS"
+THREADS_VARIABLE = env_name("tf_intra_op_threads")
 
 
 def plain_spec(settings: Settings, cores: int) -> FeaturizerSpec:
